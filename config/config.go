@@ -1,0 +1,370 @@
+// Package config loads the gateway's one YAML file and lets MCPGW_* environment
+// variables override any field. Every invalid value is reported with the name of
+// its field.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Duration is a time.Duration written as "60m", "120s" in YAML and env.
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string like \"60m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Config is the whole configuration. JSON names are the YAML keys; the env
+// name of a field is MCPGW_ + its upper-cased path joined by "_"
+// (listen.http → MCPGW_LISTEN_HTTP). Lists of strings are comma-separated in
+// env; lists of objects are JSON.
+type Config struct {
+	// PublicURL is the externally visible base URL; it is the issuer and the
+	// base of every resource URL. No trailing slash.
+	PublicURL   string        `json:"public_url"`
+	Listen      Listen        `json:"listen"`
+	Store       Store         `json:"store"`
+	SigningKeys []SigningKey  `json:"signing_keys"`
+	TTL         TTL           `json:"ttl"`
+	Login       Login         `json:"login"`
+	Scopes      []string      `json:"scopes"`
+	CORS        CORS          `json:"cors"`
+	AdminToken  string        `json:"admin_token"`
+	Agents      []StaticAgent `json:"agents"`
+	RateLimit   RateLimit     `json:"rate_limit"`
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client IP.
+	TrustedProxies []string `json:"trusted_proxies"`
+	Cache          Cache    `json:"cache"`
+}
+
+type Listen struct {
+	HTTP  string `json:"http"`
+	GRPC  string `json:"grpc"`
+	Admin string `json:"admin"`
+}
+
+type Store struct {
+	// URL is "memory" or a Redis URL (redis://user:pass@host:6379/0, rediss:// for TLS).
+	URL    string `json:"url"`
+	Prefix string `json:"prefix"`
+}
+
+type SigningKey struct {
+	ID         string `json:"id"`
+	Secret     string `json:"secret,omitempty"`
+	SecretFile string `json:"secret_file,omitempty"`
+}
+
+type TTL struct {
+	Access       Duration `json:"access"`
+	Code         Duration `json:"code"`
+	Refresh      Duration `json:"refresh"`
+	Session      Duration `json:"session"`
+	AuthRequest  Duration `json:"auth_request"`
+	RefreshGrace Duration `json:"refresh_grace"`
+}
+
+type Login struct {
+	Provider string `json:"provider"` // "builtin"
+	Users    []User `json:"users"`
+}
+
+// User is a built-in login user; PasswordHash is bcrypt (mcp-gateway hash-password).
+type User struct {
+	Username     string `json:"username"`
+	PasswordHash string `json:"password_hash"`
+}
+
+type CORS struct {
+	AllowedOrigins []string `json:"allowed_origins"`
+}
+
+// StaticAgent is an agent declared in the config file.
+type StaticAgent struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name,omitempty"`
+	Owner    string   `json:"owner"`
+	Users    []string `json:"users,omitempty"`
+	Upstream string   `json:"upstream,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+}
+
+// RateLimit: requests per client IP per minute; 0 disables that limit.
+type RateLimit struct {
+	Register  int `json:"register"`
+	Token     int `json:"token"`
+	Authorize int `json:"authorize"`
+	Login     int `json:"login"`
+	// LoginPerUser caps failed logins per username per 15 minutes.
+	LoginPerUser int `json:"login_per_user"`
+}
+
+// Cache bounds the in-process caches of API keys and agents.
+type Cache struct {
+	TTL     Duration `json:"ttl"`
+	MaxSize int      `json:"max_size"`
+}
+
+// Default returns the defaults every loaded config starts from.
+func Default() *Config {
+	return &Config{
+		PublicURL: "http://127.0.0.1:8000",
+		Listen:    Listen{HTTP: ":8080", GRPC: ":9191", Admin: "127.0.0.1:9090"},
+		Store:     Store{URL: "memory", Prefix: "mcpgw:"},
+		TTL: TTL{
+			Access:       Duration(60 * time.Minute),
+			Code:         Duration(120 * time.Second),
+			Refresh:      Duration(30 * 24 * time.Hour),
+			Session:      Duration(12 * time.Hour),
+			AuthRequest:  Duration(10 * time.Minute),
+			RefreshGrace: Duration(5 * time.Second),
+		},
+		Login:     Login{Provider: "builtin"},
+		Scopes:    []string{"mcp"},
+		CORS:      CORS{AllowedOrigins: []string{"*"}},
+		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10},
+		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
+	}
+}
+
+// Load reads path (optional: "" means defaults only), then applies the
+// environment (os.LookupEnv) and validates. dev relaxes the signing-key rule:
+// the dev command generates a key when none is set.
+func Load(path string, dev bool) (*Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.UnmarshalStrict(b, c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(c, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(dev); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ApplyEnv overrides fields from MCPGW_* variables found by lookup.
+func ApplyEnv(c *Config, lookup func(string) (string, bool)) error {
+	return applyEnv(reflect.ValueOf(c).Elem(), "MCPGW", "", lookup)
+}
+
+func applyEnv(v reflect.Value, envPrefix, fieldPath string, lookup func(string) (string, bool)) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("json"), ",")[0]
+		env := envPrefix + "_" + strings.ToUpper(name)
+		path := name
+		if fieldPath != "" {
+			path = fieldPath + "." + name
+		}
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct && f.Type != reflect.TypeFor[Duration]() {
+			if err := applyEnv(fv, env, path, lookup); err != nil {
+				return err
+			}
+			continue
+		}
+		s, ok := lookup(env)
+		if !ok {
+			continue
+		}
+		if err := setFromString(fv, s); err != nil {
+			return fmt.Errorf("config: %s (from %s): %w", path, env, err)
+		}
+	}
+	return nil
+}
+
+func setFromString(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == reflect.TypeFor[Duration]():
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(Duration(d)))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("want an integer: %w", err)
+		}
+		v.SetInt(int64(n))
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		v.Set(reflect.ValueOf(out))
+	case v.Kind() == reflect.Slice:
+		p := reflect.New(v.Type())
+		if err := json.Unmarshal([]byte(s), p.Interface()); err != nil {
+			return fmt.Errorf("want a JSON list: %w", err)
+		}
+		v.Set(p.Elem())
+	default:
+		return fmt.Errorf("unsupported field type %s", v.Type())
+	}
+	return nil
+}
+
+// Validate checks every field and names the first wrong one.
+func (c *Config) Validate(dev bool) error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("public_url", "%q is not an absolute http(s) URL", c.PublicURL)
+	} else if strings.HasSuffix(c.PublicURL, "/") || u.RawQuery != "" || u.Fragment != "" {
+		bad("public_url", "%q must have no trailing slash, query or fragment", c.PublicURL)
+	}
+	for name, a := range map[string]string{"listen.http": c.Listen.HTTP, "listen.grpc": c.Listen.GRPC, "listen.admin": c.Listen.Admin} {
+		if a == "" {
+			continue // disabled
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(name, "%q is not host:port", a)
+		}
+	}
+	if c.Store.URL != "memory" {
+		if u, err := url.Parse(c.Store.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("store.url", "want \"memory\" or a redis://, rediss:// or unix:// URL")
+		}
+	}
+	if len(c.SigningKeys) == 0 && !dev {
+		bad("signing_keys", "at least one key is required (id + secret or secret_file of ≥ 32 bytes)")
+	}
+	seen := map[string]bool{}
+	for i, k := range c.SigningKeys {
+		f := fmt.Sprintf("signing_keys[%d]", i)
+		if k.ID == "" {
+			bad(f+".id", "required")
+		} else if seen[k.ID] {
+			bad(f+".id", "%q used twice", k.ID)
+		}
+		seen[k.ID] = true
+		if (k.Secret == "") == (k.SecretFile == "") {
+			bad(f, "set exactly one of secret and secret_file")
+		}
+	}
+	for name, d := range map[string]Duration{"ttl.access": c.TTL.Access, "ttl.code": c.TTL.Code, "ttl.refresh": c.TTL.Refresh, "ttl.session": c.TTL.Session, "ttl.auth_request": c.TTL.AuthRequest} {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	if c.TTL.RefreshGrace < 0 || c.TTL.RefreshGrace.D() > time.Minute {
+		bad("ttl.refresh_grace", "must be between 0 and 1m")
+	}
+	if c.Login.Provider != "builtin" {
+		bad("login.provider", "unknown provider %q (want builtin)", c.Login.Provider)
+	}
+	for i, u := range c.Login.Users {
+		if u.Username == "" {
+			bad(fmt.Sprintf("login.users[%d].username", i), "required")
+		}
+		if !strings.HasPrefix(u.PasswordHash, "$2") {
+			bad(fmt.Sprintf("login.users[%d].password_hash", i), "want a bcrypt hash (mcp-gateway hash-password)")
+		}
+	}
+	if len(c.Scopes) == 0 {
+		bad("scopes", "at least one scope")
+	}
+	for i, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			bad(fmt.Sprintf("scopes[%d]", i), "invalid scope %q", s)
+		}
+	}
+	for i, a := range c.Agents {
+		f := fmt.Sprintf("agents[%d]", i)
+		if !ValidAgentID(a.ID) {
+			bad(f+".id", "%q: 1–128 of [A-Za-z0-9._-]", a.ID)
+		}
+		if a.Owner == "" {
+			bad(f+".owner", "required")
+		}
+		if a.Upstream != "" {
+			if u, err := url.Parse(a.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(f+".upstream", "%q is not an absolute http(s) URL", a.Upstream)
+			}
+		}
+	}
+	for i, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR", p)
+		}
+	}
+	if c.Cache.TTL <= 0 || c.Cache.MaxSize <= 0 {
+		bad("cache", "ttl and max_size must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// ValidAgentID: 1–128 of [A-Za-z0-9._-], and not "." or "..".
+func ValidAgentID(id string) bool {
+	if len(id) == 0 || len(id) > 128 || id == "." || id == ".." {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Secrets resolves the signing keys' secrets (reading secret_file).
+func (c *Config) Secrets() ([][]byte, error) {
+	out := make([][]byte, len(c.SigningKeys))
+	for i, k := range c.SigningKeys {
+		s := []byte(k.Secret)
+		if k.SecretFile != "" {
+			b, err := os.ReadFile(k.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("config: signing_keys[%d].secret_file: %w", i, err)
+			}
+			s = []byte(strings.TrimRight(string(b), "\r\n"))
+		}
+		if len(s) < 32 {
+			return nil, fmt.Errorf("config: signing_keys[%d] (%s): secret is %d bytes, need at least 32", i, k.ID, len(s))
+		}
+		out[i] = s
+	}
+	return out, nil
+}

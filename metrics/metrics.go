@@ -1,0 +1,78 @@
+// Package metrics holds the gateway's Prometheus collectors (prefix
+// mcp_gateway_) on one registry served at /metrics on the admin listener.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry carries the gateway's metrics plus the Go and process collectors.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// Decisions counts Check decisions. decision: allow|deny|error;
+	// reason: ok, missing_credential, invalid_token, expired, revoked,
+	// wrong_audience, forbidden, unknown_agent, bad_path, unavailable…;
+	// credential: oauth|agent_key|user_key|none.
+	Decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_decisions_total",
+		Help: "Authorization decisions by outcome, reason and credential kind.",
+	}, []string{"decision", "reason", "credential"})
+
+	DecisionSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mcp_gateway_decision_duration_seconds",
+		Help:    "Time to reach an authorization decision, by adapter.",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
+	}, []string{"adapter"})
+
+	OAuthRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_oauth_requests_total",
+		Help: "Authorization-server requests by endpoint and HTTP status.",
+	}, []string{"endpoint", "status"})
+
+	TokensIssued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_tokens_issued_total",
+		Help: "Access tokens issued by grant type.",
+	}, []string{"grant_type"})
+
+	TokensRevoked = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_tokens_revoked_total",
+		Help: "Revocations by what was revoked (access_token, refresh_family, api_key) and why.",
+	}, []string{"kind", "reason"})
+
+	Registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_client_registrations_total",
+		Help: "Dynamic client registrations by result (created, rejected, rate_limited).",
+	}, []string{"result"})
+
+	StoreErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_store_errors_total",
+		Help: "Store operations that failed for a reason other than not-found.",
+	}, []string{"op"})
+
+	StoreSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mcp_gateway_store_duration_seconds",
+		Help:    "Store operation latency.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"op"})
+
+	CacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_cache_lookups_total",
+		Help: "In-process cache lookups by cache (api_key, agent) and result (hit, miss).",
+	}, []string{"cache", "result"})
+
+	RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_rate_limited_total",
+		Help: "Requests refused with 429, by endpoint.",
+	}, []string{"endpoint"})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		Decisions, DecisionSeconds, OAuthRequests, TokensIssued, TokensRevoked,
+		Registrations, StoreErrors, StoreSeconds, CacheLookups, RateLimited,
+	)
+}

@@ -1,0 +1,300 @@
+// Package store holds the gateway's records and the storage contract every
+// backend (memstore, redisstore) fulfils. The contract is checked by one test
+// suite, store/storetest, run against each backend.
+//
+// Secrets never reach a backend in the clear: codes, refresh tokens, API keys
+// and login sessions are addressed by token.Hash of the secret.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotFound: no such record, or it expired.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a record with that id already exists.
+	ErrConflict = errors.New("store: already exists")
+	// ErrCodeReused: the authorization code was redeemed before. The returned
+	// code record names the family issued by the first redemption so the
+	// caller can revoke it (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
+	ErrCodeReused = errors.New("store: authorization code already used")
+	// ErrRefreshReused: a rotated refresh token was presented again after the
+	// grace period; the whole family has been revoked.
+	ErrRefreshReused = errors.New("store: refresh token reused")
+	// ErrRefreshRace: a rotated refresh token was presented again within the
+	// grace period (concurrent refreshes). The family stays valid; this
+	// request is refused.
+	ErrRefreshRace = errors.New("store: refresh token already rotated")
+	// ErrUnavailable wraps backend failures (network, timeouts) so callers
+	// can answer 503 instead of treating them as "not found".
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Client is a registered OAuth client (RFC 7591). Public clients only.
+type Client struct {
+	ID            string    `json:"client_id"`
+	Name          string    `json:"client_name,omitempty"`
+	RedirectURIs  []string  `json:"redirect_uris"`
+	GrantTypes    []string  `json:"grant_types"`
+	ResponseTypes []string  `json:"response_types"`
+	Scope         string    `json:"scope,omitempty"`
+	ClientURI     string    `json:"client_uri,omitempty"`
+	LogoURI       string    `json:"logo_uri,omitempty"`
+	SoftwareID    string    `json:"software_id,omitempty"`
+	SoftwareVer   string    `json:"software_version,omitempty"`
+	RegisteredIP  string    `json:"registered_ip,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// AuthRequest is a pending authorization request between /oauth/authorize
+// and the consent decision (authreq:<id>, TTL 10 min).
+type AuthRequest struct {
+	ID            string    `json:"id"`
+	ClientID      string    `json:"client_id"`
+	RedirectURI   string    `json:"redirect_uri"`
+	State         string    `json:"state,omitempty"`
+	Scope         string    `json:"scope"`
+	Resource      string    `json:"resource"`
+	CodeChallenge string    `json:"code_challenge"`
+	UserID        string    `json:"user_id,omitempty"` // set once the user logged in
+	CSRF          string    `json:"csrf"`              // binds the login/consent forms to this request
+	BrowserHash   string    `json:"browser_hash,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+}
+
+// AuthCode is an issued authorization code (code:<hash>, TTL 120 s).
+// FamilyID is chosen at issue time so a replayed code can revoke what its
+// first redemption issued.
+type AuthCode struct {
+	Hash          string    `json:"-"`
+	ClientID      string    `json:"client_id"`
+	UserID        string    `json:"user_id"`
+	RedirectURI   string    `json:"redirect_uri"`
+	Scope         string    `json:"scope"`
+	Resource      string    `json:"resource"`
+	CodeChallenge string    `json:"code_challenge"`
+	FamilyID      string    `json:"family_id"`
+	AuthTime      time.Time `json:"auth_time"`
+	ExpiresAt     time.Time `json:"expires_at"`
+}
+
+// RefreshFamily is one chain of rotated refresh tokens (rtfam:<id>), created
+// by a code redemption. Revoking it kills every refresh token of the chain and
+// the newest access token issued from it.
+type RefreshFamily struct {
+	ID          string    `json:"id"`
+	ClientID    string    `json:"client_id"`
+	UserID      string    `json:"user_id"`
+	Scope       string    `json:"scope"` // the granted scope; refreshes may narrow it
+	Resource    string    `json:"resource"`
+	CurrentHash string    `json:"current_hash"`
+	AccessJTI   string    `json:"access_jti"` // newest access token issued from this family
+	AccessExp   time.Time `json:"access_exp"`
+	Revoked     bool      `json:"revoked"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"` // absolute end of the family
+}
+
+// Rotation asks to replace refresh token OldHash with NewHash and records the
+// access token issued alongside it.
+type Rotation struct {
+	OldHash   string
+	NewHash   string
+	AccessJTI string
+	AccessExp time.Time
+	Now       time.Time
+	Grace     time.Duration // reuse within Grace of rotation → ErrRefreshRace
+	TokenTTL  time.Duration // lifetime of the new refresh token (capped by the family's end)
+}
+
+// Consent is a user's remembered approval of a client for a scope and resource.
+type Consent struct {
+	UserID    string    `json:"user_id"`
+	ClientID  string    `json:"client_id"`
+	Scope     string    `json:"scope"`
+	Resource  string    `json:"resource"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Session is a browser login session (session:<hash of cookie value>).
+type Session struct {
+	UserID    string    `json:"user_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// KeyKind says which kind of API key a record is.
+type KeyKind string
+
+const (
+	KeyAgent KeyKind = "agent" // bak_…, bound to one agent
+	KeyUser  KeyKind = "user"  // oag_…, any agent the user owns or was granted
+)
+
+// APIKey is an API key record (key:<hash>). The key itself is never stored.
+type APIKey struct {
+	ID        string    `json:"id"`
+	Hash      string    `json:"-"`
+	Kind      KeyKind   `json:"kind"`
+	Agent     string    `json:"agent,omitempty"` // KeyAgent only
+	User      string    `json:"user,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Revoked   bool      `json:"revoked,omitempty"`
+	LastUsed  time.Time `json:"last_used,omitzero"`
+}
+
+// Agent is an MCP server reachable at /<id>/mcp.
+type Agent struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name,omitempty"`
+	Owner    string    `json:"owner"`
+	Users    []string  `json:"users,omitempty"` // granted access besides the owner
+	Upstream string    `json:"upstream,omitempty"`
+	Scopes   []string  `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
+	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
+	Created  time.Time `json:"created_at,omitzero"`
+}
+
+// Allows reports whether user may use the agent.
+func (a *Agent) Allows(user string) bool {
+	if user == "" {
+		return false
+	}
+	if a.Owner == user {
+		return true
+	}
+	for _, u := range a.Users {
+		if u == user {
+			return true
+		}
+	}
+	return false
+}
+
+// Event tells other replicas to drop cached state.
+type Event struct {
+	Kind string `json:"k"` // EventRevokedJTI, EventKey, EventAgent, EventClient
+	ID   string `json:"id"`
+	// Exp is the expiry of a revoked jti, so mirrors can forget it.
+	Exp time.Time `json:"exp,omitzero"`
+}
+
+const (
+	EventRevokedJTI = "jti"
+	EventKey        = "key"   // ID = key hash
+	EventAgent      = "agent" // ID = agent id
+	EventClient     = "client"
+)
+
+// Store is the whole contract of a backend.
+type Store interface {
+	Clients
+	AuthRequests
+	Codes
+	Refresh
+	Consents
+	Sessions
+	Revocations
+	Keys
+	Agents
+	RateLimiter
+	Events
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+type Clients interface {
+	CreateClient(ctx context.Context, c *Client) error
+	GetClient(ctx context.Context, id string) (*Client, error)
+	ListClients(ctx context.Context) ([]*Client, error)
+	DeleteClient(ctx context.Context, id string) error
+}
+
+type AuthRequests interface {
+	PutAuthRequest(ctx context.Context, r *AuthRequest, ttl time.Duration) error
+	GetAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
+	// TakeAuthRequest gets and deletes in one step: a pending request yields at most one code.
+	TakeAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
+}
+
+type Codes interface {
+	// PutCode stores c under c.Hash until c.ExpiresAt.
+	PutCode(ctx context.Context, c *AuthCode) error
+	// RedeemCode atomically takes the code. A second redemption returns
+	// ErrCodeReused with the first code's record (for its FamilyID).
+	RedeemCode(ctx context.Context, hash string) (*AuthCode, error)
+}
+
+type Refresh interface {
+	// CreateFamily stores f and its first refresh token (f.CurrentHash).
+	CreateFamily(ctx context.Context, f *RefreshFamily, tokenTTL time.Duration) error
+	// LookupRefresh returns the family of a refresh token hash without changing anything.
+	LookupRefresh(ctx context.Context, hash string) (*RefreshFamily, error)
+	// Rotate atomically replaces r.OldHash with r.NewHash. Returns the updated
+	// family; ErrNotFound for unknown/expired/revoked; ErrRefreshRace or
+	// ErrRefreshReused (family revoked, returned so its access token can be
+	// revoked too) for a token that was already rotated.
+	Rotate(ctx context.Context, r Rotation) (*RefreshFamily, error)
+	// RevokeFamily marks the family revoked and returns it.
+	RevokeFamily(ctx context.Context, id string) (*RefreshFamily, error)
+	ListFamilies(ctx context.Context, userID string) ([]*RefreshFamily, error)
+}
+
+type Consents interface {
+	SaveConsent(ctx context.Context, c *Consent) error
+	HasConsent(ctx context.Context, userID, clientID, scope, resource string) (bool, error)
+	ListConsents(ctx context.Context, userID string) ([]*Consent, error)
+	DeleteConsents(ctx context.Context, userID, clientID string) error
+}
+
+type Sessions interface {
+	PutSession(ctx context.Context, hash string, s *Session) error
+	GetSession(ctx context.Context, hash string) (*Session, error)
+	DeleteSession(ctx context.Context, hash string) error
+}
+
+type Revocations interface {
+	// RevokeJTI denylists an access token until exp and publishes EventRevokedJTI.
+	RevokeJTI(ctx context.Context, jti string, exp time.Time) error
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// RevokedJTIs lists the live denylist (used to fill an in-memory mirror).
+	RevokedJTIs(ctx context.Context) (map[string]time.Time, error)
+}
+
+type Keys interface {
+	CreateKey(ctx context.Context, k *APIKey) error
+	// GetKeyByHash returns the record for a presented key's hash (revoked or not).
+	GetKeyByHash(ctx context.Context, hash string) (*APIKey, error)
+	ListKeys(ctx context.Context) ([]*APIKey, error)
+	// RevokeKey marks the key revoked and publishes EventKey with its hash.
+	RevokeKey(ctx context.Context, id string) (*APIKey, error)
+	// TouchKeys records last-used times in one batch (hash → time).
+	TouchKeys(ctx context.Context, used map[string]time.Time) error
+}
+
+type Agents interface {
+	PutAgent(ctx context.Context, a *Agent) error // create or replace; publishes EventAgent
+	GetAgent(ctx context.Context, id string) (*Agent, error)
+	ListAgents(ctx context.Context) ([]*Agent, error)
+	DeleteAgent(ctx context.Context, id string) error // publishes EventAgent
+}
+
+type RateLimiter interface {
+	// Allow counts one hit on key in a fixed window; when over limit it
+	// returns false and how long until the window ends.
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
+}
+
+type Events interface {
+	Publish(ctx context.Context, e Event) error
+	// Subscribe calls fn for every event published by any replica (including
+	// this one) until ctx ends. It returns once the subscription is live.
+	Subscribe(ctx context.Context, fn func(Event)) error
+}
