@@ -1,0 +1,261 @@
+package token
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const issuer = "https://gw.example.com"
+
+var (
+	secretA = []byte("0123456789abcdef0123456789abcdef")
+	secretB = []byte("fedcba9876543210fedcba9876543210")
+)
+
+func ring(t testing.TB, keys ...Key) *Ring {
+	t.Helper()
+	if len(keys) == 0 {
+		keys = []Key{{ID: "a", Secret: secretA}}
+	}
+	r, err := NewRing(issuer, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func claims(exp time.Duration) *Claims {
+	now := time.Now()
+	return &Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   "alice",
+			Audience:  jwt.ClaimStrings{issuer + "/demo/mcp"},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(exp)),
+			ID:        Random(16),
+		},
+		ClientID: "c1",
+		Scope:    "mcp",
+	}
+}
+
+func TestNewRingRejectsBadKeys(t *testing.T) {
+	for name, keys := range map[string][]Key{
+		"none":      nil,
+		"short":     {{ID: "a", Secret: []byte("short")}},
+		"no id":     {{Secret: secretA}},
+		"duplicate": {{ID: "a", Secret: secretA}, {ID: "a", Secret: secretB}},
+	} {
+		if _, err := NewRing(issuer, keys); err == nil {
+			t.Errorf("%s: NewRing accepted %v", name, keys)
+		}
+	}
+}
+
+func TestMintVerifyRoundTrip(t *testing.T) {
+	r := ring(t)
+	c := claims(time.Hour)
+	raw, err := r.Mint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Verify(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Subject != "alice" || got.ClientID != "c1" || got.Scope != "mcp" || got.Issuer != issuer || got.ID != c.ID {
+		t.Fatalf("claims changed in round trip: %+v", got)
+	}
+	if len(got.Audience) != 1 || got.Audience[0] != issuer+"/demo/mcp" {
+		t.Fatalf("aud = %v", got.Audience)
+	}
+	// kid header names the signing key.
+	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(raw, ".")[0])
+	if !strings.Contains(string(hdr), `"kid":"a"`) || !strings.Contains(string(hdr), `"alg":"HS256"`) {
+		t.Fatalf("header = %s", hdr)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	old := ring(t, Key{ID: "a", Secret: secretA})
+	raw, _ := old.Mint(claims(time.Hour))
+	// New key first: new tokens use b, old tokens still verify with a.
+	both := ring(t, Key{ID: "b", Secret: secretB}, Key{ID: "a", Secret: secretA})
+	if _, err := both.Verify(raw); err != nil {
+		t.Fatalf("old token after rotation: %v", err)
+	}
+	fresh, _ := both.Mint(claims(time.Hour))
+	if _, err := old.Verify(fresh); err == nil {
+		t.Fatal("token signed with unknown kid b verified")
+	}
+	// Key a dropped: its tokens stop verifying.
+	onlyB := ring(t, Key{ID: "b", Secret: secretB})
+	if _, err := onlyB.Verify(raw); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("dropped key: err = %v", err)
+	}
+}
+
+func sign(t *testing.T, m jwt.SigningMethod, key any, kid string, c jwt.Claims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(m, c)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerifyRejects(t *testing.T) {
+	r := ring(t)
+	good, _ := r.Mint(claims(time.Hour))
+	parts := strings.Split(good, ".")
+	tamperedPayload := func() string {
+		p, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		p = []byte(strings.Replace(string(p), `"alice"`, `"admin"`, 1))
+		return parts[0] + "." + base64.RawURLEncoding.EncodeToString(p) + "." + parts[2]
+	}()
+	noneTok := func() string {
+		h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"a"}`))
+		return h + "." + parts[1] + "."
+	}()
+	wrongIss := claims(time.Hour)
+	wrongIss.Issuer = "https://evil.example.com"
+	noJTI := claims(time.Hour)
+	noJTI.ID = ""
+	notYet := claims(time.Hour)
+	notYet.NotBefore = jwt.NewNumericDate(time.Now().Add(10 * time.Minute))
+	noExp := claims(time.Hour)
+	noExp.ExpiresAt = nil
+
+	cases := map[string]struct {
+		raw  string
+		want error
+	}{
+		"tampered payload":   {tamperedPayload, ErrInvalid},
+		"tampered signature": {parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2])), ErrInvalid},
+		"alg none":           {noneTok, ErrInvalid},
+		"HS384":              {sign(t, jwt.SigningMethodHS384, secretA, "a", claims(time.Hour)), ErrInvalid},
+		"HS512":              {sign(t, jwt.SigningMethodHS512, secretA, "a", claims(time.Hour)), ErrInvalid},
+		"unknown kid":        {sign(t, jwt.SigningMethodHS256, secretA, "zz", claims(time.Hour)), ErrInvalid},
+		"no kid":             {sign(t, jwt.SigningMethodHS256, secretA, "", claims(time.Hour)), ErrInvalid},
+		"other secret":       {sign(t, jwt.SigningMethodHS256, secretB, "a", claims(time.Hour)), ErrInvalid},
+		"expired":            {sign(t, jwt.SigningMethodHS256, secretA, "a", func() *Claims { c := claims(-time.Hour); c.Issuer = issuer; return c }()), ErrExpired},
+		"not yet valid":      {sign(t, jwt.SigningMethodHS256, secretA, "a", func() *Claims { notYet.Issuer = issuer; return notYet }()), ErrInvalid},
+		"no exp":             {sign(t, jwt.SigningMethodHS256, secretA, "a", func() *Claims { noExp.Issuer = issuer; return noExp }()), ErrInvalid},
+		"wrong issuer":       {sign(t, jwt.SigningMethodHS256, secretA, "a", wrongIss), ErrInvalid},
+		"no jti":             {sign(t, jwt.SigningMethodHS256, secretA, "a", func() *Claims { noJTI.Issuer = issuer; return noJTI }()), ErrInvalid},
+		"garbage":            {"not.a.jwt", ErrInvalid},
+		"empty":              {"", ErrInvalid},
+	}
+	for name, tc := range cases {
+		if _, err := r.Verify(tc.raw); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", name, err, tc.want)
+		}
+	}
+}
+
+func TestVerifyLeeway(t *testing.T) {
+	r := ring(t)
+	c := claims(-Leeway / 2) // expired 15 s ago: within leeway
+	raw, _ := r.Mint(c)
+	if _, err := r.Verify(raw); err != nil {
+		t.Fatalf("token within leeway rejected: %v", err)
+	}
+}
+
+func TestRandomAndKeys(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		s := Random(32)
+		if len(s) != 43 || seen[s] {
+			t.Fatalf("Random(32) = %q (len %d, dup %v)", s, len(s), seen[s])
+		}
+		seen[s] = true
+	}
+	k, h := NewAPIKey(PrefixAgentKey)
+	if !strings.HasPrefix(k, "bak_") || len(k) != 4+43 || h != Hash(k) || len(h) != 64 {
+		t.Fatalf("NewAPIKey = %q, %q", k, h)
+	}
+	if Hash("a") == Hash("b") {
+		t.Fatal("hash collision")
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	r := ring(b)
+	raw, _ := r.Mint(claims(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Verify(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMint(b *testing.B) {
+	r := ring(b)
+	c := claims(time.Hour)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Mint(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestVerifyCacheStillChecksExpiry(t *testing.T) {
+	r := ring(t)
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	raw, _ := r.Mint(claims(time.Minute))
+	if _, err := r.Verify(raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Verify(raw); err != nil { // cached
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute + Leeway + time.Second)
+	if _, err := r.Verify(raw); !errors.Is(err, ErrExpired) {
+		t.Fatalf("cached token past exp: err = %v", err)
+	}
+	// A tampered copy of a cached token is a different string: full check.
+	now = time.Now()
+	raw2, _ := r.Mint(claims(time.Hour))
+	r.Verify(raw2)
+	if _, err := r.Verify(raw2[:len(raw2)-2] + "AA"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("tampered copy of cached token: %v", err)
+	}
+}
+
+func TestVerifyCacheBounded(t *testing.T) {
+	r := ring(t)
+	for range verifiedCacheSize + 100 {
+		raw, _ := r.Mint(claims(time.Hour))
+		if _, err := r.Verify(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(r.seen); n > verifiedCacheSize {
+		t.Fatalf("cache holds %d > %d", n, verifiedCacheSize)
+	}
+}
+
+func BenchmarkVerifyUncached(b *testing.B) {
+	r := ring(b)
+	raw, _ := r.Mint(claims(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.verify(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
