@@ -191,6 +191,10 @@ const (
 	EventKey        = "key"   // ID = key hash
 	EventAgent      = "agent" // ID = agent id
 	EventClient     = "client"
+	// EventResync is delivered by Subscribe after a lost subscription was
+	// re-established: events may have been missed, so mirrors and caches
+	// should reload (ID is empty).
+	EventResync = "resync"
 )
 
 // Store is the whole contract of a backend.
@@ -235,7 +239,9 @@ type Codes interface {
 type Refresh interface {
 	// CreateFamily stores f and its first refresh token (f.CurrentHash).
 	CreateFamily(ctx context.Context, f *RefreshFamily, tokenTTL time.Duration) error
-	// LookupRefresh returns the family of a refresh token hash without changing anything.
+	// LookupRefresh returns the family of a refresh token hash without
+	// changing anything: also for a rotated token or a revoked family
+	// (Revoked set). ErrNotFound when the token or family expired.
 	LookupRefresh(ctx context.Context, hash string) (*RefreshFamily, error)
 	// Rotate atomically replaces r.OldHash with r.NewHash. Returns the updated
 	// family; ErrNotFound for unknown/expired/revoked; ErrRefreshRace or
@@ -244,13 +250,17 @@ type Refresh interface {
 	Rotate(ctx context.Context, r Rotation) (*RefreshFamily, error)
 	// RevokeFamily marks the family revoked and returns it.
 	RevokeFamily(ctx context.Context, id string) (*RefreshFamily, error)
+	// ListFamilies returns the user's live (unexpired, unrevoked) families, oldest first.
 	ListFamilies(ctx context.Context, userID string) ([]*RefreshFamily, error)
 }
 
 type Consents interface {
 	SaveConsent(ctx context.Context, c *Consent) error
+	// HasConsent is true when a saved consent for the client and resource
+	// covers every requested scope.
 	HasConsent(ctx context.Context, userID, clientID, scope, resource string) (bool, error)
 	ListConsents(ctx context.Context, userID string) ([]*Consent, error)
+	// DeleteConsents forgets the user's consents for clientID (all of them when clientID is "").
 	DeleteConsents(ctx context.Context, userID, clientID string) error
 }
 

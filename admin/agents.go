@@ -1,0 +1,179 @@
+package admin
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+// AgentRequest is the body of POST /admin/v1/agents.
+type AgentRequest struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name,omitempty"`
+	Owner    string   `json:"owner"`
+	Users    []string `json:"users,omitempty"`
+	Upstream string   `json:"upstream,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+}
+
+// AgentList is the body of GET /admin/v1/agents.
+type AgentList struct {
+	Agents []*store.Agent `json:"agents"`
+}
+
+func (req *AgentRequest) validate() error {
+	if req.ID == "" {
+		return badField("id", "required")
+	}
+	if !config.ValidAgentID(req.ID) {
+		return badField("id", "%q: want 1–128 of [A-Za-z0-9._-], not \".\" or \"..\"", req.ID)
+	}
+	if err := checkText("owner", req.Owner, maxUserLen, true); err != nil {
+		return err
+	}
+	if err := checkText("name", req.Name, maxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkUsers("users", req.Users); err != nil {
+		return err
+	}
+	if req.Upstream != "" {
+		u, err := url.Parse(req.Upstream)
+		if len(req.Upstream) > maxURLLen || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+			return badField("upstream", "want an absolute http(s) URL without fragment")
+		}
+	}
+	return checkScopes("scopes", req.Scopes)
+}
+
+func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
+	var req AgentRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := req.validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if _, ok := s.static[req.ID]; ok {
+		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists (static, from the config file)", req.ID))
+		return
+	}
+	// PutAgent replaces, so look first. Two admins creating the same id at
+	// the same instant could both pass; the later one wins.
+	_, err := s.store.GetAgent(r.Context(), req.ID)
+	switch {
+	case err == nil:
+		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists", req.ID))
+		return
+	case !errors.Is(err, store.ErrNotFound):
+		s.storeError(w, "get_agent", err, "")
+		return
+	}
+	a := &store.Agent{
+		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
+		Upstream: req.Upstream, Scopes: req.Scopes, Created: s.now().UTC(),
+	}
+	if err := s.store.PutAgent(r.Context(), a); err != nil {
+		s.storeError(w, "put_agent", err, "")
+		return
+	}
+	s.audit(r, "agent_created", a.ID, "owner", a.Owner, "upstream", a.Upstream)
+	w.Header().Set("Location", "/admin/v1/agents/"+url.PathEscape(a.ID))
+	writeJSON(w, http.StatusCreated, a)
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	dyn, err := s.store.ListAgents(r.Context())
+	if err != nil {
+		s.storeError(w, "list_agents", err, "")
+		return
+	}
+	out := make([]*store.Agent, 0, len(dyn)+len(s.static))
+	for _, a := range s.static {
+		out = append(out, &a)
+	}
+	for _, a := range dyn {
+		if _, shadowed := s.static[a.ID]; !shadowed { // the config file wins
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b *store.Agent) int { return cmp.Compare(a.ID, b.ID) })
+	writeJSON(w, http.StatusOK, AgentList{Agents: out})
+}
+
+// agentID reads and checks the {id} path value; on failure it answered 400.
+func agentID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !config.ValidAgentID(id) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid agent id %q: want 1–128 of [A-Za-z0-9._-]", id))
+		return "", false
+	}
+	return id, true
+}
+
+// lookupAgent finds a static or stored agent.
+func (s *Server) lookupAgent(ctx context.Context, id string) (*store.Agent, error) {
+	if a, ok := s.static[id]; ok {
+		return &a, nil
+	}
+	return s.store.GetAgent(ctx, id)
+}
+
+func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
+	id, ok := agentID(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.lookupAgent(r.Context(), id)
+	if err != nil {
+		s.storeError(w, "get_agent", err, fmt.Sprintf("agent %q not found", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+// deleteAgent also revokes the agent's bak_ keys: a later agent created with
+// the same id (perhaps for another owner) must not inherit them.
+func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) {
+	id, ok := agentID(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := s.static[id]; ok {
+		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q is static (from the config file): remove it there", id))
+		return
+	}
+	if err := s.store.DeleteAgent(r.Context(), id); err != nil {
+		s.storeError(w, "delete_agent", err, fmt.Sprintf("agent %q not found", id))
+		return
+	}
+	s.audit(r, "agent_deleted", id)
+	keys, err := s.store.ListKeys(r.Context())
+	if err != nil {
+		s.storeError(w, "list_keys", err, "")
+		return
+	}
+	revoked := 0
+	for _, k := range keys {
+		if k.Kind != store.KeyAgent || k.Agent != id || k.Revoked {
+			continue
+		}
+		if _, err := s.store.RevokeKey(r.Context(), k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeError(w, "revoke_key", err, "")
+			return
+		}
+		revoked++
+		metrics.TokensRevoked.WithLabelValues("api_key", "agent_deleted").Inc()
+		s.audit(r, "key_revoked", k.ID, "kind", string(k.Kind), "agent", k.Agent, "reason", "agent_deleted")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": id, "keys_revoked": revoked})
+}

@@ -1,0 +1,942 @@
+// Package memstore is the in-process store.Store used by `mcp-gateway dev`
+// and tests. State lives in maps behind one mutex; expiries are timestamps
+// checked on read, and expired entries are swept lazily (amortised over
+// writes), so no background goroutine is needed.
+package memstore
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+// usedCodeTTL is how long a redeemed code is remembered so a replay can be
+// detected (longer than any code lifetime).
+const usedCodeTTL = 10 * time.Minute
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a goroutine-safe in-memory store.Store.
+type Store struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	closed    bool
+	clients   map[string]*store.Client
+	authreqs  map[string]authReq
+	codes     map[string]*store.AuthCode
+	usedCodes map[string]usedCode
+	tokens    map[string]*rtoken
+	families  map[string]*store.RefreshFamily
+	consents  map[string]map[string]*store.Consent // user → consentKey → consent
+	sessions  map[string]*store.Session
+	revoked   map[string]time.Time
+	keys      map[string]*store.APIKey // hash → key
+	keyIDs    map[string]string        // id → hash
+	agents    map[string]*store.Agent
+	windows   map[string]*window
+
+	writes, nextGC int
+
+	subMu  sync.Mutex
+	subs   map[*subscriber]struct{}
+	subsWG sync.WaitGroup
+}
+
+// authReq expires by the TTL given to Put, whatever the record says.
+type authReq struct {
+	r   *store.AuthRequest
+	exp time.Time
+}
+
+type usedCode struct {
+	code *store.AuthCode
+	exp  time.Time
+}
+
+type rtoken struct {
+	family    string
+	rotated   bool
+	rotatedAt time.Time
+	exp       time.Time
+}
+
+type window struct {
+	count int
+	end   time.Time
+}
+
+// New returns an empty store on the wall clock.
+func New() *Store { return NewWithClock(time.Now) }
+
+// NewWithClock returns an empty store whose expiries are judged by now
+// (tests inject a fake clock to check TTLs without sleeping).
+func NewWithClock(now func() time.Time) *Store {
+	return &Store{
+		now:       now,
+		clients:   map[string]*store.Client{},
+		authreqs:  map[string]authReq{},
+		codes:     map[string]*store.AuthCode{},
+		usedCodes: map[string]usedCode{},
+		tokens:    map[string]*rtoken{},
+		families:  map[string]*store.RefreshFamily{},
+		consents:  map[string]map[string]*store.Consent{},
+		sessions:  map[string]*store.Session{},
+		revoked:   map[string]time.Time{},
+		keys:      map[string]*store.APIKey{},
+		keyIDs:    map[string]string{},
+		agents:    map[string]*store.Agent{},
+		windows:   map[string]*window{},
+		nextGC:    1024,
+		subs:      map[*subscriber]struct{}{},
+	}
+}
+
+var errClosed = errors.New("memstore: closed")
+
+// lock takes the mutex and reports whether the store is still open.
+func (s *Store) lock() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
+	}
+	return nil
+}
+
+// wrote counts a write and sweeps expired entries once the number of writes
+// since the last sweep reaches the live size: amortised O(1) per write.
+func (s *Store) wrote(now time.Time) {
+	s.writes++
+	if s.writes < s.nextGC {
+		return
+	}
+	for k, v := range s.authreqs {
+		if !now.Before(v.exp) {
+			delete(s.authreqs, k)
+		}
+	}
+	for k, v := range s.codes {
+		if !now.Before(v.ExpiresAt) {
+			delete(s.codes, k)
+		}
+	}
+	for k, v := range s.usedCodes {
+		if !now.Before(v.exp) {
+			delete(s.usedCodes, k)
+		}
+	}
+	for k, v := range s.tokens {
+		if !now.Before(v.exp) {
+			delete(s.tokens, k)
+		}
+	}
+	for k, v := range s.families {
+		if !now.Before(v.ExpiresAt) {
+			delete(s.families, k)
+		}
+	}
+	for k, v := range s.sessions {
+		if !now.Before(v.ExpiresAt) {
+			delete(s.sessions, k)
+		}
+	}
+	for k, v := range s.revoked {
+		if !now.Before(v) {
+			delete(s.revoked, k)
+		}
+	}
+	for k, v := range s.keys {
+		if !v.ExpiresAt.IsZero() && !now.Before(v.ExpiresAt) {
+			delete(s.keys, k)
+			delete(s.keyIDs, v.ID)
+		}
+	}
+	for k, v := range s.windows {
+		if !now.Before(v.end) {
+			delete(s.windows, k)
+		}
+	}
+	live := len(s.authreqs) + len(s.codes) + len(s.usedCodes) + len(s.tokens) + len(s.families) +
+		len(s.sessions) + len(s.revoked) + len(s.keys) + len(s.windows)
+	s.writes = 0
+	s.nextGC = max(1024, live)
+}
+
+// ---- copies: nothing stored is ever shared with a caller ----
+
+func cloneClient(c *store.Client) *store.Client {
+	n := *c
+	n.RedirectURIs = slices.Clone(c.RedirectURIs)
+	n.GrantTypes = slices.Clone(c.GrantTypes)
+	n.ResponseTypes = slices.Clone(c.ResponseTypes)
+	return &n
+}
+
+func cloneKey(k *store.APIKey) *store.APIKey {
+	n := *k
+	n.Scopes = slices.Clone(k.Scopes)
+	return &n
+}
+
+func cloneAgent(a *store.Agent) *store.Agent {
+	n := *a
+	n.Users = slices.Clone(a.Users)
+	n.Scopes = slices.Clone(a.Scopes)
+	return &n
+}
+
+func clone[T any](v *T) *T { n := *v; return &n }
+
+// ---- clients ----
+
+func (s *Store) CreateClient(_ context.Context, c *store.Client) error {
+	if c == nil || c.ID == "" {
+		return errors.New("memstore: client id required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if _, ok := s.clients[c.ID]; ok {
+		return store.ErrConflict
+	}
+	s.clients[c.ID] = cloneClient(c)
+	return nil
+}
+
+func (s *Store) GetClient(_ context.Context, id string) (*store.Client, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	c, ok := s.clients[id]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return cloneClient(c), nil
+}
+
+func (s *Store) ListClients(context.Context) ([]*store.Client, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	out := make([]*store.Client, 0, len(s.clients))
+	for _, c := range s.clients {
+		out = append(out, cloneClient(c))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	_, ok := s.clients[id]
+	delete(s.clients, id)
+	s.mu.Unlock()
+	if !ok {
+		return store.ErrNotFound
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventClient, ID: id})
+}
+
+// ---- pending authorization requests ----
+
+func (s *Store) PutAuthRequest(_ context.Context, r *store.AuthRequest, ttl time.Duration) error {
+	if r == nil || r.ID == "" {
+		return errors.New("memstore: auth request id required")
+	}
+	if ttl <= 0 {
+		return errors.New("memstore: auth request ttl must be positive")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	s.authreqs[r.ID] = authReq{r: clone(r), exp: now.Add(ttl)}
+	s.wrote(now)
+	return nil
+}
+
+func (s *Store) getAuthRequest(id string, take bool) (*store.AuthRequest, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	e, ok := s.authreqs[id]
+	if !ok || !s.now().Before(e.exp) {
+		return nil, store.ErrNotFound
+	}
+	if take {
+		delete(s.authreqs, id)
+	}
+	return clone(e.r), nil
+}
+
+func (s *Store) GetAuthRequest(_ context.Context, id string) (*store.AuthRequest, error) {
+	return s.getAuthRequest(id, false)
+}
+
+func (s *Store) TakeAuthRequest(_ context.Context, id string) (*store.AuthRequest, error) {
+	return s.getAuthRequest(id, true)
+}
+
+// ---- authorization codes ----
+
+func (s *Store) PutCode(_ context.Context, c *store.AuthCode) error {
+	if c == nil || c.Hash == "" {
+		return errors.New("memstore: code hash required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if !now.Before(c.ExpiresAt) {
+		return errors.New("memstore: code already expired")
+	}
+	if old, ok := s.codes[c.Hash]; ok && now.Before(old.ExpiresAt) {
+		return store.ErrConflict
+	}
+	if u, ok := s.usedCodes[c.Hash]; ok && now.Before(u.exp) {
+		return store.ErrConflict
+	}
+	s.codes[c.Hash] = clone(c)
+	s.wrote(now)
+	return nil
+}
+
+func (s *Store) RedeemCode(_ context.Context, hash string) (*store.AuthCode, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if c, ok := s.codes[hash]; ok {
+		delete(s.codes, hash)
+		if now.Before(c.ExpiresAt) {
+			s.usedCodes[hash] = usedCode{code: c, exp: now.Add(usedCodeTTL)}
+			s.wrote(now)
+			return clone(c), nil
+		}
+	}
+	if u, ok := s.usedCodes[hash]; ok && now.Before(u.exp) {
+		return clone(u.code), store.ErrCodeReused
+	}
+	return nil, store.ErrNotFound
+}
+
+// ---- refresh-token families ----
+
+func (s *Store) CreateFamily(_ context.Context, f *store.RefreshFamily, tokenTTL time.Duration) error {
+	if f == nil || f.ID == "" || f.CurrentHash == "" {
+		return errors.New("memstore: family id and current hash required")
+	}
+	if tokenTTL <= 0 {
+		return errors.New("memstore: refresh token ttl must be positive")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if !now.Before(f.ExpiresAt) {
+		return errors.New("memstore: family already expired")
+	}
+	if old, ok := s.families[f.ID]; ok && now.Before(old.ExpiresAt) {
+		return store.ErrConflict
+	}
+	if t, ok := s.tokens[f.CurrentHash]; ok && now.Before(t.exp) {
+		return store.ErrConflict
+	}
+	exp := now.Add(tokenTTL)
+	if f.ExpiresAt.Before(exp) {
+		exp = f.ExpiresAt
+	}
+	s.families[f.ID] = clone(f)
+	s.tokens[f.CurrentHash] = &rtoken{family: f.ID, exp: exp}
+	s.wrote(now)
+	return nil
+}
+
+// liveFamily returns the family of token hash when both are unexpired.
+func (s *Store) liveFamily(hash string, now time.Time) (*rtoken, *store.RefreshFamily, bool) {
+	t, ok := s.tokens[hash]
+	if !ok || !now.Before(t.exp) {
+		return nil, nil, false
+	}
+	f, ok := s.families[t.family]
+	if !ok || !now.Before(f.ExpiresAt) {
+		return nil, nil, false
+	}
+	return t, f, true
+}
+
+func (s *Store) LookupRefresh(_ context.Context, hash string) (*store.RefreshFamily, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	_, f, ok := s.liveFamily(hash, s.now())
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return clone(f), nil
+}
+
+func (s *Store) Rotate(_ context.Context, r store.Rotation) (*store.RefreshFamily, error) {
+	if r.OldHash == "" || r.NewHash == "" || r.OldHash == r.NewHash {
+		return nil, errors.New("memstore: rotation needs distinct old and new hashes")
+	}
+	if r.TokenTTL <= 0 {
+		return nil, errors.New("memstore: refresh token ttl must be positive")
+	}
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	clock := s.now()
+	now := r.Now
+	if now.IsZero() {
+		now = clock
+	}
+	t, f, ok := s.liveFamily(r.OldHash, clock)
+	if !ok || f.Revoked {
+		return nil, store.ErrNotFound
+	}
+	if t.rotated {
+		if now.Sub(t.rotatedAt) <= r.Grace {
+			return nil, store.ErrRefreshRace
+		}
+		f.Revoked = true
+		return clone(f), store.ErrRefreshReused
+	}
+	if f.CurrentHash != r.OldHash {
+		return nil, store.ErrNotFound // an active token that is not current: never issued by Rotate
+	}
+	exp := now.Add(r.TokenTTL)
+	if f.ExpiresAt.Before(exp) {
+		exp = f.ExpiresAt
+	}
+	if !clock.Before(exp) {
+		return nil, store.ErrNotFound
+	}
+	if nt, ok := s.tokens[r.NewHash]; ok && clock.Before(nt.exp) {
+		return nil, store.ErrConflict
+	}
+	t.rotated, t.rotatedAt = true, now
+	s.tokens[r.NewHash] = &rtoken{family: f.ID, exp: exp}
+	f.CurrentHash = r.NewHash
+	f.AccessJTI = r.AccessJTI
+	f.AccessExp = r.AccessExp
+	s.wrote(clock)
+	return clone(f), nil
+}
+
+func (s *Store) RevokeFamily(_ context.Context, id string) (*store.RefreshFamily, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	f, ok := s.families[id]
+	if !ok || !s.now().Before(f.ExpiresAt) {
+		return nil, store.ErrNotFound
+	}
+	f.Revoked = true
+	return clone(f), nil
+}
+
+// ListFamilies returns the user's live (unexpired, unrevoked) families,
+// oldest first.
+func (s *Store) ListFamilies(_ context.Context, userID string) ([]*store.RefreshFamily, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	var out []*store.RefreshFamily
+	for _, f := range s.families {
+		if f.UserID == userID && !f.Revoked && now.Before(f.ExpiresAt) {
+			out = append(out, clone(f))
+		}
+	}
+	sortFamilies(out)
+	return out, nil
+}
+
+func sortFamilies(fs []*store.RefreshFamily) {
+	sort.Slice(fs, func(i, j int) bool {
+		if !fs[i].CreatedAt.Equal(fs[j].CreatedAt) {
+			return fs[i].CreatedAt.Before(fs[j].CreatedAt)
+		}
+		return fs[i].ID < fs[j].ID
+	})
+}
+
+// ---- consents ----
+
+// normScope sorts and de-duplicates a space-separated scope string.
+func normScope(scope string) string {
+	f := strings.Fields(scope)
+	slices.Sort(f)
+	return strings.Join(slices.Compact(f), " ")
+}
+
+// covers reports whether granted (normalised) includes every scope of want.
+func covers(granted, want string) bool {
+	have := strings.Fields(granted)
+	for _, w := range strings.Fields(want) {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func consentKey(clientID, resource, scope string) string {
+	return clientID + "\x00" + resource + "\x00" + scope
+}
+
+func (s *Store) SaveConsent(_ context.Context, c *store.Consent) error {
+	if c == nil || c.UserID == "" || c.ClientID == "" {
+		return errors.New("memstore: consent needs user and client")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	n := clone(c)
+	n.Scope = normScope(c.Scope)
+	m := s.consents[c.UserID]
+	if m == nil {
+		m = map[string]*store.Consent{}
+		s.consents[c.UserID] = m
+	}
+	m[consentKey(n.ClientID, n.Resource, n.Scope)] = n
+	return nil
+}
+
+// HasConsent is true when a remembered consent for the same client and
+// resource covers every requested scope.
+func (s *Store) HasConsent(_ context.Context, userID, clientID, scope, resource string) (bool, error) {
+	if err := s.lock(); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	for _, c := range s.consents[userID] {
+		if c.ClientID == clientID && c.Resource == resource && covers(c.Scope, scope) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Store) ListConsents(_ context.Context, userID string) ([]*store.Consent, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	var out []*store.Consent
+	for _, c := range s.consents[userID] {
+		out = append(out, clone(c))
+	}
+	sortConsents(out)
+	return out, nil
+}
+
+func sortConsents(cs []*store.Consent) {
+	sort.Slice(cs, func(i, j int) bool {
+		return consentKey(cs[i].ClientID, cs[i].Resource, cs[i].Scope) < consentKey(cs[j].ClientID, cs[j].Resource, cs[j].Scope)
+	})
+}
+
+// DeleteConsents forgets the user's consents for clientID, or all of the
+// user's consents when clientID is empty.
+func (s *Store) DeleteConsents(_ context.Context, userID, clientID string) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if clientID == "" {
+		delete(s.consents, userID)
+		return nil
+	}
+	maps.DeleteFunc(s.consents[userID], func(_ string, c *store.Consent) bool { return c.ClientID == clientID })
+	if len(s.consents[userID]) == 0 {
+		delete(s.consents, userID)
+	}
+	return nil
+}
+
+// ---- sessions ----
+
+func (s *Store) PutSession(_ context.Context, hash string, sess *store.Session) error {
+	if hash == "" || sess == nil {
+		return errors.New("memstore: session hash required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if !now.Before(sess.ExpiresAt) {
+		return errors.New("memstore: session already expired")
+	}
+	s.sessions[hash] = clone(sess)
+	s.wrote(now)
+	return nil
+}
+
+func (s *Store) GetSession(_ context.Context, hash string) (*store.Session, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[hash]
+	if !ok || !s.now().Before(sess.ExpiresAt) {
+		return nil, store.ErrNotFound
+	}
+	return clone(sess), nil
+}
+
+// DeleteSession is idempotent: deleting an unknown session is not an error.
+func (s *Store) DeleteSession(_ context.Context, hash string) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	delete(s.sessions, hash)
+	return nil
+}
+
+// ---- access-token revocations ----
+
+func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) error {
+	if jti == "" {
+		return errors.New("memstore: jti required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	now := s.now()
+	live := now.Before(exp)
+	if live && exp.After(s.revoked[jti]) {
+		s.revoked[jti] = exp
+		s.wrote(now)
+	}
+	s.mu.Unlock()
+	if !live {
+		return nil // already expired: nothing left to deny
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventRevokedJTI, ID: jti, Exp: exp})
+}
+
+func (s *Store) IsRevoked(_ context.Context, jti string) (bool, error) {
+	if err := s.lock(); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	exp, ok := s.revoked[jti]
+	return ok && s.now().Before(exp), nil
+}
+
+func (s *Store) RevokedJTIs(context.Context) (map[string]time.Time, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	out := make(map[string]time.Time, len(s.revoked))
+	for j, exp := range s.revoked {
+		if now.Before(exp) {
+			out[j] = exp
+		}
+	}
+	return out, nil
+}
+
+// ---- API keys ----
+
+func (s *Store) liveKey(hash string, now time.Time) (*store.APIKey, bool) {
+	k, ok := s.keys[hash]
+	if !ok || (!k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)) {
+		return nil, false
+	}
+	return k, true
+}
+
+// CreateKey stores k; a key with ExpiresAt set disappears at that time.
+func (s *Store) CreateKey(_ context.Context, k *store.APIKey) error {
+	if k == nil || k.ID == "" || k.Hash == "" {
+		return errors.New("memstore: key id and hash required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if h, ok := s.keyIDs[k.ID]; ok {
+		if _, live := s.liveKey(h, now); live {
+			return store.ErrConflict
+		}
+	}
+	if _, live := s.liveKey(k.Hash, now); live {
+		return store.ErrConflict
+	}
+	s.keys[k.Hash] = cloneKey(k)
+	s.keyIDs[k.ID] = k.Hash
+	s.wrote(now)
+	return nil
+}
+
+func (s *Store) GetKeyByHash(_ context.Context, hash string) (*store.APIKey, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	k, ok := s.liveKey(hash, s.now())
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return cloneKey(k), nil
+}
+
+func (s *Store) ListKeys(context.Context) ([]*store.APIKey, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	out := make([]*store.APIKey, 0, len(s.keys))
+	for h := range s.keys {
+		if k, ok := s.liveKey(h, now); ok {
+			out = append(out, cloneKey(k))
+		}
+	}
+	sortKeys(out)
+	return out, nil
+}
+
+func sortKeys(ks []*store.APIKey) {
+	sort.Slice(ks, func(i, j int) bool {
+		if !ks[i].CreatedAt.Equal(ks[j].CreatedAt) {
+			return ks[i].CreatedAt.Before(ks[j].CreatedAt)
+		}
+		return ks[i].ID < ks[j].ID
+	})
+}
+
+// RevokeKey marks the key revoked (idempotently) and publishes EventKey.
+func (s *Store) RevokeKey(ctx context.Context, id string) (*store.APIKey, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	k, ok := s.liveKey(s.keyIDs[id], s.now())
+	if !ok {
+		s.mu.Unlock()
+		return nil, store.ErrNotFound
+	}
+	k.Revoked = true
+	out := cloneKey(k)
+	s.mu.Unlock()
+	return out, s.Publish(ctx, store.Event{Kind: store.EventKey, ID: out.Hash})
+}
+
+// TouchKeys raises LastUsed (never lowers it); unknown hashes are ignored.
+func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	for h, t := range used {
+		if k, ok := s.liveKey(h, now); ok && t.After(k.LastUsed) {
+			k.LastUsed = t
+		}
+	}
+	return nil
+}
+
+// ---- agents ----
+
+func (s *Store) PutAgent(ctx context.Context, a *store.Agent) error {
+	if a == nil || a.ID == "" {
+		return errors.New("memstore: agent id required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	s.agents[a.ID] = cloneAgent(a)
+	s.mu.Unlock()
+	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
+}
+
+func (s *Store) GetAgent(_ context.Context, id string) (*store.Agent, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return cloneAgent(a), nil
+}
+
+func (s *Store) ListAgents(context.Context) ([]*store.Agent, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	out := make([]*store.Agent, 0, len(s.agents))
+	for _, a := range s.agents {
+		out = append(out, cloneAgent(a))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) DeleteAgent(ctx context.Context, id string) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	_, ok := s.agents[id]
+	delete(s.agents, id)
+	s.mu.Unlock()
+	if !ok {
+		return store.ErrNotFound
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: id})
+}
+
+// ---- rate limiting ----
+
+// Allow counts a hit in a fixed window starting at the key's first hit. It
+// returns whether the hit is within limit and the time left in the window.
+func (s *Store) Allow(_ context.Context, key string, limit int, win time.Duration) (bool, time.Duration, error) {
+	if win <= 0 {
+		return false, 0, errors.New("memstore: rate-limit window must be positive")
+	}
+	if err := s.lock(); err != nil {
+		return false, 0, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	w, ok := s.windows[key]
+	if !ok || !now.Before(w.end) {
+		w = &window{end: now.Add(win)}
+		s.windows[key] = w
+		s.wrote(now)
+	}
+	w.count++
+	return w.count <= limit, w.end.Sub(now), nil
+}
+
+// ---- events ----
+
+// subscriber delivers events in order on its own goroutine so a slow
+// callback never blocks publishers; the queue is unbounded because a
+// dropped revocation event would be a security bug.
+type subscriber struct {
+	fn     func(store.Event)
+	mu     sync.Mutex
+	queue  []store.Event
+	wake   chan struct{}
+	closed chan struct{}
+}
+
+func (s *Store) Publish(_ context.Context, e store.Event) error {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for sub := range s.subs {
+		sub.mu.Lock()
+		sub.queue = append(sub.queue, e)
+		sub.mu.Unlock()
+		select {
+		case sub.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sub := &subscriber{fn: fn, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	s.subMu.Lock()
+	if s.subs == nil {
+		s.subMu.Unlock()
+		return errClosed
+	}
+	s.subs[sub] = struct{}{}
+	s.subsWG.Add(1)
+	s.subMu.Unlock()
+	go func() {
+		defer s.subsWG.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				s.unsubscribe(sub)
+				return
+			case <-sub.closed:
+				return
+			case <-sub.wake:
+			}
+			sub.mu.Lock()
+			q := sub.queue
+			sub.queue = nil
+			sub.mu.Unlock()
+			for _, e := range q {
+				if ctx.Err() != nil {
+					break
+				}
+				fn(e)
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Store) unsubscribe(sub *subscriber) {
+	s.subMu.Lock()
+	delete(s.subs, sub)
+	s.subMu.Unlock()
+}
+
+// ---- lifecycle ----
+
+func (s *Store) Ping(context.Context) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Close stops every subscription; later calls fail.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.subMu.Lock()
+	for sub := range s.subs {
+		close(sub.closed)
+	}
+	s.subs = nil
+	s.subMu.Unlock()
+	s.subsWG.Wait()
+	return nil
+}

@@ -1,0 +1,1033 @@
+// Package redisstore is the store.Store on Redis (go-redis/v9), shared by
+// every gateway replica. Expiry is Redis TTLs; every check-and-change is one
+// Lua script; cache invalidation travels over pub/sub (<prefix>events).
+//
+// Keys (all under the prefix): client:<id> + clients, authreq:<id>,
+// code:<hash> + codeused:<hash>, rt:<hash>, rtfam:<id> + rtuser:<user>,
+// consent:<user>:<client> + consents:<user>, session:<hash>,
+// revoked:<jti> + revokedset, key:<hash> + keyid:<id> + keys,
+// agent:<id> + agents, rl:<key>.
+//
+// The scripts touch several keys, so the store needs a single Redis (or a
+// primary with replicas), not Redis Cluster.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+// usedCodeTTL keeps a redeemed code's record so a replay is detected
+// (longer than any code lifetime).
+const usedCodeTTL = 10 * time.Minute
+
+// DefaultPrefix is used when New or NewFromClient get an empty prefix.
+const DefaultPrefix = "mcpgw:"
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a store.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	rdb     redis.UniversalClient
+	p       string // key prefix
+	channel string
+	now     func() time.Time
+	owned   bool // Close closes rdb
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	subs      sync.WaitGroup
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock used to turn ExpiresAt values into TTLs and to
+// judge expiry in listings (tests pair it with miniredis FastForward).
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// New connects to url (redis://, rediss:// for TLS, unix://; password and
+// DB as redis.ParseURL reads them) and pings it. Close closes the connection.
+func New(ctx context.Context, url, prefix string, opts ...Option) (*Store, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: bad url: %w", err)
+	}
+	rdb := redis.NewClient(o)
+	s := NewFromClient(rdb, prefix, opts...)
+	s.owned = true
+	if err := s.Ping(ctx); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewFromClient wraps an existing client; the caller keeps ownership of
+// rdb (Close does not close it).
+func NewFromClient(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	s := &Store{rdb: rdb, p: prefix, channel: prefix + "events", now: time.Now, closing: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// ---- plumbing: metrics, errors, encoding ----
+
+type opMetrics struct {
+	seconds interface{ Observe(float64) }
+	errors  interface{ Inc() }
+}
+
+var opCache sync.Map // op name → *opMetrics
+
+func metricsFor(op string) *opMetrics {
+	if m, ok := opCache.Load(op); ok {
+		return m.(*opMetrics)
+	}
+	m, _ := opCache.LoadOrStore(op, &opMetrics{
+		seconds: metrics.StoreSeconds.WithLabelValues(op),
+		errors:  metrics.StoreErrors.WithLabelValues(op),
+	})
+	return m.(*opMetrics)
+}
+
+// domainErr reports errors that are answers, not failures.
+func domainErr(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) ||
+		errors.Is(err, store.ErrCodeReused) || errors.Is(err, store.ErrRefreshRace) ||
+		errors.Is(err, store.ErrRefreshReused)
+}
+
+// observe records latency and failures of one operation; call it deferred
+// with a pointer to the named error result.
+func observe(op string, start time.Time, err *error) {
+	m := metricsFor(op)
+	m.seconds.Observe(time.Since(start).Seconds())
+	if *err != nil && !domainErr(*err) {
+		m.errors.Inc()
+	}
+}
+
+// unavailable wraps a backend failure so callers can tell it from "not found".
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, op, err)
+}
+
+// getJSON reads a JSON record; redis.Nil becomes ErrNotFound.
+func (s *Store) getJSON(ctx context.Context, op, key string, v any) error {
+	b, err := s.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return unavailable(op, err)
+	}
+	return decode(op, b, v)
+}
+
+func decode(op string, b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("redisstore: %s: corrupt record: %w", op, err)
+	}
+	return nil
+}
+
+func encode(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil { // records are plain structs: cannot happen
+		panic(err)
+	}
+	return string(b)
+}
+
+// ttlUntil is the TTL that ends at t, or an error if t is not in the future.
+func (s *Store) ttlUntil(op string, t time.Time) (time.Duration, error) {
+	d := t.Sub(s.now())
+	if d < time.Millisecond {
+		return 0, fmt.Errorf("redisstore: %s: already expired", op)
+	}
+	return d, nil
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }
+
+func nanos(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixNano(), 10)
+}
+
+func fromNanos(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || s == "" {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// esc makes a user id safe as one ':'-separated key component.
+func esc(s string) string {
+	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(s)
+}
+
+// fields turns a Lua HGETALL reply into a map.
+func fields(v any) map[string]string {
+	arr, _ := v.([]any)
+	m := make(map[string]string, len(arr)/2)
+	for i := 0; i+1 < len(arr); i += 2 {
+		k, _ := arr[i].(string)
+		val, _ := arr[i+1].(string)
+		m[k] = val
+	}
+	return m
+}
+
+// scriptReply splits a {status, payload?} script reply.
+func scriptReply(v any) (string, any) {
+	arr, _ := v.([]any)
+	if len(arr) == 0 {
+		return "", nil
+	}
+	st, _ := arr[0].(string)
+	if len(arr) > 1 {
+		return st, arr[1]
+	}
+	return st, nil
+}
+
+// ---- clients ----
+
+func (s *Store) CreateClient(ctx context.Context, c *store.Client) (err error) {
+	defer observe("CreateClient", time.Now(), &err)
+	if c == nil || c.ID == "" {
+		return errors.New("redisstore: client id required")
+	}
+	n, err := createIndexed.Run(ctx, s.rdb, []string{s.p + "client:" + c.ID, s.p + "clients"}, encode(c), c.ID).Int()
+	if err != nil {
+		return unavailable("CreateClient", err)
+	}
+	if n == 0 {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+func (s *Store) GetClient(ctx context.Context, id string) (c *store.Client, err error) {
+	defer observe("GetClient", time.Now(), &err)
+	c = new(store.Client)
+	if err := s.getJSON(ctx, "GetClient", s.p+"client:"+id, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// listJSON loads every record named in an index set, dropping members
+// whose record is gone.
+func (s *Store) listJSON(ctx context.Context, op, index, keyPrefix string) ([][]byte, error) {
+	ids, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return nil, unavailable(op, err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = keyPrefix + id
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, unavailable(op, err)
+	}
+	var out [][]byte
+	var stale []any
+	for i, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			stale = append(stale, ids[i])
+			continue
+		}
+		out = append(out, []byte(str))
+	}
+	if len(stale) > 0 {
+		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
+	}
+	return out, nil
+}
+
+func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error) {
+	defer observe("ListClients", time.Now(), &err)
+	raw, err := s.listJSON(ctx, "ListClients", s.p+"clients", s.p+"client:")
+	if err != nil {
+		return nil, err
+	}
+	out = make([]*store.Client, 0, len(raw))
+	for _, b := range raw {
+		c := new(store.Client)
+		if err := decode("ListClients", b, c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) DeleteClient(ctx context.Context, id string) (err error) {
+	defer observe("DeleteClient", time.Now(), &err)
+	n, err := deleteIndexed.Run(ctx, s.rdb, []string{s.p + "client:" + id, s.p + "clients"}, id).Int()
+	if err != nil {
+		return unavailable("DeleteClient", err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventClient, ID: id})
+}
+
+// ---- pending authorization requests ----
+
+func (s *Store) PutAuthRequest(ctx context.Context, r *store.AuthRequest, ttl time.Duration) (err error) {
+	defer observe("PutAuthRequest", time.Now(), &err)
+	if r == nil || r.ID == "" {
+		return errors.New("redisstore: auth request id required")
+	}
+	if ttl < time.Millisecond {
+		return errors.New("redisstore: auth request ttl must be positive")
+	}
+	if err := s.rdb.Set(ctx, s.p+"authreq:"+r.ID, encode(r), ttl).Err(); err != nil {
+		return unavailable("PutAuthRequest", err)
+	}
+	return nil
+}
+
+func (s *Store) GetAuthRequest(ctx context.Context, id string) (r *store.AuthRequest, err error) {
+	defer observe("GetAuthRequest", time.Now(), &err)
+	r = new(store.AuthRequest)
+	if err := s.getJSON(ctx, "GetAuthRequest", s.p+"authreq:"+id, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Store) TakeAuthRequest(ctx context.Context, id string) (r *store.AuthRequest, err error) {
+	defer observe("TakeAuthRequest", time.Now(), &err)
+	b, err := s.rdb.GetDel(ctx, s.p+"authreq:"+id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, unavailable("TakeAuthRequest", err)
+	}
+	r = new(store.AuthRequest)
+	if err := decode("TakeAuthRequest", b, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ---- authorization codes ----
+
+func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
+	defer observe("PutCode", time.Now(), &err)
+	if c == nil || c.Hash == "" {
+		return errors.New("redisstore: code hash required")
+	}
+	ttl, err := s.ttlUntil("PutCode", c.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	n, err := putCode.Run(ctx, s.rdb, []string{s.p + "code:" + c.Hash, s.p + "codeused:" + c.Hash}, encode(c), ms(ttl)).Int()
+	if err != nil {
+		return unavailable("PutCode", err)
+	}
+	if n == 0 {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+func (s *Store) RedeemCode(ctx context.Context, hash string) (c *store.AuthCode, err error) {
+	defer observe("RedeemCode", time.Now(), &err)
+	v, err := redeemCode.Run(ctx, s.rdb, []string{s.p + "code:" + hash, s.p + "codeused:" + hash}, ms(usedCodeTTL)).Result()
+	if err != nil {
+		return nil, unavailable("RedeemCode", err)
+	}
+	st, payload := scriptReply(v)
+	if st == "nf" {
+		return nil, store.ErrNotFound
+	}
+	str, _ := payload.(string)
+	c = new(store.AuthCode)
+	if err := decode("RedeemCode", []byte(str), c); err != nil {
+		return nil, err
+	}
+	c.Hash = hash
+	if st == "used" {
+		return c, store.ErrCodeReused
+	}
+	return c, nil
+}
+
+// ---- refresh families ----
+
+// family rebuilds a family from its hash fields: d holds the record as
+// created, the other fields what rotation and revocation changed since.
+func family(op string, f map[string]string) (*store.RefreshFamily, error) {
+	d, ok := f["d"]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	fam := new(store.RefreshFamily)
+	if err := decode(op, []byte(d), fam); err != nil {
+		return nil, err
+	}
+	fam.CurrentHash = f["cur"]
+	fam.AccessJTI = f["jti"]
+	fam.AccessExp = fromNanos(f["aexp"])
+	fam.Revoked = f["rev"] == "1"
+	return fam, nil
+}
+
+func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenTTL time.Duration) (err error) {
+	defer observe("CreateFamily", time.Now(), &err)
+	if f == nil || f.ID == "" || f.CurrentHash == "" {
+		return errors.New("redisstore: family id and current hash required")
+	}
+	if tokenTTL < time.Millisecond {
+		return errors.New("redisstore: refresh token ttl must be positive")
+	}
+	famTTL, err := s.ttlUntil("CreateFamily", f.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	rec := *f
+	rec.CurrentHash, rec.AccessJTI, rec.AccessExp, rec.Revoked = "", "", time.Time{}, false
+	keys := []string{s.p + "rtfam:" + f.ID, s.p + "rt:" + f.CurrentHash, s.p + "rtuser:" + esc(f.UserID)}
+	n, err := createFamily.Run(ctx, s.rdb, keys, encode(&rec), f.CurrentHash, f.AccessJTI, nanos(f.AccessExp),
+		f.ExpiresAt.UnixMilli(), ms(famTTL), ms(tokenTTL), f.ID).Int()
+	if err != nil {
+		return unavailable("CreateFamily", err)
+	}
+	if n == 0 {
+		return store.ErrConflict
+	}
+	if f.Revoked {
+		_, err := s.RevokeFamily(ctx, f.ID)
+		return err
+	}
+	return nil
+}
+
+// tokenFamily returns the family id a refresh token hash belongs to.
+func (s *Store) tokenFamily(ctx context.Context, op, hash string) (string, error) {
+	id, err := s.rdb.HGet(ctx, s.p+"rt:"+hash, "fam").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", store.ErrNotFound
+	}
+	if err != nil {
+		return "", unavailable(op, err)
+	}
+	return id, nil
+}
+
+func (s *Store) LookupRefresh(ctx context.Context, hash string) (f *store.RefreshFamily, err error) {
+	defer observe("LookupRefresh", time.Now(), &err)
+	id, err := s.tokenFamily(ctx, "LookupRefresh", hash)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.rdb.HGetAll(ctx, s.p+"rtfam:"+id).Result()
+	if err != nil {
+		return nil, unavailable("LookupRefresh", err)
+	}
+	return family("LookupRefresh", m)
+}
+
+func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshFamily, err error) {
+	defer observe("Rotate", time.Now(), &err)
+	if r.OldHash == "" || r.NewHash == "" || r.OldHash == r.NewHash {
+		return nil, errors.New("redisstore: rotation needs distinct old and new hashes")
+	}
+	if r.TokenTTL < time.Millisecond {
+		return nil, errors.New("redisstore: refresh token ttl must be positive")
+	}
+	now := r.Now
+	if now.IsZero() {
+		now = s.now()
+	}
+	// The token → family link never changes, so reading it first is safe;
+	// the script re-checks it.
+	id, err := s.tokenFamily(ctx, "Rotate", r.OldHash)
+	if err != nil {
+		return nil, err
+	}
+	keys := []string{s.p + "rt:" + r.OldHash, s.p + "rt:" + r.NewHash, s.p + "rtfam:" + id}
+	v, err := rotate.Run(ctx, s.rdb, keys, id, now.UnixMilli(), ms(r.Grace), ms(r.TokenTTL),
+		r.AccessJTI, nanos(r.AccessExp), r.OldHash, r.NewHash).Result()
+	if err != nil {
+		return nil, unavailable("Rotate", err)
+	}
+	st, payload := scriptReply(v)
+	switch st {
+	case "ok":
+		return family("Rotate", fields(payload))
+	case "race":
+		return nil, store.ErrRefreshRace
+	case "reused":
+		f, err := family("Rotate", fields(payload))
+		if err != nil {
+			return nil, err
+		}
+		return f, store.ErrRefreshReused
+	case "conflict":
+		return nil, store.ErrConflict
+	default:
+		return nil, store.ErrNotFound
+	}
+}
+
+func (s *Store) RevokeFamily(ctx context.Context, id string) (f *store.RefreshFamily, err error) {
+	defer observe("RevokeFamily", time.Now(), &err)
+	v, err := markRevoked.Run(ctx, s.rdb, []string{s.p + "rtfam:" + id}).Result()
+	if err != nil {
+		return nil, unavailable("RevokeFamily", err)
+	}
+	return family("RevokeFamily", fields(v))
+}
+
+func (s *Store) ListFamilies(ctx context.Context, userID string) (out []*store.RefreshFamily, err error) {
+	defer observe("ListFamilies", time.Now(), &err)
+	index := s.p + "rtuser:" + esc(userID)
+	ids, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return nil, unavailable("ListFamilies", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.p+"rtfam:"+id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("ListFamilies", err)
+	}
+	var stale []any
+	for i, c := range cmds {
+		f, err := family("ListFamilies", c.Val())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			stale = append(stale, ids[i])
+		case err != nil:
+			return nil, err
+		case f.Revoked:
+			stale = append(stale, ids[i]) // never listed again
+		default:
+			out = append(out, f)
+		}
+	}
+	if len(stale) > 0 {
+		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// ---- consents ----
+
+func normScope(scope string) string {
+	f := strings.Fields(scope)
+	slices.Sort(f)
+	return strings.Join(slices.Compact(f), " ")
+}
+
+func (s *Store) consentKey(user, client string) string {
+	return s.p + "consent:" + esc(user) + ":" + client
+}
+
+func (s *Store) SaveConsent(ctx context.Context, c *store.Consent) (err error) {
+	defer observe("SaveConsent", time.Now(), &err)
+	if c == nil || c.UserID == "" || c.ClientID == "" {
+		return errors.New("redisstore: consent needs user and client")
+	}
+	n := *c
+	n.Scope = normScope(c.Scope)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.consentKey(n.UserID, n.ClientID), n.Resource+"\x00"+n.Scope, encode(&n))
+		p.SAdd(ctx, s.p+"consents:"+esc(n.UserID), n.ClientID)
+		return nil
+	})
+	if err != nil {
+		return unavailable("SaveConsent", err)
+	}
+	return nil
+}
+
+func (s *Store) HasConsent(ctx context.Context, userID, clientID, scope, resource string) (ok bool, err error) {
+	defer observe("HasConsent", time.Now(), &err)
+	m, err := s.rdb.HKeys(ctx, s.consentKey(userID, clientID)).Result()
+	if err != nil {
+		return false, unavailable("HasConsent", err)
+	}
+	want := strings.Fields(scope)
+	for _, field := range m {
+		res, granted, _ := strings.Cut(field, "\x00")
+		if res != resource {
+			continue
+		}
+		have := strings.Fields(granted)
+		if !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(have, w) }) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Store) ListConsents(ctx context.Context, userID string) (out []*store.Consent, err error) {
+	defer observe("ListConsents", time.Now(), &err)
+	index := s.p + "consents:" + esc(userID)
+	clients, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return nil, unavailable("ListConsents", err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(clients))
+	for i, c := range clients {
+		cmds[i] = pipe.HVals(ctx, s.consentKey(userID, c))
+	}
+	if len(clients) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, unavailable("ListConsents", err)
+		}
+	}
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			con := new(store.Consent)
+			if err := decode("ListConsents", []byte(v), con); err != nil {
+				return nil, err
+			}
+			out = append(out, con)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.ClientID+"\x00"+a.Resource+"\x00"+a.Scope < b.ClientID+"\x00"+b.Resource+"\x00"+b.Scope
+	})
+	return out, nil
+}
+
+func (s *Store) DeleteConsents(ctx context.Context, userID, clientID string) (err error) {
+	defer observe("DeleteConsents", time.Now(), &err)
+	index := s.p + "consents:" + esc(userID)
+	clients := []string{clientID}
+	if clientID == "" {
+		if clients, err = s.rdb.SMembers(ctx, index).Result(); err != nil {
+			return unavailable("DeleteConsents", err)
+		}
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range clients {
+			p.Del(ctx, s.consentKey(userID, c))
+			p.SRem(ctx, index, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("DeleteConsents", err)
+	}
+	return nil
+}
+
+// ---- sessions ----
+
+func (s *Store) PutSession(ctx context.Context, hash string, sess *store.Session) (err error) {
+	defer observe("PutSession", time.Now(), &err)
+	if hash == "" || sess == nil {
+		return errors.New("redisstore: session hash required")
+	}
+	ttl, err := s.ttlUntil("PutSession", sess.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	if err := s.rdb.Set(ctx, s.p+"session:"+hash, encode(sess), ttl).Err(); err != nil {
+		return unavailable("PutSession", err)
+	}
+	return nil
+}
+
+func (s *Store) GetSession(ctx context.Context, hash string) (sess *store.Session, err error) {
+	defer observe("GetSession", time.Now(), &err)
+	sess = new(store.Session)
+	if err := s.getJSON(ctx, "GetSession", s.p+"session:"+hash, sess); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+func (s *Store) DeleteSession(ctx context.Context, hash string) (err error) {
+	defer observe("DeleteSession", time.Now(), &err)
+	if err := s.rdb.Del(ctx, s.p+"session:"+hash).Err(); err != nil {
+		return unavailable("DeleteSession", err)
+	}
+	return nil
+}
+
+// ---- access-token revocations ----
+
+func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) (err error) {
+	defer observe("RevokeJTI", time.Now(), &err)
+	if jti == "" {
+		return errors.New("redisstore: jti required")
+	}
+	now := s.now()
+	ttl := exp.Sub(now)
+	if ttl < time.Millisecond {
+		return nil // already expired: nothing left to deny
+	}
+	keys := []string{s.p + "revoked:" + jti, s.p + "revokedset"}
+	if err := revokeJTI.Run(ctx, s.rdb, keys, ms(ttl), exp.UnixMilli(), jti, now.UnixMilli()).Err(); err != nil {
+		return unavailable("RevokeJTI", err)
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventRevokedJTI, ID: jti, Exp: exp})
+}
+
+func (s *Store) IsRevoked(ctx context.Context, jti string) (ok bool, err error) {
+	defer observe("IsRevoked", time.Now(), &err)
+	n, err := s.rdb.Exists(ctx, s.p+"revoked:"+jti).Result()
+	if err != nil {
+		return false, unavailable("IsRevoked", err)
+	}
+	return n == 1, nil
+}
+
+func (s *Store) RevokedJTIs(ctx context.Context) (out map[string]time.Time, err error) {
+	defer observe("RevokedJTIs", time.Now(), &err)
+	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.p+"revokedset", &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(s.now().UnixMilli(), 10), Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, unavailable("RevokedJTIs", err)
+	}
+	out = make(map[string]time.Time, len(zs))
+	for _, z := range zs {
+		jti, _ := z.Member.(string)
+		out[jti] = time.UnixMilli(int64(z.Score)).UTC()
+	}
+	return out, nil
+}
+
+// ---- API keys ----
+
+// apiKey rebuilds a key from its hash fields (d: the record as created;
+// rev and lu: revocation and last use since).
+func apiKey(op, hash string, f map[string]string) (*store.APIKey, error) {
+	d, ok := f["d"]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	k := new(store.APIKey)
+	if err := decode(op, []byte(d), k); err != nil {
+		return nil, err
+	}
+	k.Hash = hash
+	k.Revoked = k.Revoked || f["rev"] == "1"
+	if lu := fromNanos(f["lu"]); lu.After(k.LastUsed) {
+		k.LastUsed = lu
+	}
+	return k, nil
+}
+
+// CreateKey stores k; a key with ExpiresAt set expires (a Redis TTL) then.
+func (s *Store) CreateKey(ctx context.Context, k *store.APIKey) (err error) {
+	defer observe("CreateKey", time.Now(), &err)
+	if k == nil || k.ID == "" || k.Hash == "" {
+		return errors.New("redisstore: key id and hash required")
+	}
+	var ttl time.Duration
+	if !k.ExpiresAt.IsZero() {
+		if ttl, err = s.ttlUntil("CreateKey", k.ExpiresAt); err != nil {
+			return err
+		}
+	}
+	keys := []string{s.p + "key:" + k.Hash, s.p + "keyid:" + k.ID, s.p + "keys"}
+	n, err := createKey.Run(ctx, s.rdb, keys, encode(k), k.Hash, ms(ttl)).Int()
+	if err != nil {
+		return unavailable("CreateKey", err)
+	}
+	if n == 0 {
+		return store.ErrConflict
+	}
+	return nil
+}
+
+func (s *Store) GetKeyByHash(ctx context.Context, hash string) (k *store.APIKey, err error) {
+	defer observe("GetKeyByHash", time.Now(), &err)
+	m, err := s.rdb.HGetAll(ctx, s.p+"key:"+hash).Result()
+	if err != nil {
+		return nil, unavailable("GetKeyByHash", err)
+	}
+	return apiKey("GetKeyByHash", hash, m)
+}
+
+func (s *Store) ListKeys(ctx context.Context) (out []*store.APIKey, err error) {
+	defer observe("ListKeys", time.Now(), &err)
+	index := s.p + "keys"
+	hashes, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return nil, unavailable("ListKeys", err)
+	}
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(hashes))
+	for i, h := range hashes {
+		cmds[i] = pipe.HGetAll(ctx, s.p+"key:"+h)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("ListKeys", err)
+	}
+	var stale []any
+	for i, c := range cmds {
+		k, err := apiKey("ListKeys", hashes[i], c.Val())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			stale = append(stale, hashes[i])
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, k)
+		}
+	}
+	if len(stale) > 0 {
+		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// RevokeKey marks the key revoked (idempotently) and publishes EventKey.
+func (s *Store) RevokeKey(ctx context.Context, id string) (k *store.APIKey, err error) {
+	defer observe("RevokeKey", time.Now(), &err)
+	hash, err := s.rdb.Get(ctx, s.p+"keyid:"+id).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, unavailable("RevokeKey", err)
+	}
+	v, err := markRevoked.Run(ctx, s.rdb, []string{s.p + "key:" + hash}).Result()
+	if err != nil {
+		return nil, unavailable("RevokeKey", err)
+	}
+	if k, err = apiKey("RevokeKey", hash, fields(v)); err != nil {
+		return nil, err
+	}
+	return k, s.Publish(ctx, store.Event{Kind: store.EventKey, ID: hash})
+}
+
+// TouchKeys raises LastUsed (never lowers it) in one pipeline; unknown
+// hashes are ignored.
+func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) (err error) {
+	defer observe("TouchKeys", time.Now(), &err)
+	if len(used) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for h, t := range used {
+		// Eval, not EvalSha: a NOSCRIPT inside a pipeline cannot be retried.
+		touchKey.Eval(ctx, pipe, []string{s.p + "key:" + h}, strconv.FormatInt(t.UnixNano(), 10))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("TouchKeys", err)
+	}
+	return nil
+}
+
+// ---- agents ----
+
+func (s *Store) PutAgent(ctx context.Context, a *store.Agent) (err error) {
+	defer observe("PutAgent", time.Now(), &err)
+	if a == nil || a.ID == "" {
+		return errors.New("redisstore: agent id required")
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.p+"agent:"+a.ID, encode(a), 0)
+		p.SAdd(ctx, s.p+"agents", a.ID)
+		return nil
+	})
+	if err != nil {
+		return unavailable("PutAgent", err)
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
+}
+
+func (s *Store) GetAgent(ctx context.Context, id string) (a *store.Agent, err error) {
+	defer observe("GetAgent", time.Now(), &err)
+	a = new(store.Agent)
+	if err := s.getJSON(ctx, "GetAgent", s.p+"agent:"+id, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (s *Store) ListAgents(ctx context.Context) (out []*store.Agent, err error) {
+	defer observe("ListAgents", time.Now(), &err)
+	raw, err := s.listJSON(ctx, "ListAgents", s.p+"agents", s.p+"agent:")
+	if err != nil {
+		return nil, err
+	}
+	out = make([]*store.Agent, 0, len(raw))
+	for _, b := range raw {
+		a := new(store.Agent)
+		if err := decode("ListAgents", b, a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *Store) DeleteAgent(ctx context.Context, id string) (err error) {
+	defer observe("DeleteAgent", time.Now(), &err)
+	n, err := deleteIndexed.Run(ctx, s.rdb, []string{s.p + "agent:" + id, s.p + "agents"}, id).Int()
+	if err != nil {
+		return unavailable("DeleteAgent", err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: id})
+}
+
+// ---- rate limiting ----
+
+// Allow counts a hit in a fixed window that starts at the key's first hit;
+// it returns whether the hit is within limit and the time left in the window.
+func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retry time.Duration, err error) {
+	defer observe("Allow", time.Now(), &err)
+	if window < time.Millisecond {
+		return false, 0, errors.New("redisstore: rate-limit window must be positive")
+	}
+	v, err := allow.Run(ctx, s.rdb, []string{s.p + "rl:" + key}, ms(window)).Int64Slice()
+	if err != nil {
+		return false, 0, unavailable("Allow", err)
+	}
+	if len(v) != 2 {
+		return false, 0, fmt.Errorf("redisstore: Allow: unexpected reply %v", v)
+	}
+	return v[0] <= int64(limit), time.Duration(v[1]) * time.Millisecond, nil
+}
+
+// ---- events ----
+
+func (s *Store) Publish(ctx context.Context, e store.Event) (err error) {
+	defer observe("Publish", time.Now(), &err)
+	if err := s.rdb.Publish(ctx, s.channel, encode(&e)).Err(); err != nil {
+		return unavailable("Publish", err)
+	}
+	return nil
+}
+
+// Subscribe returns once Redis confirmed the subscription. go-redis
+// reconnects and re-subscribes after a connection loss; each re-subscription
+// is reported to fn as store.EventResync because events may have been lost.
+func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) (err error) {
+	defer observe("Subscribe", time.Now(), &err)
+	select {
+	case <-s.closing:
+		return errors.New("redisstore: closed")
+	default:
+	}
+	ps := s.rdb.Subscribe(ctx, s.channel)
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return unavailable("Subscribe", err)
+	}
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	s.subs.Add(1)
+	go func() {
+		defer s.subs.Done()
+		defer ps.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.closing:
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				switch m := m.(type) {
+				case *redis.Subscription:
+					if m.Kind == "subscribe" {
+						fn(store.Event{Kind: store.EventResync})
+					}
+				case *redis.Message:
+					var e store.Event
+					if json.Unmarshal([]byte(m.Payload), &e) == nil {
+						fn(e)
+					}
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// ---- lifecycle ----
+
+func (s *Store) Ping(ctx context.Context) (err error) {
+	defer observe("Ping", time.Now(), &err)
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable("Ping", err)
+	}
+	return nil
+}
+
+// Close ends every subscription and, for a Store made by New, closes the
+// connection pool.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.subs.Wait()
+		if s.owned {
+			err = s.rdb.Close()
+		}
+	})
+	return err
+}

@@ -1,0 +1,272 @@
+package redisstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/store/redisstore"
+	"github.com/mcpgateway/mcp-gateway/store/storetest"
+)
+
+// clock is the fake time shared by a miniredis server and its stores;
+// Advance moves both forward together.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+	mr  *miniredis.Miniredis
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	c.mr.FastForward(d)
+}
+
+func randomPrefix(t *testing.T) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "mcpgwtest:" + hex.EncodeToString(b) + ":"
+}
+
+// miniStore opens a store on mr that closes with the test.
+func miniStore(t *testing.T, mr *miniredis.Miniredis, prefix string, clk *clock) *redisstore.Store {
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	s := redisstore.NewFromClient(rdb, prefix, redisstore.WithClock(clk.Now))
+	t.Cleanup(func() {
+		_ = s.Close()
+		_ = rdb.Close()
+	})
+	return s
+}
+
+func TestContractMiniredis(t *testing.T) {
+	storetest.RunBackend(t, func(t *testing.T) storetest.Backend {
+		// One server per subtest: FastForward moves every key's TTL.
+		mr := miniredis.RunT(t)
+		clk := &clock{now: time.Now(), mr: mr}
+		prefix := randomPrefix(t)
+		return storetest.Backend{
+			Store:   miniStore(t, mr, prefix, clk),
+			Now:     clk.Now,
+			Advance: clk.Advance,
+			Peer:    func(t *testing.T) store.Store { return miniStore(t, mr, prefix, clk) },
+		}
+	})
+}
+
+// realRedisURL returns MCPGW_TEST_REDIS_URL; without it the test skips,
+// except in CI where a missing server is a failure.
+func realRedisURL(t *testing.T) string {
+	u := os.Getenv("MCPGW_TEST_REDIS_URL")
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("MCPGW_TEST_REDIS_URL is not set (required when CI=true)")
+		}
+		t.Skip("MCPGW_TEST_REDIS_URL not set: skipping the contract suite on a real redis-server")
+	}
+	return u
+}
+
+// realStore opens a store on the real server under prefix and deletes the
+// prefix's keys when the test ends, so test packages can share a server.
+func realStore(t *testing.T, url, prefix string, cleanup bool) *redisstore.Store {
+	s, err := redisstore.New(t.Context(), url, prefix)
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if cleanup {
+			deletePrefix(t, url, prefix)
+		}
+		_ = s.Close()
+	})
+	return s
+}
+
+func deletePrefix(t *testing.T, url, prefix string) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("scan %s*: %v", prefix, err)
+	}
+	if len(keys) > 0 {
+		if err := rdb.Del(ctx, keys...).Err(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+}
+
+func TestContractRealRedis(t *testing.T) {
+	url := realRedisURL(t)
+	storetest.RunBackend(t, func(t *testing.T) storetest.Backend {
+		prefix := randomPrefix(t)
+		return storetest.Backend{
+			Store: realStore(t, url, prefix, true),
+			Peer:  func(t *testing.T) store.Store { return realStore(t, url, prefix, false) },
+		}
+	})
+}
+
+// closedAddr returns a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+func TestUnavailable(t *testing.T) {
+	addr := closedAddr(t)
+	ctx := t.Context()
+
+	_, err := redisstore.New(ctx, "redis://"+addr+"/0?dial_timeout=200ms&max_retries=-1", "p:")
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("New on a closed port: %v, want ErrUnavailable", err)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
+	defer rdb.Close()
+	s := redisstore.NewFromClient(rdb, "p:")
+	defer s.Close()
+
+	calls := map[string]func() error{
+		"Ping":      func() error { return s.Ping(ctx) },
+		"GetClient": func() error { _, err := s.GetClient(ctx, "c"); return err },
+		"RedeemCode": func() error {
+			_, err := s.RedeemCode(ctx, "h")
+			return err
+		},
+		"LookupRefresh": func() error { _, err := s.LookupRefresh(ctx, "h"); return err },
+		"Rotate": func() error {
+			_, err := s.Rotate(ctx, store.Rotation{OldHash: "a", NewHash: "b", TokenTTL: time.Hour})
+			return err
+		},
+		"GetKeyByHash": func() error { _, err := s.GetKeyByHash(ctx, "h"); return err },
+		"IsRevoked":    func() error { _, err := s.IsRevoked(ctx, "j"); return err },
+		"Allow":        func() error { _, _, err := s.Allow(ctx, "k", 1, time.Second); return err },
+		"TouchKeys":    func() error { return s.TouchKeys(ctx, map[string]time.Time{"h": time.Now()}) },
+		"Publish":      func() error { return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: "a"}) },
+		"Subscribe":    func() error { return s.Subscribe(ctx, func(store.Event) {}) },
+	}
+	for name, call := range calls {
+		err := call()
+		if !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s on a closed port: %v, want ErrUnavailable (and not ErrNotFound)", name, err)
+		}
+	}
+}
+
+// A subscriber survives a Redis restart: it is told to resync, then
+// receives events again.
+func TestSubscribeReconnects(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clk := &clock{now: time.Now(), mr: mr}
+	prefix := randomPrefix(t)
+	pub, sub := miniStore(t, mr, prefix, clk), miniStore(t, mr, prefix, clk)
+
+	events := make(chan store.Event, 16)
+	must(t, sub.Subscribe(t.Context(), func(e store.Event) { events <- e }))
+	must(t, pub.Publish(t.Context(), store.Event{Kind: store.EventAgent, ID: "before"}))
+	select {
+	case e := <-events:
+		if e.Kind != store.EventAgent || e.ID != "before" {
+			t.Fatalf("first event = %+v, want the published one (no resync before a reconnect)", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event before the restart")
+	}
+
+	mr.Close()
+	if err := mr.Restart(); err != nil {
+		t.Fatalf("restart miniredis: %v", err)
+	}
+	waitFor(t, events, store.EventResync, "")
+	must(t, pub.Publish(t.Context(), store.Event{Kind: store.EventAgent, ID: "after"}))
+	waitFor(t, events, store.EventAgent, "after")
+}
+
+func waitFor(t *testing.T, ch <-chan store.Event, kind, id string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-ch:
+			if e.Kind == kind && e.ID == id {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s event %q", kind, id)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Keys carry the prefix and the documented names, and expire by Redis TTL.
+func TestKeyLayout(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clk := &clock{now: time.Now(), mr: mr}
+	s := miniStore(t, mr, "gw:", clk)
+	ctx := t.Context()
+	now := clk.Now()
+	must(t, s.PutCode(ctx, &store.AuthCode{Hash: "h1", FamilyID: "f1", ExpiresAt: now.Add(120 * time.Second)}))
+	must(t, s.CreateFamily(ctx, &store.RefreshFamily{ID: "f1", UserID: "u:1", CurrentHash: "r1", ExpiresAt: now.Add(time.Hour)}, 10*time.Minute))
+	must(t, s.RevokeJTI(ctx, "j1", now.Add(time.Minute)))
+	must(t, s.PutAgent(ctx, &store.Agent{ID: "a1", Owner: "u"}))
+	for key, ttl := range map[string]time.Duration{
+		"gw:code:h1": 120 * time.Second, "gw:rtfam:f1": time.Hour, "gw:rt:r1": 10 * time.Minute,
+		"gw:revoked:j1": time.Minute, "gw:agent:a1": 0, "gw:rtuser:u%3A1": time.Hour,
+	} {
+		if !mr.Exists(key) {
+			t.Errorf("key %s missing; have %v", key, mr.Keys())
+			continue
+		}
+		if got := mr.TTL(key); got != ttl {
+			t.Errorf("TTL(%s) = %v, want %v", key, got, ttl)
+		}
+	}
+	_, err := s.RedeemCode(ctx, "h1")
+	must(t, err)
+	if mr.Exists("gw:code:h1") || !mr.Exists("gw:codeused:h1") {
+		t.Errorf("after redeem: keys %v", mr.Keys())
+	}
+}

@@ -1,0 +1,138 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// Every multi-step change that must be atomic is one Lua script. Times are
+// passed as Unix milliseconds (exact in Lua's doubles); a TTL argument is
+// in milliseconds too.
+
+// createIndexed: SET NX a JSON record and add its id to an index set.
+// KEYS: record, index. ARGV: value, member. Returns 1, or 0 if it exists.
+var createIndexed = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  return 1
+end
+return 0`)
+
+// deleteIndexed: DEL a record and drop it from its index set.
+// KEYS: record, index. ARGV: member. Returns the number of records deleted.
+var deleteIndexed = redis.NewScript(`
+local n = redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return n`)
+
+// putCode: store a code unless the hash is live or was already used.
+// KEYS: code, used marker. ARGV: value, ttl. Returns 1, or 0 on conflict.
+var putCode = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0`)
+
+// redeemCode: take the code and leave a "used" marker holding its record so
+// a replay can name the family the first redemption created.
+// KEYS: code, used marker. ARGV: marker ttl.
+// Returns {'ok', record} | {'used', record} | {'nf'}.
+var redeemCode = redis.NewScript(`
+local v = redis.call('GETDEL', KEYS[1])
+if v then
+  redis.call('SET', KEYS[2], v, 'PX', ARGV[1])
+  return {'ok', v}
+end
+local u = redis.call('GET', KEYS[2])
+if u then return {'used', u} end
+return {'nf'}`)
+
+// createFamily: the family hash, its first token and the user's index.
+// KEYS: rtfam:<id>, rt:<hash>, rtuser:<user>.
+// ARGV: d (JSON), current hash, access jti, access exp (ns), end (ms),
+// family ttl, token ttl, family id. Returns 1, or 0 on conflict.
+var createFamily = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local famttl = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'cur', ARGV[2], 'jti', ARGV[3], 'aexp', ARGV[4], 'end', ARGV[5], 'rev', '0')
+redis.call('PEXPIRE', KEYS[1], famttl)
+redis.call('HSET', KEYS[2], 'fam', ARGV[8], 'st', 'a')
+redis.call('PEXPIRE', KEYS[2], math.min(tonumber(ARGV[7]), famttl))
+redis.call('SADD', KEYS[3], ARGV[8])
+if redis.call('PTTL', KEYS[3]) < famttl then redis.call('PEXPIRE', KEYS[3], famttl) end
+return 1`)
+
+// rotate implements store.Refresh.Rotate in one step.
+// KEYS: rt:<old>, rt:<new>, rtfam:<family>.
+// ARGV: family id, now, grace, token ttl, access jti, access exp (ns),
+// old hash, new hash.
+// Returns {'ok', family fields} | {'race'} | {'reused', family fields} |
+// {'nf'} | {'conflict'}.
+var rotate = redis.NewScript(`
+local t = redis.call('HMGET', KEYS[1], 'fam', 'st', 'at')
+if not t[1] or t[1] ~= ARGV[1] then return {'nf'} end
+local f = redis.call('HMGET', KEYS[3], 'cur', 'rev', 'end')
+if not f[3] or f[2] == '1' then return {'nf'} end
+local now = tonumber(ARGV[2])
+if t[2] == 'r' then
+  if now - tonumber(t[3]) <= tonumber(ARGV[3]) then return {'race'} end
+  redis.call('HSET', KEYS[3], 'rev', '1')
+  return {'reused', redis.call('HGETALL', KEYS[3])}
+end
+if f[1] ~= ARGV[7] then return {'nf'} end
+local ttl = math.min(tonumber(ARGV[4]), tonumber(f[3]) - now)
+if ttl <= 0 then return {'nf'} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'conflict'} end
+redis.call('HSET', KEYS[1], 'st', 'r', 'at', ARGV[2])
+redis.call('HSET', KEYS[2], 'fam', ARGV[1], 'st', 'a')
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('HSET', KEYS[3], 'cur', ARGV[8], 'jti', ARGV[5], 'aexp', ARGV[6])
+return {'ok', redis.call('HGETALL', KEYS[3])}`)
+
+// markRevoked sets rev=1 on an existing hash record (a family or a key).
+// KEYS: the record. Returns its fields, or {} if it is missing.
+var markRevoked = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HSET', KEYS[1], 'rev', '1')
+return redis.call('HGETALL', KEYS[1])`)
+
+// revokeJTI: the denylist entry plus the sorted set that lists it.
+// KEYS: revoked:<jti>, revoked set. ARGV: ttl, exp, jti, now.
+var revokeJTI = redis.NewScript(`
+local ttl = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('SET', KEYS[1], '1', 'PX', ttl) end
+local cur = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if not cur or tonumber(cur) < tonumber(ARGV[2]) then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1`)
+
+// createKey: KEYS: key:<hash>, keyid:<id>, key index.
+// ARGV: d (JSON), hash, ttl (0: none). Returns 1, or 0 on conflict.
+var createKey = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1`)
+
+// touchKey raises last-used on an existing key only.
+// KEYS: key:<hash>. ARGV: unix ns as a decimal string.
+var touchKey = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'lu')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'lu', ARGV[1])
+return 1`)
+
+// allow: fixed-window counter. KEYS: rl:<key>. ARGV: window.
+// Returns {count, remaining ms}.
+var allow = redis.NewScript(`
+local c = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  ttl = tonumber(ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return {c, ttl}`)

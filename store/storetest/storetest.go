@@ -1,0 +1,977 @@
+// Package storetest is the contract suite every store.Store backend must
+// pass. Backends call Run (or RunBackend for clock and replica hooks) from
+// their own _test.go files.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+// Backend is one fresh store under test plus the hooks that keep the
+// expiry and cross-replica tests honest on every backend.
+type Backend struct {
+	Store store.Store
+	// Now is the backend's clock, used to build ExpiresAt values
+	// (nil: time.Now).
+	Now func() time.Time
+	// Advance moves the backend's clock forward (a fake clock, miniredis
+	// FastForward). nil: the suite sleeps through short TTLs instead.
+	Advance func(d time.Duration)
+	// Peer opens a second Store on the same shared state, as another
+	// replica would (nil: the suite subscribes twice on Store).
+	Peer func(t *testing.T) store.Store
+}
+
+// Run runs the suite with a fresh store per subtest, on real time.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	RunBackend(t, func(t *testing.T) Backend { return Backend{Store: newStore(t)} })
+}
+
+// RunBackend runs the suite; newBackend is called once per subtest and must
+// register its own cleanup (t.Cleanup) for the store.
+func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h *harness)
+	}{
+		{"Clients", testClients},
+		{"AuthRequests", testAuthRequests},
+		{"Codes", testCodes},
+		{"CodeRedeemConcurrent", testCodeRedeemConcurrent},
+		{"Families", testFamilies},
+		{"RotateConcurrent", testRotateConcurrent},
+		{"Consents", testConsents},
+		{"Sessions", testSessions},
+		{"Revocations", testRevocations},
+		{"Keys", testKeys},
+		{"Agents", testAgents},
+		{"RateLimit", testRateLimit},
+		{"Events", testEvents},
+		{"Expiry", testExpiry},
+		{"Ping", func(t *testing.T, h *harness) { must(t, h.s.Ping(h.ctx)) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBackend(t)
+			h := &harness{Backend: b, s: b.Store, ctx: t.Context()}
+			tc.fn(t, h)
+		})
+	}
+}
+
+type harness struct {
+	Backend
+	s   store.Store
+	ctx context.Context
+}
+
+// now is the backend's time at second precision, so every backend stores
+// it exactly.
+func (h *harness) now() time.Time {
+	if h.Now != nil {
+		return h.Now().UTC().Truncate(time.Second)
+	}
+	return time.Now().UTC().Truncate(time.Second)
+}
+
+// ttl is the lifetime used by expiry tests: long on a fake clock, short
+// (but not flaky-short) when the suite must really wait.
+func (h *harness) ttl() time.Duration {
+	if h.Advance != nil {
+		return time.Minute
+	}
+	return 1500 * time.Millisecond
+}
+
+// pass moves time beyond ttl().
+func (h *harness) pass() {
+	if h.Advance != nil {
+		h.Advance(h.ttl() + time.Second)
+		return
+	}
+	time.Sleep(h.ttl() + 600*time.Millisecond)
+}
+
+// ---- helpers ----
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
+
+func wantErr(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("error = %v, want %v", err, want)
+	}
+}
+
+// sameJSON compares records by their JSON form (times by value, not by
+// monotonic reading or location pointer).
+func sameJSON(t *testing.T, what string, got, want any) {
+	t.Helper()
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(g) != string(w) {
+		t.Fatalf("%s:\n got %s\nwant %s", what, g, w)
+	}
+}
+
+var seq atomic.Int64
+
+// id returns a value unique within the test binary.
+func id(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), seq.Add(1))
+}
+
+// ---- clients ----
+
+func testClients(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	c := &store.Client{
+		ID: id("client"), Name: "Inspector", RedirectURIs: []string{"http://127.0.0.1/cb", "cursor://cb"},
+		GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+		Scope: "mcp", RegisteredIP: "10.0.0.1", CreatedAt: h.now(),
+	}
+	want := *c
+	want.RedirectURIs = slices.Clone(c.RedirectURIs)
+	must(t, s.CreateClient(ctx, c))
+	c.RedirectURIs[0] = "https://evil.example/cb" // the caller's copy must not be stored
+	c.Name = "changed"
+
+	got, err := s.GetClient(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "GetClient", got, &want)
+	got.RedirectURIs[1] = "mutated"
+	got.GrantTypes = append(got.GrantTypes[:0], "mutated")
+	again, err := s.GetClient(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "GetClient after mutating a returned record", again, &want)
+
+	wantErr(t, s.CreateClient(ctx, &store.Client{ID: want.ID}), store.ErrConflict)
+	_, err = s.GetClient(ctx, "no-such-client")
+	wantErr(t, err, store.ErrNotFound)
+
+	second := &store.Client{ID: id("client"), RedirectURIs: []string{"https://a.example/cb"}, CreatedAt: h.now()}
+	must(t, s.CreateClient(ctx, second))
+	list, err := s.ListClients(ctx)
+	must(t, err)
+	if len(list) != 2 {
+		t.Fatalf("ListClients = %d clients, want 2", len(list))
+	}
+	ids := []string{list[0].ID, list[1].ID}
+	if !slices.Contains(ids, want.ID) || !slices.Contains(ids, second.ID) {
+		t.Fatalf("ListClients ids = %v", ids)
+	}
+
+	must(t, s.DeleteClient(ctx, want.ID))
+	_, err = s.GetClient(ctx, want.ID)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, s.DeleteClient(ctx, want.ID), store.ErrNotFound)
+	list, err = s.ListClients(ctx)
+	must(t, err)
+	if len(list) != 1 || list[0].ID != second.ID {
+		t.Fatalf("ListClients after delete = %v", list)
+	}
+}
+
+// ---- pending authorization requests ----
+
+func testAuthRequests(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now := h.now()
+	r := &store.AuthRequest{
+		ID: id("req"), ClientID: "c1", RedirectURI: "http://127.0.0.1/cb", State: "xyz", Scope: "mcp",
+		Resource: "http://gw/a/mcp", CodeChallenge: "ch", CSRF: "csrf", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+	}
+	want := *r
+	must(t, s.PutAuthRequest(ctx, r, 10*time.Minute))
+	r.State = "mutated"
+
+	got, err := s.GetAuthRequest(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "GetAuthRequest", got, &want)
+	got.UserID = "mallory"
+
+	// Put replaces (the login step records the user).
+	want.UserID = "alice"
+	must(t, s.PutAuthRequest(ctx, &want, 10*time.Minute))
+	took, err := s.TakeAuthRequest(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "TakeAuthRequest", took, &want)
+
+	_, err = s.TakeAuthRequest(ctx, want.ID)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetAuthRequest(ctx, want.ID)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetAuthRequest(ctx, "no-such-request")
+	wantErr(t, err, store.ErrNotFound)
+
+	// Concurrent takes: a pending request yields at most one code.
+	must(t, s.PutAuthRequest(ctx, &want, time.Minute))
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			_, err := s.TakeAuthRequest(ctx, want.ID)
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, store.ErrNotFound):
+				t.Errorf("TakeAuthRequest: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent takes succeeded, want 1", n)
+	}
+}
+
+// ---- authorization codes ----
+
+func newCode(h *harness) *store.AuthCode {
+	now := h.now()
+	return &store.AuthCode{
+		Hash: id("codehash"), ClientID: "c1", UserID: "alice", RedirectURI: "http://127.0.0.1/cb", Scope: "mcp",
+		Resource: "http://gw/a/mcp", CodeChallenge: "ch", FamilyID: id("fam"), AuthTime: now, ExpiresAt: now.Add(2 * time.Minute),
+	}
+}
+
+func testCodes(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	c := newCode(h)
+	want := *c
+	must(t, s.PutCode(ctx, c))
+	wantErr(t, s.PutCode(ctx, &want), store.ErrConflict)
+	c.FamilyID = "mutated"
+
+	got, err := s.RedeemCode(ctx, want.Hash)
+	must(t, err)
+	if got.Hash != want.Hash {
+		t.Fatalf("redeemed Hash = %q, want %q", got.Hash, want.Hash)
+	}
+	sameJSON(t, "RedeemCode", got, &want)
+
+	again, err := s.RedeemCode(ctx, want.Hash)
+	wantErr(t, err, store.ErrCodeReused)
+	if again == nil || again.FamilyID != want.FamilyID || again.UserID != want.UserID {
+		t.Fatalf("reused code record = %+v, want family %q", again, want.FamilyID)
+	}
+	// Still reported as reused on later attempts.
+	_, err = s.RedeemCode(ctx, want.Hash)
+	wantErr(t, err, store.ErrCodeReused)
+	// A used code's hash cannot be issued again.
+	if err := s.PutCode(ctx, &want); err == nil {
+		t.Fatal("PutCode of a used code hash succeeded")
+	}
+
+	_, err = s.RedeemCode(ctx, "no-such-code")
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testCodeRedeemConcurrent(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	c := newCode(h)
+	must(t, s.PutCode(ctx, c))
+	const n = 50
+	var wins, reused atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			got, err := s.RedeemCode(ctx, c.Hash)
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, store.ErrCodeReused):
+				if got == nil || got.FamilyID != c.FamilyID {
+					t.Errorf("reused record = %+v, want family %q", got, c.FamilyID)
+				}
+				reused.Add(1)
+			default:
+				t.Errorf("RedeemCode: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 || reused.Load() != n-1 {
+		t.Fatalf("%d redemptions won and %d saw reuse; want 1 and %d", wins.Load(), reused.Load(), n-1)
+	}
+}
+
+// ---- refresh families ----
+
+func newFamily(h *harness, user string) *store.RefreshFamily {
+	now := h.now()
+	return &store.RefreshFamily{
+		ID: id("fam"), ClientID: "c1", UserID: user, Scope: "mcp read", Resource: "http://gw/a/mcp",
+		CurrentHash: id("rt"), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
+		CreatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour),
+	}
+}
+
+func rotation(h *harness, old string) store.Rotation {
+	now := h.now()
+	return store.Rotation{
+		OldHash: old, NewHash: id("rt"), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
+		Now: now, Grace: 10 * time.Second, TokenTTL: 24 * time.Hour,
+	}
+}
+
+func testFamilies(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	user := id("user")
+	f := newFamily(h, user)
+	want := *f
+	must(t, s.CreateFamily(ctx, f, 24*time.Hour))
+	f.Scope = "mutated"
+	wantErr(t, s.CreateFamily(ctx, &want, time.Hour), store.ErrConflict)
+
+	got, err := s.LookupRefresh(ctx, want.CurrentHash)
+	must(t, err)
+	sameJSON(t, "LookupRefresh", got, &want)
+	got.Revoked = true // must not leak into the store
+	_, err = s.LookupRefresh(ctx, "no-such-token")
+	wantErr(t, err, store.ErrNotFound)
+
+	// Rotate the first token: the family follows the new token.
+	r1 := rotation(h, want.CurrentHash)
+	rotated, err := s.Rotate(ctx, r1)
+	must(t, err)
+	want.CurrentHash, want.AccessJTI, want.AccessExp = r1.NewHash, r1.AccessJTI, r1.AccessExp
+	sameJSON(t, "Rotate result", rotated, &want)
+	got, err = s.LookupRefresh(ctx, r1.NewHash)
+	must(t, err)
+	sameJSON(t, "LookupRefresh(new token)", got, &want)
+	// The rotated token still names its family (for revocation requests).
+	got, err = s.LookupRefresh(ctx, r1.OldHash)
+	must(t, err)
+	if got.ID != want.ID {
+		t.Fatalf("LookupRefresh(rotated) family = %q, want %q", got.ID, want.ID)
+	}
+
+	// Rotate again from the new token.
+	r2 := rotation(h, r1.NewHash)
+	_, err = s.Rotate(ctx, r2)
+	must(t, err)
+
+	// Within grace: a race, the family survives.
+	race := rotation(h, r1.NewHash)
+	race.Now = r2.Now.Add(race.Grace)
+	_, err = s.Rotate(ctx, race)
+	wantErr(t, err, store.ErrRefreshRace)
+	if _, err := s.LookupRefresh(ctx, race.NewHash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused rotation stored its new token: %v", err)
+	}
+	got, err = s.LookupRefresh(ctx, r2.NewHash)
+	must(t, err)
+	if got.Revoked || got.CurrentHash != r2.NewHash {
+		t.Fatalf("family after race = %+v", got)
+	}
+
+	// An unknown token.
+	_, err = s.Rotate(ctx, rotation(h, "no-such-token"))
+	wantErr(t, err, store.ErrNotFound)
+
+	// A second family of the same user and one of another user.
+	f2 := newFamily(h, user)
+	must(t, s.CreateFamily(ctx, f2, time.Hour))
+	must(t, s.CreateFamily(ctx, newFamily(h, id("other")), time.Hour))
+	list, err := s.ListFamilies(ctx, user)
+	must(t, err)
+	if len(list) != 2 || !slices.ContainsFunc(list, func(x *store.RefreshFamily) bool { return x.ID == want.ID }) ||
+		!slices.ContainsFunc(list, func(x *store.RefreshFamily) bool { return x.ID == f2.ID }) {
+		t.Fatalf("ListFamilies = %+v", list)
+	}
+
+	// Revoke: every token of the chain is dead.
+	revoked, err := s.RevokeFamily(ctx, f2.ID)
+	must(t, err)
+	if !revoked.Revoked || revoked.ID != f2.ID {
+		t.Fatalf("RevokeFamily = %+v", revoked)
+	}
+	_, err = s.Rotate(ctx, rotation(h, f2.CurrentHash))
+	wantErr(t, err, store.ErrNotFound)
+	got, err = s.LookupRefresh(ctx, f2.CurrentHash)
+	must(t, err)
+	if !got.Revoked {
+		t.Fatal("LookupRefresh of a revoked family does not say Revoked")
+	}
+	list, err = s.ListFamilies(ctx, user)
+	must(t, err)
+	if len(list) != 1 || list[0].ID != want.ID {
+		t.Fatalf("ListFamilies after revoke = %+v", list)
+	}
+	_, err = s.RevokeFamily(ctx, "no-such-family")
+	wantErr(t, err, store.ErrNotFound)
+	list, err = s.ListFamilies(ctx, id("nobody"))
+	must(t, err)
+	if len(list) != 0 {
+		t.Fatalf("ListFamilies(nobody) = %+v", list)
+	}
+
+	// Reuse after grace revokes the family and hands it back.
+	reuse := rotation(h, r1.OldHash)
+	reuse.Now = r2.Now.Add(time.Minute)
+	fam, err := s.Rotate(ctx, reuse)
+	wantErr(t, err, store.ErrRefreshReused)
+	if fam == nil || fam.ID != want.ID || !fam.Revoked || fam.AccessJTI != r2.AccessJTI {
+		t.Fatalf("reused family = %+v, want revoked %q with jti %q", fam, want.ID, r2.AccessJTI)
+	}
+	_, err = s.Rotate(ctx, rotation(h, r2.NewHash))
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testRotateConcurrent(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	f := newFamily(h, id("user"))
+	must(t, s.CreateFamily(ctx, f, time.Hour))
+
+	const n = 50
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		winner *store.Rotation
+		races  int
+	)
+	start := make(chan struct{})
+	for range n {
+		r := rotation(h, f.CurrentHash)
+		wg.Go(func() {
+			<-start
+			got, err := s.Rotate(ctx, r)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				if winner != nil {
+					t.Errorf("two rotations won")
+				}
+				winner = &r
+				if got.CurrentHash != r.NewHash {
+					t.Errorf("winner's family current = %q, want %q", got.CurrentHash, r.NewHash)
+				}
+			case errors.Is(err, store.ErrRefreshRace):
+				races++
+			default:
+				t.Errorf("Rotate: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if winner == nil || races != n-1 {
+		t.Fatalf("winner %v, %d races; want one winner and %d races", winner != nil, races, n-1)
+	}
+	fam, err := s.LookupRefresh(ctx, winner.NewHash)
+	must(t, err)
+	if fam.Revoked || fam.CurrentHash != winner.NewHash || fam.AccessJTI != winner.AccessJTI {
+		t.Fatalf("family after concurrent rotation = %+v", fam)
+	}
+
+	// The loser presenting the old token after grace: reuse, family revoked,
+	// and the winner's token stops working.
+	reuse := rotation(h, f.CurrentHash)
+	reuse.Now = winner.Now.Add(winner.Grace + time.Second)
+	fam, err = s.Rotate(ctx, reuse)
+	wantErr(t, err, store.ErrRefreshReused)
+	if fam == nil || !fam.Revoked || fam.ID != f.ID {
+		t.Fatalf("reused family = %+v", fam)
+	}
+	_, err = s.Rotate(ctx, rotation(h, winner.NewHash))
+	wantErr(t, err, store.ErrNotFound)
+}
+
+// ---- consents ----
+
+func testConsents(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	user, other := id("user:with:colons"), id("other")
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "c1", Scope: "read mcp", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "https://app.example/client.json", Scope: "mcp", Resource: "http://gw", CreatedAt: h.now()}))
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: other, ClientID: "c1", Scope: "mcp", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+
+	cases := []struct {
+		user, client, scope, resource string
+		want                          bool
+	}{
+		{user, "c1", "mcp read", "http://gw/a/mcp", true},
+		{user, "c1", "mcp", "http://gw/a/mcp", true}, // a subset of the granted scopes
+		{user, "c1", "", "http://gw/a/mcp", true},    // no scope requested
+		{user, "c1", "mcp write", "http://gw/a/mcp", false},
+		{user, "c1", "mcp", "http://gw/b/mcp", false}, // another resource
+		{user, "c2", "mcp", "http://gw/a/mcp", false}, // another client
+		{user, "https://app.example/client.json", "mcp", "http://gw", true},
+		{other, "c1", "read", "http://gw/a/mcp", false},
+		{id("nobody"), "c1", "mcp", "http://gw/a/mcp", false},
+	}
+	for _, c := range cases {
+		got, err := s.HasConsent(ctx, c.user, c.client, c.scope, c.resource)
+		must(t, err)
+		if got != c.want {
+			t.Errorf("HasConsent(%q, %q, %q, %q) = %v, want %v", c.user, c.client, c.scope, c.resource, got, c.want)
+		}
+	}
+
+	list, err := s.ListConsents(ctx, user)
+	must(t, err)
+	if len(list) != 2 {
+		t.Fatalf("ListConsents = %+v, want 2", list)
+	}
+	for _, c := range list {
+		if c.UserID != user {
+			t.Fatalf("ListConsents returned %+v", c)
+		}
+	}
+
+	must(t, s.DeleteConsents(ctx, user, "c1"))
+	if ok, _ := s.HasConsent(ctx, user, "c1", "mcp", "http://gw/a/mcp"); ok {
+		t.Fatal("consent survived DeleteConsents")
+	}
+	if ok, _ := s.HasConsent(ctx, other, "c1", "mcp", "http://gw/a/mcp"); !ok {
+		t.Fatal("DeleteConsents removed another user's consent")
+	}
+	list, err = s.ListConsents(ctx, user)
+	must(t, err)
+	if len(list) != 1 || list[0].ClientID != "https://app.example/client.json" {
+		t.Fatalf("ListConsents after delete = %+v", list)
+	}
+	// An empty client forgets all of the user's consents.
+	must(t, s.DeleteConsents(ctx, user, ""))
+	list, err = s.ListConsents(ctx, user)
+	must(t, err)
+	if len(list) != 0 {
+		t.Fatalf("ListConsents after deleting all = %+v", list)
+	}
+	must(t, s.DeleteConsents(ctx, id("nobody"), "c1"))
+}
+
+// ---- sessions ----
+
+func testSessions(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now := h.now()
+	hash := id("sess")
+	sess := &store.Session{UserID: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	want := *sess
+	must(t, s.PutSession(ctx, hash, sess))
+	sess.UserID = "mallory"
+	got, err := s.GetSession(ctx, hash)
+	must(t, err)
+	sameJSON(t, "GetSession", got, &want)
+	got.UserID = "mallory"
+	got, err = s.GetSession(ctx, hash)
+	must(t, err)
+	sameJSON(t, "GetSession after mutation", got, &want)
+
+	must(t, s.DeleteSession(ctx, hash))
+	_, err = s.GetSession(ctx, hash)
+	wantErr(t, err, store.ErrNotFound)
+	must(t, s.DeleteSession(ctx, hash)) // idempotent
+}
+
+// ---- revocations ----
+
+func testRevocations(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now := h.now()
+	a, b, past := id("jti"), id("jti"), id("jti")
+	must(t, s.RevokeJTI(ctx, a, now.Add(time.Hour)))
+	must(t, s.RevokeJTI(ctx, b, now.Add(2*time.Hour)))
+	must(t, s.RevokeJTI(ctx, past, now.Add(-time.Minute))) // already expired: nothing to deny
+
+	for jti, want := range map[string]bool{a: true, b: true, past: false, "unknown": false} {
+		got, err := s.IsRevoked(ctx, jti)
+		must(t, err)
+		if got != want {
+			t.Errorf("IsRevoked(%s) = %v, want %v", jti, got, want)
+		}
+	}
+	list, err := s.RevokedJTIs(ctx)
+	must(t, err)
+	if len(list) != 2 || !list[a].Equal(now.Add(time.Hour)) || !list[b].Equal(now.Add(2*time.Hour)) {
+		t.Fatalf("RevokedJTIs = %v", list)
+	}
+}
+
+// ---- API keys ----
+
+func testKeys(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now := h.now()
+	k := &store.APIKey{ID: id("key"), Hash: id("keyhash"), Kind: store.KeyAgent, Agent: "a", User: "alice",
+		Name: "ci", Scopes: []string{"mcp"}, CreatedAt: now}
+	want := *k
+	want.Scopes = slices.Clone(k.Scopes)
+	must(t, s.CreateKey(ctx, k))
+	k.Scopes[0] = "mutated"
+	wantErr(t, s.CreateKey(ctx, &store.APIKey{ID: want.ID, Hash: id("other"), Kind: store.KeyUser}), store.ErrConflict)
+	wantErr(t, s.CreateKey(ctx, &store.APIKey{ID: id("key"), Hash: want.Hash, Kind: store.KeyUser}), store.ErrConflict)
+
+	got, err := s.GetKeyByHash(ctx, want.Hash)
+	must(t, err)
+	if got.Hash != want.Hash {
+		t.Fatalf("GetKeyByHash Hash = %q", got.Hash)
+	}
+	sameJSON(t, "GetKeyByHash", got, &want)
+	got.Scopes[0] = "mutated"
+	got.Revoked = true
+	got, err = s.GetKeyByHash(ctx, want.Hash)
+	must(t, err)
+	sameJSON(t, "GetKeyByHash after mutation", got, &want)
+	_, err = s.GetKeyByHash(ctx, "no-such-hash")
+	wantErr(t, err, store.ErrNotFound)
+
+	u := &store.APIKey{ID: id("key"), Hash: id("keyhash"), Kind: store.KeyUser, User: "bob", CreatedAt: now.Add(time.Second)}
+	must(t, s.CreateKey(ctx, u))
+	list, err := s.ListKeys(ctx)
+	must(t, err)
+	if len(list) != 2 || list[0].ID != want.ID || list[1].ID != u.ID || list[0].Hash != want.Hash {
+		t.Fatalf("ListKeys = %+v", list)
+	}
+
+	// TouchKeys raises LastUsed, ignores older times and unknown hashes.
+	t1, t0 := now.Add(time.Minute), now.Add(30*time.Second)
+	must(t, s.TouchKeys(ctx, map[string]time.Time{want.Hash: t1, "unknown-hash": t1}))
+	must(t, s.TouchKeys(ctx, map[string]time.Time{want.Hash: t0, u.Hash: t0}))
+	got, err = s.GetKeyByHash(ctx, want.Hash)
+	must(t, err)
+	if !got.LastUsed.Equal(t1) {
+		t.Fatalf("LastUsed = %v, want %v", got.LastUsed, t1)
+	}
+	got, err = s.GetKeyByHash(ctx, u.Hash)
+	must(t, err)
+	if !got.LastUsed.Equal(t0) {
+		t.Fatalf("LastUsed = %v, want %v", got.LastUsed, t0)
+	}
+	_, err = s.GetKeyByHash(ctx, "unknown-hash")
+	wantErr(t, err, store.ErrNotFound)
+	must(t, s.TouchKeys(ctx, nil))
+
+	rev, err := s.RevokeKey(ctx, want.ID)
+	must(t, err)
+	if !rev.Revoked || rev.Hash != want.Hash {
+		t.Fatalf("RevokeKey = %+v", rev)
+	}
+	got, err = s.GetKeyByHash(ctx, want.Hash)
+	must(t, err)
+	if !got.Revoked {
+		t.Fatal("GetKeyByHash after RevokeKey: not revoked")
+	}
+	if _, err := s.RevokeKey(ctx, want.ID); err != nil { // idempotent
+		t.Fatalf("second RevokeKey: %v", err)
+	}
+	_, err = s.RevokeKey(ctx, "no-such-key")
+	wantErr(t, err, store.ErrNotFound)
+}
+
+// ---- agents ----
+
+func testAgents(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	a := &store.Agent{ID: id("agent"), Name: "Demo", Owner: "alice", Users: []string{"bob"},
+		Upstream: "http://127.0.0.1:9/mcp", Scopes: []string{"mcp"}, Created: h.now()}
+	want := *a
+	want.Users = slices.Clone(a.Users)
+	must(t, s.PutAgent(ctx, a))
+	a.Users[0] = "mallory"
+
+	got, err := s.GetAgent(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "GetAgent", got, &want)
+	got.Users = append(got.Users, "mallory")
+	got.Users[0] = "mallory"
+	got, err = s.GetAgent(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "GetAgent after mutation", got, &want)
+	if !got.Allows("bob") || got.Allows("mallory") {
+		t.Fatal("stored agent lost its users")
+	}
+
+	// Put replaces.
+	want.Users = nil
+	want.Name = "Renamed"
+	must(t, s.PutAgent(ctx, &want))
+	got, err = s.GetAgent(ctx, want.ID)
+	must(t, err)
+	sameJSON(t, "GetAgent after replace", got, &want)
+
+	b := &store.Agent{ID: id("agent"), Owner: "bob"}
+	must(t, s.PutAgent(ctx, b))
+	list, err := s.ListAgents(ctx)
+	must(t, err)
+	if len(list) != 2 {
+		t.Fatalf("ListAgents = %+v", list)
+	}
+
+	must(t, s.DeleteAgent(ctx, want.ID))
+	_, err = s.GetAgent(ctx, want.ID)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, s.DeleteAgent(ctx, want.ID), store.ErrNotFound)
+	list, err = s.ListAgents(ctx)
+	must(t, err)
+	if len(list) != 1 || list[0].ID != b.ID {
+		t.Fatalf("ListAgents after delete = %+v", list)
+	}
+}
+
+// ---- rate limiting ----
+
+func testRateLimit(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	key, other := id("rl"), id("rl")
+	const window = time.Hour
+	for i := range 3 {
+		ok, _, err := s.Allow(ctx, key, 3, window)
+		must(t, err)
+		if !ok {
+			t.Fatalf("hit %d refused, limit 3", i+1)
+		}
+	}
+	ok, retry, err := s.Allow(ctx, key, 3, window)
+	must(t, err)
+	if ok {
+		t.Fatal("4th hit allowed, limit 3")
+	}
+	if retry <= 0 || retry > window {
+		t.Fatalf("retry-after = %v, want within (0, %v]", retry, window)
+	}
+	if ok, _, _ := s.Allow(ctx, other, 3, window); !ok {
+		t.Fatal("another key was limited")
+	}
+
+	// Concurrent hits are counted exactly.
+	conc := id("rl")
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			ok, _, err := s.Allow(ctx, conc, 10, window)
+			if err != nil {
+				t.Errorf("Allow: %v", err)
+			}
+			if ok {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != 10 {
+		t.Fatalf("%d of 50 concurrent hits allowed, want 10", allowed.Load())
+	}
+}
+
+// ---- events ----
+
+func testEvents(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	peer := s
+	if h.Peer != nil {
+		peer = h.Peer(t)
+	}
+	type sink chan store.Event
+	subscribe := func(st store.Store) sink {
+		ch := make(sink, 64)
+		sctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		must(t, st.Subscribe(sctx, func(e store.Event) {
+			if e.Kind == store.EventResync {
+				return
+			}
+			select {
+			case ch <- e:
+			default:
+				t.Errorf("event sink full")
+			}
+		}))
+		return ch
+	}
+	local, remote := subscribe(s), subscribe(peer)
+	next := func(ch sink, who string) store.Event {
+		t.Helper()
+		select {
+		case e := <-ch:
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no event", who)
+			return store.Event{}
+		}
+	}
+	expect := func(want store.Event) {
+		t.Helper()
+		for _, c := range []struct {
+			ch  sink
+			who string
+		}{{local, "publishing replica"}, {remote, "other replica"}} {
+			got := next(c.ch, c.who)
+			if got.Kind != want.Kind || got.ID != want.ID || !got.Exp.Equal(want.Exp) {
+				t.Fatalf("%s got %+v, want %+v", c.who, got, want)
+			}
+		}
+	}
+
+	// Subscribe returned, so an event published now must arrive.
+	must(t, s.Publish(ctx, store.Event{Kind: store.EventClient, ID: "x"}))
+	expect(store.Event{Kind: store.EventClient, ID: "x"})
+
+	exp := h.now().Add(time.Hour)
+	jti := id("jti")
+	must(t, s.RevokeJTI(ctx, jti, exp))
+	expect(store.Event{Kind: store.EventRevokedJTI, ID: jti, Exp: exp})
+
+	k := &store.APIKey{ID: id("key"), Hash: id("keyhash"), Kind: store.KeyUser, User: "alice", CreatedAt: h.now()}
+	must(t, s.CreateKey(ctx, k))
+	_, err := s.RevokeKey(ctx, k.ID)
+	must(t, err)
+	expect(store.Event{Kind: store.EventKey, ID: k.Hash})
+
+	ag := &store.Agent{ID: id("agent"), Owner: "alice"}
+	must(t, s.PutAgent(ctx, ag))
+	expect(store.Event{Kind: store.EventAgent, ID: ag.ID})
+	must(t, s.DeleteAgent(ctx, ag.ID))
+	expect(store.Event{Kind: store.EventAgent, ID: ag.ID})
+
+	c := &store.Client{ID: id("client"), RedirectURIs: []string{"https://a/cb"}}
+	must(t, s.CreateClient(ctx, c))
+	must(t, s.DeleteClient(ctx, c.ID))
+	expect(store.Event{Kind: store.EventClient, ID: c.ID})
+
+	// Events flow the other way too, in order.
+	for i := range 5 {
+		must(t, peer.Publish(ctx, store.Event{Kind: store.EventAgent, ID: fmt.Sprint(i)}))
+	}
+	for i := range 5 {
+		expect(store.Event{Kind: store.EventAgent, ID: fmt.Sprint(i)})
+	}
+}
+
+// ---- expiry (all TTLs checked after a single pass of time) ----
+
+func testExpiry(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now, ttl := h.now(), h.ttl()
+	if h.Now == nil {
+		// Real time: TTLs start from the wall clock, not the truncated second.
+		now = time.Now().UTC()
+	}
+	exp := now.Add(ttl)
+
+	// The ttl argument governs, not the record's own ExpiresAt.
+	req := &store.AuthRequest{ID: id("req"), ClientID: "c", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	must(t, s.PutAuthRequest(ctx, req, ttl))
+	code := newCode(h)
+	code.ExpiresAt = exp
+	must(t, s.PutCode(ctx, code))
+	sess := id("sess")
+	must(t, s.PutSession(ctx, sess, &store.Session{UserID: "alice", CreatedAt: now, ExpiresAt: exp}))
+	jti := id("jti")
+	must(t, s.RevokeJTI(ctx, jti, exp))
+	longJTI := id("jti")
+	must(t, s.RevokeJTI(ctx, longJTI, now.Add(time.Hour)))
+
+	// A family that ends soon (its token's TTL is capped by the family's end).
+	shortFam := newFamily(h, id("user"))
+	shortFam.ExpiresAt = exp
+	must(t, s.CreateFamily(ctx, shortFam, 24*time.Hour))
+	// A long family whose refresh token lives only ttl; rotation under the
+	// family's short end caps the new token too.
+	longFam := newFamily(h, id("user"))
+	must(t, s.CreateFamily(ctx, longFam, ttl))
+	capFam := newFamily(h, id("user"))
+	capFam.ExpiresAt = now.Add(ttl)
+	must(t, s.CreateFamily(ctx, capFam, time.Hour))
+	capRot := rotation(h, capFam.CurrentHash)
+	capRot.Now = now
+	_, err := s.Rotate(ctx, capRot)
+	must(t, err)
+
+	key := &store.APIKey{ID: id("key"), Hash: id("keyhash"), Kind: store.KeyUser, User: "alice", CreatedAt: now, ExpiresAt: exp}
+	must(t, s.CreateKey(ctx, key))
+	forever := &store.APIKey{ID: id("key"), Hash: id("keyhash"), Kind: store.KeyUser, User: "alice", CreatedAt: now}
+	must(t, s.CreateKey(ctx, forever))
+
+	rl := id("rl")
+	for range 2 {
+		_, _, err := s.Allow(ctx, rl, 1, ttl)
+		must(t, err)
+	}
+	if ok, retry, _ := s.Allow(ctx, rl, 1, ttl); ok || retry <= 0 || retry > ttl {
+		t.Fatalf("Allow over limit = %v, %v", ok, retry)
+	}
+
+	// Everything is there before the TTL…
+	_, err = s.GetAuthRequest(ctx, req.ID)
+	must(t, err)
+	_, err = s.GetSession(ctx, sess)
+	must(t, err)
+	if ok, _ := s.IsRevoked(ctx, jti); !ok {
+		t.Fatal("jti not revoked before its exp")
+	}
+	_, err = s.LookupRefresh(ctx, shortFam.CurrentHash)
+	must(t, err)
+	_, err = s.LookupRefresh(ctx, longFam.CurrentHash)
+	must(t, err)
+	_, err = s.GetKeyByHash(ctx, key.Hash)
+	must(t, err)
+
+	h.pass()
+
+	// …and gone after it.
+	_, err = s.GetAuthRequest(ctx, req.ID)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.TakeAuthRequest(ctx, req.ID)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.RedeemCode(ctx, code.Hash)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetSession(ctx, sess)
+	wantErr(t, err, store.ErrNotFound)
+	if ok, _ := s.IsRevoked(ctx, jti); ok {
+		t.Fatal("jti still revoked after its exp")
+	}
+	list, err := s.RevokedJTIs(ctx)
+	must(t, err)
+	if _, ok := list[jti]; ok || len(list) != 1 {
+		t.Fatalf("RevokedJTIs after expiry = %v, want only %s", list, longJTI)
+	}
+	for _, hash := range []string{shortFam.CurrentHash, longFam.CurrentHash, capRot.NewHash} {
+		_, err = s.LookupRefresh(ctx, hash)
+		wantErr(t, err, store.ErrNotFound)
+		_, err = s.Rotate(ctx, rotation(h, hash))
+		wantErr(t, err, store.ErrNotFound)
+	}
+	fams, err := s.ListFamilies(ctx, shortFam.UserID)
+	must(t, err)
+	if len(fams) != 0 {
+		t.Fatalf("ListFamilies after family end = %+v", fams)
+	}
+	// The long family outlived its first token and can still be revoked.
+	_, err = s.RevokeFamily(ctx, longFam.ID)
+	must(t, err)
+	_, err = s.GetKeyByHash(ctx, key.Hash)
+	wantErr(t, err, store.ErrNotFound)
+	keys, err := s.ListKeys(ctx)
+	must(t, err)
+	if len(keys) != 1 || keys[0].ID != forever.ID {
+		t.Fatalf("ListKeys after expiry = %+v", keys)
+	}
+	// A new rate-limit window.
+	if ok, _, err := s.Allow(ctx, rl, 1, ttl); err != nil || !ok {
+		t.Fatalf("Allow in a new window = %v, %v", ok, err)
+	}
+}
