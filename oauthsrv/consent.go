@@ -1,0 +1,152 @@
+package oauthsrv
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+type consentData struct {
+	ClientName, RedirectHost, Resource, ResourceLabel, User, RequestID, CSRF string
+	Scopes                                                                   []string
+}
+
+func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.showConsent(w, r)
+	case http.MethodPost:
+		s.decideConsent(w, r)
+	default:
+		s.pageMethodNotAllowed(w, "GET, HEAD, POST")
+	}
+}
+
+// consentUser is the user a consent page acts for: the pending request's
+// user, who must still be this browser's session user.
+func (s *Server) consentUser(w http.ResponseWriter, r *http.Request, p *store.AuthRequest) (string, bool) {
+	if p.UserID == "" {
+		s.login.Start(w, r, p)
+		return "", false
+	}
+	user, err := s.sessionUser(r)
+	if err != nil {
+		s.storeError(r.Context(), "get_session", err)
+		s.pageUnavailable(w)
+		return "", false
+	}
+	if user != p.UserID {
+		s.login.Start(w, r, p)
+		return "", false
+	}
+	return user, true
+}
+
+func (s *Server) showConsent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, ok := s.Pending(w, r, r.URL.Query().Get("request"))
+	if !ok {
+		return
+	}
+	user, ok := s.consentUser(w, r, p)
+	if !ok {
+		return
+	}
+	name, err := s.clientName(ctx, p.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.ErrorPage(w, http.StatusBadRequest, "Unknown application", "The application asking for access is no longer registered.")
+		return
+	}
+	if err != nil {
+		s.storeError(ctx, "get_client", err)
+		s.pageUnavailable(w)
+		return
+	}
+	label := "all agents you may use on this gateway"
+	if id := s.resourceAgent(p.Resource); id != "" {
+		label = "the agent " + id
+	}
+	s.render(w, http.StatusOK, s.pages.consent, consentData{
+		ClientName:    name,
+		RedirectHost:  redirectHost(p.RedirectURI),
+		Resource:      p.Resource,
+		ResourceLabel: label,
+		User:          user,
+		RequestID:     p.ID,
+		CSRF:          p.CSRF,
+		Scopes:        strings.Fields(p.Scope),
+	})
+}
+
+// redirectHost names where the browser goes after consent: a host, or the
+// private-use scheme of a native app.
+func redirectHost(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return raw
+	case u.Scheme == "http" || u.Scheme == "https":
+		return u.Host
+	default:
+		return "the app handling " + u.Scheme + ": links on this device"
+	}
+}
+
+func (s *Server) decideConsent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, ok := s.parsePageForm(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.Pending(w, r, f.Get("request"))
+	if !ok {
+		return
+	}
+	if !validCSRF(p, f.Get("csrf")) {
+		s.ErrorPage(w, http.StatusForbidden, "Form expired", "The consent form was not sent by this page or has expired. Go back to the application and start again.")
+		return
+	}
+	decision := f.Get("decision")
+	if decision != "approve" && decision != "deny" {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "Choose Approve or Deny.")
+		return
+	}
+	user, ok := s.consentUser(w, r, p)
+	if !ok {
+		return
+	}
+	// Take: one pending request yields at most one code, even if the form
+	// is posted twice.
+	p, err := s.st.TakeAuthRequest(ctx, p.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.ErrorPage(w, http.StatusBadRequest, "Request already used", "This request was already answered. Go back to the application and start again.")
+		return
+	}
+	if err != nil {
+		s.storeError(ctx, "take_auth_request", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if p.UserID != user {
+		s.ErrorPage(w, http.StatusForbidden, "Sign-in changed", "You signed in as someone else meanwhile. Go back to the application and start again.")
+		return
+	}
+	attrs := []slog.Attr{slog.String("user", user), slog.String("client_id", p.ClientID), slog.String("resource", p.Resource), slog.String("scope", p.Scope)}
+	if decision == "deny" {
+		s.audit(ctx, "consent_denied", attrs...)
+		s.redirectError(w, r, p.RedirectURI, p.State, "access_denied", "the user denied the request")
+		return
+	}
+	err = s.st.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: p.ClientID, Scope: p.Scope, Resource: p.Resource, CreatedAt: s.now()})
+	if err != nil {
+		s.storeError(ctx, "save_consent", err)
+		s.redirectError(w, r, p.RedirectURI, p.State, "temporarily_unavailable", "the service is temporarily unavailable")
+		return
+	}
+	s.audit(ctx, "consent_granted", attrs...)
+	s.issueCode(w, r, p, user)
+}

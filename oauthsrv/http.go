@@ -1,0 +1,191 @@
+package oauthsrv
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/mcpgateway/mcp-gateway/metrics"
+)
+
+// maxBody caps request bodies of the JSON and form endpoints.
+const maxBody = 64 << 10
+
+// oauthError is the RFC 6749 §5.2 / RFC 7591 §3.2.2 error body.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own types are encoded; never expected
+		b, status = []byte(`{"error":"server_error"}`), http.StatusServiceUnavailable
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, oauthError{Error: code, Description: desc})
+}
+
+func writeUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable, retry shortly")
+}
+
+func writeMethodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+}
+
+func writeRateLimited(w http.ResponseWriter, endpoint string, retry time.Duration) {
+	metricsRateLimited(endpoint)
+	w.Header().Set("Retry-After", retryAfter(retry))
+	writeOAuthError(w, http.StatusTooManyRequests, "rate_limited", "too many requests, retry later")
+}
+
+func metricsRateLimited(endpoint string) { metrics.RateLimited.WithLabelValues(endpoint).Inc() }
+
+// retryAfter renders a Retry-After value in whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	sec := int64((d + time.Second - 1) / time.Second)
+	if sec < 1 {
+		sec = 1
+	}
+	return strconv.FormatInt(sec, 10)
+}
+
+// hasMediaType reports whether the request's Content-Type is want (parameters
+// such as charset allowed).
+func hasMediaType(r *http.Request, want string) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == want
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads at most maxBody bytes of the request body.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errTooLarge
+	}
+	return b, err
+}
+
+// readForm parses a form-encoded body (never the URL query) and refuses
+// repeated parameters (RFC 6749 §3.2). On failure it has answered already.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if !hasMediaType(r, "application/x-www-form-urlencoded") {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		return nil, false
+	}
+	b, err := readBody(w, r)
+	if errors.Is(err, errTooLarge) {
+		writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+		return nil, false
+	}
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+		return nil, false
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return nil, false
+	}
+	for k, v := range form {
+		if len(v) > 1 {
+			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+strconv.Quote(trunc(k, 64))+" is repeated")
+			return nil, false
+		}
+	}
+	return form, true
+}
+
+func trunc(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// statusWriter remembers the response status for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController and MaxBytesReader reach the writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts requests by endpoint and status.
+func instrument(endpoint string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		metrics.OAuthRequests.WithLabelValues(endpoint, strconv.Itoa(sw.status)).Inc()
+	})
+}
+
+// cors adds CORS to the endpoints browser-based MCP clients call directly
+// and answers preflights. Cookies are never involved, so no credentials.
+func (s *Server) cors(methods string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && (s.corsAny || s.corsOrigins[origin])
+		if !s.corsAny {
+			hdr.Add("Vary", "Origin")
+		}
+		if allowed {
+			if s.corsAny {
+				hdr.Set("Access-Control-Allow-Origin", "*")
+			} else {
+				hdr.Set("Access-Control-Allow-Origin", origin)
+			}
+			hdr.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After")
+		}
+		if r.Method == http.MethodOptions {
+			if allowed && r.Header.Get("Access-Control-Request-Method") != "" {
+				hdr.Set("Access-Control-Allow-Methods", methods)
+				hdr.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+				hdr.Set("Access-Control-Max-Age", "86400")
+			}
+			hdr.Set("Allow", methods)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,322 @@
+package oauthsrv
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/token"
+)
+
+// LoginProvider authenticates the user of a pending authorization request.
+// The built-in users are one provider; upstream OIDC and a web-app hand-off
+// plug in the same way. A provider ends a successful login by calling
+// Server.CompleteLogin, which sets the session cookie, checks agent access
+// and moves on to consent.
+type LoginProvider interface {
+	// Start begins the login for pending request p. It writes the whole
+	// response: a login page or a redirect to an identity provider.
+	Start(w http.ResponseWriter, r *http.Request, p *store.AuthRequest)
+	// Routes are the provider's own paths (e.g. "/login",
+	// "/login/callback"); Handler mounts them with request metrics.
+	Routes() map[string]http.Handler
+}
+
+const (
+	maxUsernameLen = 256
+	maxPasswordLen = 1024
+	userLockWindow = 15 * time.Minute
+)
+
+// cookie builds one of our cookies: never readable by scripts, not sent on
+// cross-site subrequests, host-only.
+func (s *Server) cookie(name, value string, maxAge time.Duration) *http.Cookie {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode}
+	if maxAge > 0 {
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	return c
+}
+
+// validSecret: a value minted by token.Random(32).
+func validSecret(v string) bool {
+	if len(v) != 43 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if !isB64URL(v[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// browserID returns this browser's binding id (a cookie), creating it on
+// first use. Pending requests remember its hash, so a login or consent link
+// only works in the browser that started the authorization.
+func (s *Server) browserID(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(s.browserCookie); err == nil && validSecret(c.Value) {
+		return c.Value
+	}
+	v := token.Random(32)
+	http.SetCookie(w, s.cookie(s.browserCookie, v, 0))
+	return v
+}
+
+// sessionUser is the logged-in user of the request's session cookie, or "".
+func (s *Server) sessionUser(r *http.Request) (string, error) {
+	c, err := r.Cookie(s.sessionCookie)
+	if err != nil || !validSecret(c.Value) {
+		return "", nil
+	}
+	sess, err := s.st.GetSession(r.Context(), token.Hash(c.Value))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("get session: %w", err)
+	}
+	if !s.now().Before(sess.ExpiresAt) {
+		return "", nil
+	}
+	return sess.UserID, nil
+}
+
+// Pending loads pending request id for a login or consent page and checks
+// that it belongs to this browser. On failure it has written an error page.
+func (s *Server) Pending(w http.ResponseWriter, r *http.Request, id string) (*store.AuthRequest, bool) {
+	ctx := r.Context()
+	if id == "" || len(id) > 64 {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "This sign-in link is incomplete. Go back to the application and start again.")
+		return nil, false
+	}
+	p, err := s.st.GetAuthRequest(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.storeError(ctx, "get_auth_request", err)
+		s.pageUnavailable(w)
+		return nil, false
+	}
+	if err != nil || !s.now().Before(p.ExpiresAt) {
+		s.ErrorPage(w, http.StatusBadRequest, "Request expired", "This sign-in request has expired or was already used. Go back to the application and start again.")
+		return nil, false
+	}
+	c, err := r.Cookie(s.browserCookie)
+	if err != nil || p.BrowserHash == "" ||
+		subtle.ConstantTimeCompare([]byte(token.Hash(c.Value)), []byte(p.BrowserHash)) != 1 {
+		s.ErrorPage(w, http.StatusBadRequest, "Different browser", "This sign-in request was started in another browser. Go back to the application and start again here.")
+		return nil, false
+	}
+	return p, true
+}
+
+// validCSRF compares the form's token with the pending request's in
+// constant time.
+func validCSRF(p *store.AuthRequest, got string) bool {
+	return p.CSRF != "" && subtle.ConstantTimeCompare([]byte(p.CSRF), []byte(got)) == 1
+}
+
+// CompleteLogin is called by a login provider once it has authenticated
+// userID for pending request pendingID: it starts a session (cookie + a
+// hash of it in the store), then checks agent access and shows consent or
+// issues the code.
+func (s *Server) CompleteLogin(w http.ResponseWriter, r *http.Request, pendingID, userID string) {
+	ctx := r.Context()
+	if userID == "" {
+		s.ErrorPage(w, http.StatusForbidden, "Sign-in failed", "The identity provider did not name a user.")
+		return
+	}
+	p, ok := s.Pending(w, r, pendingID)
+	if !ok {
+		return
+	}
+	now := s.now()
+	sid := token.Random(32)
+	ttl := s.cfg.TTL.Session.D()
+	if err := s.st.PutSession(ctx, token.Hash(sid), &store.Session{UserID: userID, CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
+		s.storeError(ctx, "put_session", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if old, err := r.Cookie(s.sessionCookie); err == nil && validSecret(old.Value) {
+		if err := s.st.DeleteSession(ctx, token.Hash(old.Value)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeError(ctx, "delete_session", err)
+		}
+	}
+	http.SetCookie(w, s.cookie(s.sessionCookie, sid, ttl))
+	s.audit(ctx, "login", slog.String("user", userID), slog.String("client_id", p.ClientID), slog.String("ip", s.clientIP(r)))
+	s.afterLogin(w, r, p, userID)
+}
+
+// parsePageForm reads a login/consent form post. On failure it has written
+// an error page.
+func (s *Server) parsePageForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if !hasMediaType(r, "application/x-www-form-urlencoded") {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The form was not sent correctly.")
+		return nil, false
+	}
+	b, err := readBody(w, r)
+	if errors.Is(err, errTooLarge) {
+		s.ErrorPage(w, http.StatusRequestEntityTooLarge, "Invalid request", "The form is too large.")
+		return nil, false
+	}
+	f, err2 := url.ParseQuery(string(b))
+	if err != nil || err2 != nil {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The form was not sent correctly.")
+		return nil, false
+	}
+	for _, v := range f {
+		if len(v) > 1 {
+			s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The form was not sent correctly.")
+			return nil, false
+		}
+	}
+	return f, true
+}
+
+func (s *Server) clientName(ctx context.Context, clientID string) (string, error) {
+	c, err := s.st.GetClient(ctx, clientID)
+	if err != nil {
+		return "", err
+	}
+	if c.Name != "" {
+		return c.Name, nil
+	}
+	return "an unnamed application (" + c.ID + ")", nil
+}
+
+// builtinLogin checks usernames and bcrypt hashes from the configuration.
+type builtinLogin struct {
+	s     *Server
+	users map[string][]byte
+	dummy []byte // compared for unknown users so timing does not reveal them
+}
+
+func newBuiltinLogin(s *Server, users map[string]string) (*builtinLogin, error) {
+	b := &builtinLogin{s: s, users: make(map[string][]byte, len(users))}
+	cost := bcrypt.MinCost
+	for name, h := range users {
+		c, err := bcrypt.Cost([]byte(h))
+		if err != nil {
+			return nil, fmt.Errorf("user %q: password hash is not bcrypt: %w", name, err)
+		}
+		cost = max(cost, c)
+		b.users[name] = []byte(h)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte(token.Random(16)), cost)
+	if err != nil {
+		return nil, fmt.Errorf("dummy hash: %w", err)
+	}
+	b.dummy = dummy
+	return b, nil
+}
+
+func (b *builtinLogin) Start(w http.ResponseWriter, r *http.Request, p *store.AuthRequest) {
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, b.s.pathURL("/login?request="+url.QueryEscape(p.ID)), http.StatusFound)
+}
+
+func (b *builtinLogin) Routes() map[string]http.Handler {
+	return map[string]http.Handler{"/login": http.HandlerFunc(b.handle)}
+}
+
+func (b *builtinLogin) handle(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		p, ok := b.s.Pending(w, r, r.URL.Query().Get("request"))
+		if ok {
+			b.form(w, r, http.StatusOK, p, "", "")
+		}
+	case http.MethodPost:
+		b.submit(w, r)
+	default:
+		b.s.pageMethodNotAllowed(w, "GET, HEAD, POST")
+	}
+}
+
+type loginData struct {
+	ClientName, RequestID, CSRF, Username, Error string
+}
+
+func (b *builtinLogin) form(w http.ResponseWriter, r *http.Request, status int, p *store.AuthRequest, username, msg string) {
+	name, err := b.s.clientName(r.Context(), p.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		b.s.ErrorPage(w, http.StatusBadRequest, "Unknown application", "The application asking for access is no longer registered.")
+		return
+	}
+	if err != nil {
+		b.s.storeError(r.Context(), "get_client", err)
+		b.s.pageUnavailable(w)
+		return
+	}
+	b.s.render(w, status, b.s.pages.login, loginData{ClientName: name, RequestID: p.ID, CSRF: p.CSRF, Username: username, Error: msg})
+}
+
+func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
+	s := b.s
+	ctx := r.Context()
+	f, ok := s.parsePageForm(w, r)
+	if !ok {
+		return
+	}
+	p, ok := s.Pending(w, r, f.Get("request"))
+	if !ok {
+		return
+	}
+	if !validCSRF(p, f.Get("csrf")) {
+		s.ErrorPage(w, http.StatusForbidden, "Form expired", "The sign-in form was not sent by this page or has expired. Go back to the application and start again.")
+		return
+	}
+	ip := s.clientIP(r)
+	username, password := f.Get("username"), f.Get("password")
+	fail := func(reason string) {
+		s.audit(ctx, "login_failed", slog.String("user", trunc(username, maxUsernameLen)), slog.String("client_id", p.ClientID),
+			slog.String("ip", ip), slog.String("reason", reason))
+	}
+	limited, retry, err := s.rateLimit(ctx, "rl:login:"+ip, s.cfg.RateLimit.Login, time.Minute)
+	if err == nil && !limited && username != "" {
+		// The limiter cannot peek, so every attempt on a username counts; a
+		// successful login starts a session, so real users rarely come back.
+		limited, retry, err = s.rateLimit(ctx, "rl:login_user:"+token.Hash(strings.ToLower(username)), s.cfg.RateLimit.LoginPerUser, userLockWindow)
+	}
+	if err != nil {
+		s.storeError(ctx, "rate_limit", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if limited {
+		fail("rate_limited")
+		s.pageRateLimited(w, "login", retry)
+		return
+	}
+	if username == "" || password == "" {
+		b.form(w, r, http.StatusBadRequest, p, trunc(username, maxUsernameLen), "Enter your username and password.")
+		return
+	}
+	if !b.verify(username, password) {
+		fail("bad_credentials")
+		b.form(w, r, http.StatusUnauthorized, p, trunc(username, maxUsernameLen), "Wrong username or password.")
+		return
+	}
+	s.CompleteLogin(w, r, p.ID, username)
+}
+
+func (b *builtinLogin) verify(username, password string) bool {
+	h, known := b.users[username]
+	if !known || len(username) > maxUsernameLen {
+		h, known = b.dummy, false
+	}
+	if len(password) > maxPasswordLen {
+		password = password[:maxPasswordLen] // still hash: no early, faster answer
+		known = false
+	}
+	return bcrypt.CompareHashAndPassword(h, []byte(password)) == nil && known
+}

@@ -1,0 +1,145 @@
+package oauthsrv
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+// asMetadata is the RFC 8414 document.
+type asMetadata struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	RegistrationEndpoint              string   `json:"registration_endpoint"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
+	ScopesSupported                   []string `json:"scopes_supported"`
+	AuthorizationResponseIssSupported bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+// prmDocument is the RFC 9728 protected resource metadata.
+type prmDocument struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	ResourceName           string   `json:"resource_name,omitempty"`
+}
+
+func (s *Server) buildMetadata() error {
+	var err error
+	s.asMeta, err = json.Marshal(asMetadata{
+		Issuer:                            s.issuer,
+		AuthorizationEndpoint:             s.pathURL("/oauth/authorize"),
+		TokenEndpoint:                     s.pathURL("/oauth/token"),
+		RegistrationEndpoint:              s.pathURL("/oauth/register"),
+		RevocationEndpoint:                s.pathURL("/oauth/revoke"),
+		ResponseTypesSupported:            []string{"code"},
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               []string{grantCode, grantRefresh},
+		CodeChallengeMethodsSupported:     []string{"S256"},
+		TokenEndpointAuthMethodsSupported: []string{"none"},
+		RevocationEndpointAuthMethods:     []string{"none"},
+		ScopesSupported:                   s.scopes,
+		AuthorizationResponseIssSupported: true,
+	})
+	if err != nil {
+		return fmt.Errorf("oauthsrv: metadata: %w", err)
+	}
+	s.prmRoot, err = json.Marshal(s.prm(s.issuer, s.scopes, ""))
+	if err != nil {
+		return fmt.Errorf("oauthsrv: metadata: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) prm(resource string, scopes []string, name string) prmDocument {
+	return prmDocument{
+		Resource:               resource,
+		AuthorizationServers:   []string{s.issuer},
+		ScopesSupported:        scopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           name,
+	}
+}
+
+func writeRawJSON(w http.ResponseWriter, r *http.Request, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
+
+// handleASMetadata serves RFC 8414 metadata at the well-known path and at any
+// path below it (clients that append the MCP endpoint's path).
+func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
+	if !isGet(r) {
+		writeMethodNotAllowed(w, "GET, HEAD, OPTIONS")
+		return
+	}
+	writeRawJSON(w, r, s.asMeta)
+}
+
+const prmPrefix = "/.well-known/oauth-protected-resource"
+
+// handlePRM serves the root document and the path-aware one for
+// /<agent>/mcp, whose resource is byte-identical to the MCP endpoint URL.
+func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
+	if !isGet(r) {
+		writeMethodNotAllowed(w, "GET, HEAD, OPTIONS")
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, prmPrefix)
+	if rest == "" || rest == "/" {
+		writeRawJSON(w, r, s.prmRoot)
+		return
+	}
+	// RFC 9728 §3.1: the resource's path is appended to the well-known
+	// path; it includes the public URL's own path, if any.
+	rest, ok := strings.CutPrefix(rest, s.basePath+"/")
+	id, ok2 := strings.CutSuffix(rest, "/mcp")
+	if !ok || !ok2 || !config.ValidAgentID(id) || r.URL.RawPath != "" {
+		writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at this path")
+		return
+	}
+	scopes, name := s.scopes, ""
+	if s.agents != nil {
+		a, err := s.agents.GetAgent(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			writeOAuthError(w, http.StatusNotFound, "not_found", "no such agent")
+			return
+		}
+		if err != nil {
+			s.storeError(r.Context(), "get_agent", err)
+			writeUnavailable(w)
+			return
+		}
+		if len(a.Scopes) > 0 {
+			scopes = a.Scopes
+		}
+		name = a.Name
+	}
+	b, err := json.Marshal(s.prm(s.agentURL(id), scopes, name))
+	if err != nil {
+		writeUnavailable(w)
+		return
+	}
+	writeRawJSON(w, r, b)
+}

@@ -1,0 +1,112 @@
+package oauthsrv
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// pages are the browser-facing HTML templates, each a clone of the layout.
+type pages struct {
+	login, consent, errorPage *template.Template
+	csp                       string
+}
+
+func loadPages() (*pages, error) {
+	layoutSrc, err := templateFS.ReadFile("templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("oauthsrv: templates: %w", err)
+	}
+	layout, err := template.New("layout.html").Parse(string(layoutSrc))
+	if err != nil {
+		return nil, fmt.Errorf("oauthsrv: templates: %w", err)
+	}
+	page := func(name string) (*template.Template, error) {
+		t, err := layout.Clone()
+		if err != nil {
+			return nil, err
+		}
+		if t, err = t.ParseFS(templateFS, "templates/"+name); err != nil {
+			return nil, fmt.Errorf("oauthsrv: templates: %w", err)
+		}
+		return t.Lookup("layout"), nil
+	}
+	p := &pages{}
+	if p.login, err = page("login.html"); err != nil {
+		return nil, err
+	}
+	if p.consent, err = page("consent.html"); err != nil {
+		return nil, err
+	}
+	if p.errorPage, err = page("error.html"); err != nil {
+		return nil, err
+	}
+	// The only inline code is the layout's <style>: allow exactly it by hash.
+	_, css, ok := bytes.Cut(layoutSrc, []byte("<style>"))
+	if ok {
+		css, _, ok = bytes.Cut(css, []byte("</style>"))
+	}
+	if !ok {
+		return nil, errors.New("oauthsrv: templates: layout has no <style> block")
+	}
+	sum := sha256.Sum256(css)
+	p.csp = "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+	return p, nil
+}
+
+// setPageHeaders: no framing (clickjacking on consent), no caching (forms
+// carry CSRF tokens), no referrer (URLs carry request ids).
+func (s *Server) setPageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", s.pages.csp)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, t *template.Template, data any) {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		s.log.Error("render page", "err", err)
+		buf.Reset()
+		buf.WriteString("<!doctype html><title>Error</title><p>The page could not be shown.</p>")
+		status = http.StatusServiceUnavailable
+	}
+	s.setPageHeaders(w)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// ErrorPage renders an HTML error page (for login providers too).
+func (s *Server) ErrorPage(w http.ResponseWriter, status int, title, message string) {
+	s.render(w, status, s.pages.errorPage, struct{ Title, Message string }{title, message})
+}
+
+func (s *Server) pageUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	s.ErrorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The service is temporarily unavailable. Please try again in a moment.")
+}
+
+func (s *Server) pageMethodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	s.ErrorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "This page does not accept that kind of request.")
+}
+
+func (s *Server) pageRateLimited(w http.ResponseWriter, endpoint string, retry time.Duration) {
+	metricsRateLimited(endpoint)
+	w.Header().Set("Retry-After", retryAfter(retry))
+	s.ErrorPage(w, http.StatusTooManyRequests, "Too many attempts", "Too many requests from your network. Please wait a little and try again.")
+}

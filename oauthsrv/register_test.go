@@ -1,0 +1,133 @@
+package oauthsrv
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+)
+
+func TestRegisterRejects(t *testing.T) {
+	e := newEnv(t)
+	long := strings.Repeat("a", 2100)
+	cases := []struct {
+		name, ctype, body string
+		status            int
+		code              string
+	}{
+		{"form content type", "application/x-www-form-urlencoded", `redirect_uris=https://a.example/cb`, 400, "invalid_client_metadata"},
+		{"no content type", "", `{"redirect_uris":["https://a.example/cb"]}`, 400, "invalid_client_metadata"},
+		{"not json", "application/json", `{redirect_uris`, 400, "invalid_client_metadata"},
+		{"array", "application/json", `[{"redirect_uris":["https://a.example/cb"]}]`, 400, "invalid_client_metadata"},
+		{"null", "application/json", `null`, 400, "invalid_client_metadata"},
+		{"trailing data", "application/json", `{"redirect_uris":["https://a.example/cb"]} {}`, 400, "invalid_client_metadata"},
+		{"oversized body", "application/json", `{"client_name":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "invalid_client_metadata"},
+		{"redirect_uris wrong type", "application/json", `{"redirect_uris":"https://a.example/cb"}`, 400, "invalid_client_metadata"},
+		{"missing redirect_uris", "application/json", `{"client_name":"x"}`, 400, "invalid_redirect_uri"},
+		{"empty redirect_uris", "application/json", `{"redirect_uris":[]}`, 400, "invalid_redirect_uri"},
+		{"javascript", "application/json", `{"redirect_uris":["javascript:alert(1)"]}`, 400, "invalid_redirect_uri"},
+		{"javascript mixed case", "application/json", `{"redirect_uris":["JavaScript://x/%0aalert(1)"]}`, 400, "invalid_redirect_uri"},
+		{"data", "application/json", `{"redirect_uris":["data:text/html,hi"]}`, 400, "invalid_redirect_uri"},
+		{"file", "application/json", `{"redirect_uris":["file:///etc/passwd"]}`, 400, "invalid_redirect_uri"},
+		{"vbscript", "application/json", `{"redirect_uris":["vbscript:msgbox"]}`, 400, "invalid_redirect_uri"},
+		{"blob", "application/json", `{"redirect_uris":["blob:https://a.example/x"]}`, 400, "invalid_redirect_uri"},
+		{"about", "application/json", `{"redirect_uris":["about:blank"]}`, 400, "invalid_redirect_uri"},
+		{"fragment", "application/json", `{"redirect_uris":["https://a.example/cb#frag"]}`, 400, "invalid_redirect_uri"},
+		{"empty fragment", "application/json", `{"redirect_uris":["https://a.example/cb#"]}`, 400, "invalid_redirect_uri"},
+		{"wildcard host", "application/json", `{"redirect_uris":["https://*.example.com/cb"]}`, 400, "invalid_redirect_uri"},
+		{"wildcard path", "application/json", `{"redirect_uris":["https://a.example/*"]}`, 400, "invalid_redirect_uri"},
+		{"userinfo", "application/json", `{"redirect_uris":["https://user@a.example/cb"]}`, 400, "invalid_redirect_uri"},
+		{"http non-loopback", "application/json", `{"redirect_uris":["http://a.example/cb"]}`, 400, "invalid_redirect_uri"},
+		{"http 127.0.0.2", "application/json", `{"redirect_uris":["http://127.0.0.2/cb"]}`, 400, "invalid_redirect_uri"},
+		{"http localhost.evil", "application/json", `{"redirect_uris":["http://localhost.evil.example/cb"]}`, 400, "invalid_redirect_uri"},
+		{"https no host", "application/json", `{"redirect_uris":["https:///cb"]}`, 400, "invalid_redirect_uri"},
+		{"relative", "application/json", `{"redirect_uris":["/cb"]}`, 400, "invalid_redirect_uri"},
+		{"empty string", "application/json", `{"redirect_uris":[""]}`, 400, "invalid_redirect_uri"},
+		{"bare scheme", "application/json", `{"redirect_uris":["myapp:"]}`, 400, "invalid_redirect_uri"},
+		{"space", "application/json", `{"redirect_uris":["https://a.example/c b"]}`, 400, "invalid_redirect_uri"},
+		{"control char", "application/json", `{"redirect_uris":["https://a.example/c\u0000b"]}`, 400, "invalid_redirect_uri"},
+		{"too long", "application/json", `{"redirect_uris":["https://a.example/` + long + `"]}`, 400, "invalid_redirect_uri"},
+		{"too many", "application/json", `{"redirect_uris":[` + strings.Repeat(`"https://a.example/cb",`, 10) + `"https://a.example/cb"]}`, 400, "invalid_redirect_uri"},
+		{"confidential client", "application/json", `{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"client_secret_basic"}`, 400, "invalid_client_metadata"},
+		{"private_key_jwt", "application/json", `{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}`, 400, "invalid_client_metadata"},
+		{"client_credentials grant", "application/json", `{"redirect_uris":["https://a.example/cb"],"grant_types":["client_credentials"]}`, 400, "invalid_client_metadata"},
+		{"implicit grant", "application/json", `{"redirect_uris":["https://a.example/cb"],"grant_types":["authorization_code","implicit"]}`, 400, "invalid_client_metadata"},
+		{"refresh only", "application/json", `{"redirect_uris":["https://a.example/cb"],"grant_types":["refresh_token"]}`, 400, "invalid_client_metadata"},
+		{"token response type", "application/json", `{"redirect_uris":["https://a.example/cb"],"response_types":["token"]}`, 400, "invalid_client_metadata"},
+		{"name too long", "application/json", `{"redirect_uris":["https://a.example/cb"],"client_name":"` + strings.Repeat("n", 201) + `"}`, 400, "invalid_client_metadata"},
+		{"name control chars", "application/json", `{"redirect_uris":["https://a.example/cb"],"client_name":"a\u001bb"}`, 400, "invalid_client_metadata"},
+		{"logo javascript", "application/json", `{"redirect_uris":["https://a.example/cb"],"logo_uri":"javascript:alert(1)"}`, 400, "invalid_client_metadata"},
+		{"unknown scope", "application/json", `{"redirect_uris":["https://a.example/cb"],"scope":"admin"}`, 400, "invalid_client_metadata"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, e.url+"/oauth/register", strings.NewReader(tc.body))
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			expectOAuthError(t, e.do(req), tc.status, tc.code)
+		})
+	}
+	clients, err := e.st.ListClients(context.Background())
+	if err != nil || len(clients) != 0 {
+		t.Fatalf("rejected registrations stored clients: %v %v", clients, err)
+	}
+}
+
+func TestRegisterAccepts(t *testing.T) {
+	e := newEnv(t)
+	uris := []string{
+		"https://app.example.com/oauth/callback",
+		"http://localhost/cb", "http://localhost:3000/cb", "http://127.0.0.1:6274/oauth/callback", "http://[::1]:8080/cb",
+		"cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback", "com.example.app:/oauth2redirect",
+	}
+	b, _ := json.Marshal(map[string]any{
+		"client_name": "Café Client ✓", "redirect_uris": uris, "token_endpoint_auth_method": "none",
+		"scope": "mcp", "software_id": "sw-1", "unknown_member": map[string]any{"ignored": true},
+	})
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/oauth/register", strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp := e.do(req)
+	m := readJSON(t, resp)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("%d %v", resp.StatusCode, m)
+	}
+	id, _ := m["client_id"].(string)
+	if len(id) < 16 || m["client_id_issued_at"] == nil || m["client_name"] != "Café Client ✓" ||
+		m["token_endpoint_auth_method"] != "none" || m["client_secret"] != nil {
+		t.Fatalf("response %v", m)
+	}
+	if got := m["grant_types"].([]any); len(got) != 2 || got[0] != "authorization_code" || got[1] != "refresh_token" {
+		t.Fatalf("default grant_types %v", got)
+	}
+	if got := m["response_types"].([]any); len(got) != 1 || got[0] != "code" {
+		t.Fatalf("default response_types %v", got)
+	}
+	if got := m["redirect_uris"].([]any); len(got) != len(uris) {
+		t.Fatalf("redirect_uris %v", got)
+	}
+	c, err := e.st.GetClient(context.Background(), id)
+	if err != nil || c.RegisteredIP != "127.0.0.1" || len(c.RedirectURIs) != len(uris) {
+		t.Fatalf("stored client %+v %v", c, err)
+	}
+}
+
+func TestRegisterRateLimitAndMethod(t *testing.T) {
+	e := newEnv(t, func(c *config.Config, _ *Options) { c.RateLimit.Register = 2 })
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/oauth/register", nil)
+	resp := e.do(req)
+	if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(resp.Header.Get("Allow"), "POST") {
+		t.Fatalf("GET register: %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	readJSON(t, resp)
+	e.register("one")
+	e.register("two")
+	resp = e.postJSON("/oauth/register", `{"redirect_uris":["https://a.example/cb"]}`)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	expectOAuthError(t, resp, http.StatusTooManyRequests, "rate_limited")
+}

@@ -1,0 +1,288 @@
+// Package oauthsrv is the gateway's OAuth 2.1 authorization server: discovery
+// (RFC 8414, RFC 9728), dynamic registration (RFC 7591), authorize with PKCE,
+// login and consent pages, the token endpoint (code and refresh grants) and
+// revocation (RFC 7009). Every path is mounted on one http.Handler shared by
+// the serve and dev commands and the tests.
+package oauthsrv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/token"
+)
+
+// Store is the part of store.Store the authorization server uses
+// (memstore and redisstore both satisfy it).
+type Store interface {
+	store.Clients
+	store.AuthRequests
+	store.Codes
+	store.Refresh
+	store.Consents
+	store.Sessions
+	store.Revocations
+	store.RateLimiter
+}
+
+// AgentLookup resolves an agent id; store.ErrNotFound for an unknown agent.
+type AgentLookup interface {
+	GetAgent(ctx context.Context, id string) (*store.Agent, error)
+}
+
+// Options configure New. Config, Store and Ring are required.
+type Options struct {
+	Config *config.Config
+	Store  Store
+	Ring   *token.Ring
+	// Agents checks resource agents and per-user access. nil: no agent
+	// checks (any valid agent id is accepted, every user allowed).
+	Agents AgentLookup
+	// Users are the built-in login's users: username → bcrypt hash.
+	// nil: taken from Config.Login.Users.
+	Users map[string]string
+	// Login builds the login provider. nil: chosen by Config.Login.Provider
+	// (this package: "builtin").
+	Login func(s *Server) (LoginProvider, error)
+	// Logger for errors and audit lines; nil: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Server is the authorization server. Build it with New.
+type Server struct {
+	cfg      *config.Config
+	st       Store
+	ring     *token.Ring
+	agents   AgentLookup
+	log      *slog.Logger
+	now      func() time.Time
+	issuer   string   // = cfg.PublicURL
+	base     *url.URL // parsed issuer
+	basePath string   // path of the issuer without trailing slash ("" at the root)
+	secure   bool     // issuer is https: Secure + __Host- cookies
+
+	sessionCookie string
+	browserCookie string
+
+	scopes  []string // supported scopes, config order
+	proxies []netip.Prefix
+
+	corsAny     bool
+	corsOrigins map[string]bool
+
+	login   LoginProvider
+	pages   *pages
+	asMeta  []byte // RFC 8414 document, built once
+	prmRoot []byte // RFC 9728 document for the base URL
+}
+
+// New checks opts and builds the server.
+func New(opts Options) (*Server, error) {
+	cfg := opts.Config
+	if cfg == nil || opts.Store == nil || opts.Ring == nil {
+		return nil, errors.New("oauthsrv: Config, Store and Ring are required")
+	}
+	base, err := url.Parse(cfg.PublicURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" ||
+		strings.HasSuffix(cfg.PublicURL, "/") || base.RawQuery != "" || base.Fragment != "" {
+		return nil, fmt.Errorf("oauthsrv: public_url %q must be an absolute http(s) URL without trailing slash", cfg.PublicURL)
+	}
+	if opts.Ring.Issuer() != cfg.PublicURL {
+		return nil, fmt.Errorf("oauthsrv: token ring issuer %q differs from public_url %q", opts.Ring.Issuer(), cfg.PublicURL)
+	}
+	if len(cfg.Scopes) == 0 {
+		return nil, errors.New("oauthsrv: at least one scope is required")
+	}
+	s := &Server{
+		cfg:    cfg,
+		st:     opts.Store,
+		ring:   opts.Ring,
+		agents: opts.Agents,
+		log:    opts.Logger,
+		now:    opts.Now,
+		issuer: cfg.PublicURL,
+		base:   base,
+		secure: base.Scheme == "https",
+		scopes: append([]string(nil), cfg.Scopes...),
+	}
+	s.basePath = strings.TrimSuffix(base.Path, "/")
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.sessionCookie, s.browserCookie = "mcpgw_session", "mcpgw_browser"
+	if s.secure {
+		// __Host-: only settable by this exact host over https, Path=/.
+		s.sessionCookie, s.browserCookie = "__Host-"+s.sessionCookie, "__Host-"+s.browserCookie
+	}
+	for i, p := range cfg.TrustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("oauthsrv: trusted_proxies[%d]: %w", i, err)
+		}
+		s.proxies = append(s.proxies, pfx.Masked())
+	}
+	s.corsOrigins = map[string]bool{}
+	for _, o := range cfg.CORS.AllowedOrigins {
+		if o == "*" {
+			s.corsAny = true
+		}
+		s.corsOrigins[o] = true
+	}
+	if s.pages, err = loadPages(); err != nil {
+		return nil, err
+	}
+	if err := s.buildMetadata(); err != nil {
+		return nil, err
+	}
+	newLogin := opts.Login
+	if newLogin == nil {
+		switch cfg.Login.Provider {
+		case "", "builtin":
+			users := opts.Users
+			if users == nil {
+				users = map[string]string{}
+				for _, u := range cfg.Login.Users {
+					users[u.Username] = u.PasswordHash
+				}
+			}
+			newLogin = func(s *Server) (LoginProvider, error) { return newBuiltinLogin(s, users) }
+		default:
+			return nil, fmt.Errorf("oauthsrv: unknown login provider %q", cfg.Login.Provider)
+		}
+	}
+	if s.login, err = newLogin(s); err != nil {
+		return nil, fmt.Errorf("oauthsrv: login provider: %w", err)
+	}
+	return s, nil
+}
+
+// Issuer is the authorization server's issuer (the public URL).
+func (s *Server) Issuer() string { return s.issuer }
+
+// Handler mounts every path of the authorization server. Unknown paths
+// answer 404 with a JSON body.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	get := "GET, HEAD, OPTIONS"
+	post := "POST, OPTIONS"
+	handle := func(path, endpoint string, h http.Handler) { mux.Handle(path, instrument(endpoint, h)) }
+
+	handle("/.well-known/oauth-authorization-server", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
+	handle("/.well-known/oauth-authorization-server/", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
+	handle("/.well-known/oauth-protected-resource", "prm", s.cors(get, http.HandlerFunc(s.handlePRM)))
+	handle("/.well-known/oauth-protected-resource/", "prm", s.cors(get, http.HandlerFunc(s.handlePRM)))
+	handle("/.well-known/", "not_found", s.cors(get, http.HandlerFunc(s.handleNotFound)))
+	handle("/oauth/register", "register", s.cors(post, http.HandlerFunc(s.handleRegister)))
+	handle("/oauth/token", "token", s.cors(post, http.HandlerFunc(s.handleToken)))
+	handle("/oauth/revoke", "revoke", s.cors(post, http.HandlerFunc(s.handleRevoke)))
+	handle("/oauth/authorize", "authorize", http.HandlerFunc(s.handleAuthorize))
+	handle("/consent", "consent", http.HandlerFunc(s.handleConsent))
+	for path, h := range s.login.Routes() {
+		handle(path, strings.Trim(strings.ReplaceAll(path, "/", "_"), "_"), h)
+	}
+	handle("/", "not_found", http.HandlerFunc(s.handleNotFound))
+	return mux
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, oauthError{Error: "not_found", Description: "no such endpoint"})
+}
+
+// clientIP is the request's peer address, or the nearest untrusted
+// X-Forwarded-For entry when the peer is a trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	var addr netip.Addr
+	if err == nil {
+		addr = peer.Addr().Unmap()
+	} else if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		addr = a.Unmap()
+	} else {
+		return r.RemoteAddr
+	}
+	if !s.trusted(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // garbage: stop at the last address we could trust
+		}
+		addr = a.Unmap()
+		if !s.trusted(addr) {
+			break
+		}
+	}
+	return addr.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// rateLimit counts one hit on key. limited reports a refusal with the time
+// until the window ends; limit ≤ 0 disables the check.
+func (s *Server) rateLimit(ctx context.Context, key string, limit int, window time.Duration) (limited bool, retry time.Duration, err error) {
+	if limit <= 0 {
+		return false, 0, nil
+	}
+	ok, retry, err := s.st.Allow(ctx, key, limit, window)
+	if err != nil {
+		return false, 0, fmt.Errorf("rate limit: %w", err)
+	}
+	return !ok, retry, nil
+}
+
+// audit writes one audit line. Never pass a secret.
+func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
+	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", append([]slog.Attr{slog.String("event", event)}, attrs...)...)
+}
+
+// storeError logs a failed store operation; the caller answers 503.
+func (s *Server) storeError(ctx context.Context, op string, err error) {
+	lvl := slog.LevelError
+	if errors.Is(err, store.ErrUnavailable) {
+		lvl = slog.LevelWarn
+	}
+	s.log.LogAttrs(ctx, lvl, "store operation failed", slog.String("op", op), slog.String("err", err.Error()))
+}
+
+// resourceAgent returns the agent id of a canonical resource URL, or "" for
+// the gateway-wide audience.
+func (s *Server) resourceAgent(resource string) string {
+	rest, ok := strings.CutPrefix(resource, s.issuer+"/")
+	if !ok {
+		return ""
+	}
+	id, ok := strings.CutSuffix(rest, "/mcp")
+	if !ok || !config.ValidAgentID(id) {
+		return ""
+	}
+	return id
+}
+
+// agentURL is the MCP endpoint URL (and resource) of agent id.
+func (s *Server) agentURL(id string) string { return s.issuer + "/" + id + "/mcp" }
+
+// pathURL is an absolute URL of one of our paths.
+func (s *Server) pathURL(path string) string { return s.issuer + path }
