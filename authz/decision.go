@@ -1,6 +1,3 @@
-// Package authz is the decision: credential → identity → agent access → allow
-// (identity headers for the upstream) or deny (401/403/404/503 + challenge).
-// The Envoy gRPC Check and the HTTP check are thin adapters over Decide.
 package authz
 
 // Credential kinds, as sent upstream in x-mcp-credential.
@@ -18,7 +15,17 @@ type Request struct {
 	// client sent it (Envoy :path, nginx X-Original-URI).
 	Path string
 	// Header looks up a request header by lower-case name ("" when absent).
+	// Repeated headers are joined with "," (as Envoy does).
 	Header func(name string) string
+	// HeaderNames yields the name of every request header, in any case; the
+	// core uses it to find incoming x-mcp-* headers to strip. Optional.
+	HeaderNames func(yield func(name string) bool)
+	// Headers, when set, replaces Header and HeaderNames: lower-case name →
+	// value (repeats joined with ","), as Envoy sends them. Allocation-free.
+	Headers map[string]string
+	// Adapter names the caller for the latency metric: "grpc", "http",
+	// "proxy"… ("direct" when empty).
+	Adapter string
 }
 
 // Identity is who the caller is once allowed.
@@ -36,7 +43,8 @@ type HeaderValue struct {
 	Value string
 }
 
-// Decision is the outcome. Allow: Status 200, UpstreamHeaders set on the
+// Decision is the outcome; callers treat it as read-only (its slices may be
+// shared between decisions). Allow: Status 200, UpstreamHeaders set on the
 // request to the upstream, RemoveHeaders removed from it. Deny: Status is
 // 401/403/404/503, Headers go on the response to the client (challenge,
 // content type) and Body is a small JSON error.
@@ -49,4 +57,12 @@ type Decision struct {
 	RemoveHeaders   []string
 	Headers         []HeaderValue
 	Body            []byte
+
+	// KeyID is the API key's id for key credentials (audit, access logs).
+	KeyID string
+
+	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
+	// decision usually costs one allocation.
+	hdr [5]HeaderValue
+	rm  [4]string
 }

@@ -1,0 +1,502 @@
+package authz
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/token"
+)
+
+// Identity headers sent upstream on allow.
+const (
+	HeaderUser       = "x-mcp-user"
+	HeaderAgent      = "x-mcp-agent"
+	HeaderClientID   = "x-mcp-client-id"
+	HeaderScope      = "x-mcp-scope"
+	HeaderCredential = "x-mcp-credential"
+)
+
+// Decision reasons (Decision.Reason, metric label "reason", audit "reason").
+const (
+	ReasonOK                = "ok"
+	ReasonBadPath           = "bad_path"
+	ReasonMissingCredential = "missing_credential"
+	ReasonInvalidToken      = "invalid_token"
+	ReasonExpired           = "expired"
+	ReasonRevoked           = "revoked"
+	ReasonWrongAudience     = "wrong_audience"
+	ReasonForbidden         = "forbidden"
+	ReasonInsufficientScope = "insufficient_scope"
+	ReasonUnknownAgent      = "unknown_agent"
+	ReasonUnavailable       = "unavailable"
+)
+
+type reason uint8
+
+const (
+	rOK reason = iota
+	rBadPath
+	rMissing
+	rInvalid
+	rExpired
+	rRevoked
+	rWrongAud
+	rForbidden
+	rInsufficientScope
+	rUnknownAgent
+	rUnavailable
+	nReasons
+)
+
+// reasons maps each reason to its status, metric decision label, and the
+// error/error_description of its JSON body and challenge.
+var reasons = [nReasons]struct {
+	name, decision string
+	status         int
+	err, desc      string
+	body           []byte // filled in init
+}{
+	rOK:                {name: ReasonOK, decision: "allow", status: 200},
+	rBadPath:           {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil},
+	rMissing:           {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil},
+	rInvalid:           {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil},
+	rExpired:           {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil},
+	rRevoked:           {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil},
+	rWrongAud:          {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil},
+	rForbidden:         {ReasonForbidden, "deny", 403, "insufficient_scope", "this credential may not use this agent", nil},
+	rInsufficientScope: {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "the credential's scope does not cover this agent", nil},
+	rUnknownAgent:      {ReasonUnknownAgent, "deny", 404, "not_found", "no such agent", nil},
+	rUnavailable:       {ReasonUnavailable, "error", 503, "temporarily_unavailable", "the authorization service cannot reach its store; retry shortly", nil},
+}
+
+// chError is the error part appended to a 401 challenge, per reason.
+var chError [nReasons]string
+
+func init() {
+	for i := range reasons {
+		r := &reasons[i]
+		if r.err == "" {
+			continue
+		}
+		r.body, _ = json.Marshal(struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}{r.err, r.desc})
+		if r.status == 401 && r.err == "invalid_token" {
+			chError[i] = `, error="invalid_token", error_description="` + r.desc + `"`
+		}
+	}
+}
+
+const (
+	credNone = iota
+	credOAuth
+	credAgent
+	credUser
+	nCreds
+)
+
+var credNames = [nCreds]string{CredNone, CredOAuth, CredAgent, CredUser}
+
+var adapterNames = [4]string{"direct", "grpc", "http", "proxy"}
+
+// Limits on what is parsed at all; anything longer is invalid_token.
+const (
+	maxTokenLen  = 4096
+	maxAPIKeyLen = 256
+)
+
+var jsonHeader = HeaderValue{Key: "content-type", Value: "application/json"}
+
+// Decide turns one request into a decision. It never returns nil, never
+// panics on input and never allows on an internal failure.
+func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
+	start := time.Now()
+	if r == nil {
+		r = &Request{}
+	}
+	d := &Decision{}
+	now := start
+	if !a.realClock {
+		now = a.now()
+	}
+	rsn, cred, agent := a.decide(ctx, r, d, now)
+	d.Reason = reasons[rsn].name
+	d.Identity.Credential = credNames[cred]
+	if rsn != rOK {
+		a.deny(d, rsn, agent)
+	}
+	a.counters[rsn][cred].Inc()
+	a.observe(r.Adapter, time.Since(start))
+	if rsn != rOK {
+		a.audit(ctx, r, d, agent)
+	}
+	return d
+}
+
+func (a *Authorizer) observe(adapter string, took time.Duration) {
+	i := 0
+	switch adapter {
+	case "grpc":
+		i = 1
+	case "http":
+		i = 2
+	case "proxy":
+		i = 3
+	}
+	a.latency[i].Observe(took.Seconds())
+}
+
+func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now time.Time) (reason, int, string) {
+	agent, ok := AgentFromPath(r.Path)
+	if !ok {
+		return rBadPath, credNone, ""
+	}
+	var authz string
+	switch {
+	case r.Headers != nil:
+		authz = r.Headers["authorization"]
+	case r.Header != nil:
+		authz = r.Header("authorization")
+	}
+	raw, cred, ok := parseBearer(authz)
+	switch {
+	case cred == credNone:
+		return rMissing, credNone, agent
+	case !ok:
+		return rInvalid, cred, agent
+	case cred == credOAuth:
+		return a.decideJWT(ctx, r, d, agent, raw, now), credOAuth, agent
+	default:
+		return a.decideKey(ctx, r, d, agent, raw, cred, now), cred, agent
+	}
+}
+
+// parseBearer reads `Bearer <token>` (scheme case-insensitive). cred is
+// credNone when there is no Bearer credential at all (absent header or
+// another scheme: RFC 6750 §3.1 says no error code then); ok is false for
+// a Bearer credential that is not exactly one well-formed token.
+func parseBearer(h string) (tok string, cred int, ok bool) {
+	h = strings.Trim(h, " \t")
+	if len(h) < len("bearer") || !strings.EqualFold(h[:len("bearer")], "bearer") {
+		return "", credNone, false
+	}
+	if len(h) == len("bearer") {
+		return "", credOAuth, false // "Bearer" and nothing else
+	}
+	if h[len("bearer")] != ' ' {
+		return "", credNone, false // e.g. "BearerX …": another scheme
+	}
+	tok = strings.TrimLeft(h[len("bearer"):], " ")
+	switch {
+	case strings.HasPrefix(tok, token.PrefixAgentKey):
+		cred = credAgent
+	case strings.HasPrefix(tok, token.PrefixUserKey):
+		cred = credUser
+	default:
+		cred = credOAuth
+	}
+	if tok == "" || len(tok) > maxTokenLen || !isB64Token(tok) {
+		return "", cred, false
+	}
+	return tok, cred, true
+}
+
+// b64tokenChar marks the RFC 6750 b64token characters (the "=" padding
+// aside): ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/".
+var b64tokenChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
+
+// isB64Token: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for i < len(s) && b64tokenChar[s[i]] {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, agent, raw string, now time.Time) reason {
+	if !a.loaded.Load() {
+		return rUnavailable // the denylist is not mirrored yet: fail closed
+	}
+	c, err := a.ring.Verify(raw)
+	if err != nil {
+		if errors.Is(err, token.ErrExpired) {
+			return rExpired
+		}
+		return rInvalid
+	}
+	d.Identity.User = c.Subject
+	d.Identity.ClientID = c.ClientID
+	if a.jtis.has(c.ID) {
+		return rRevoked
+	}
+	ai, err := a.lookupAgent(ctx, agent, now)
+	if err != nil {
+		return rUnavailable
+	}
+	if ai == nil {
+		return rUnknownAgent
+	}
+	if !a.audienceOK(c.Audience, agent) {
+		return rWrongAud
+	}
+	if !ai.agent.Allows(c.Subject) {
+		return a.forbid(d, ai, rForbidden)
+	}
+	if !scopeOverlap(c.Scope, ai.required) {
+		return a.forbid(d, ai, rInsufficientScope)
+	}
+	a.allow(r, d, agent, c.Scope, credOAuth)
+	return rOK
+}
+
+func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, agent, raw string, cred int, now time.Time) reason {
+	if len(raw) > maxAPIKeyLen {
+		return rInvalid
+	}
+	var buf [maxAPIKeyLen]byte // hashing a copy on the stack spares an allocation
+	sum := sha256.Sum256(buf[:copy(buf[:], raw)])
+	var hash [2 * sha256.Size]byte
+	hex.Encode(hash[:], sum[:])
+	ki, err := a.lookupKey(ctx, hash[:], now)
+	if err != nil {
+		return rUnavailable
+	}
+	if ki == nil {
+		return rInvalid
+	}
+	k := ki.key
+	d.KeyID = k.ID
+	d.Identity.User = k.User
+	d.Identity.ClientID = k.ID
+	if (cred == credAgent) != (k.Kind == store.KeyAgent) || (cred == credUser) != (k.Kind == store.KeyUser) {
+		return rInvalid // prefix and record disagree
+	}
+	if k.Revoked {
+		return rRevoked
+	}
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		return rExpired
+	}
+	ai, err := a.lookupAgent(ctx, agent, now)
+	if err != nil {
+		return rUnavailable
+	}
+	if ai == nil {
+		return rUnknownAgent
+	}
+	if cred == credAgent && k.Agent != agent || cred == credUser && !ai.agent.Allows(k.User) {
+		return a.forbid(d, ai, rForbidden)
+	}
+	scope := ai.requiredStr
+	if len(k.Scopes) > 0 {
+		if !listOverlap(k.Scopes, ai.required) {
+			return a.forbid(d, ai, rInsufficientScope)
+		}
+		scope = ki.scopeStr
+	}
+	a.allow(r, d, agent, scope, cred)
+	a.touch(ki, now)
+	return rOK
+}
+
+// audienceOK: aud must name this agent's resource (<public>/<agent>/mcp)
+// or the whole gateway (<public>), byte for byte.
+func (a *Authorizer) audienceOK(aud []string, agent string) bool {
+	p := a.publicURL
+	for _, s := range aud {
+		if s == p {
+			return true
+		}
+		if len(s) == len(p)+1+len(agent)+len("/mcp") && strings.HasPrefix(s, p) &&
+			s[len(p)] == '/' && s[len(p)+1:len(p)+1+len(agent)] == agent && strings.HasSuffix(s, "/mcp") {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeOverlap reports whether the space-separated granted scope has at
+// least one of required.
+func scopeOverlap(granted string, required []string) bool {
+	for granted != "" {
+		var s string
+		s, granted, _ = strings.Cut(granted, " ")
+		for _, r := range required {
+			if s == r {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func listOverlap(have, required []string) bool {
+	for _, s := range have {
+		for _, r := range required {
+			if s == r {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// forbid records the agent-specific 403 challenge for deny.
+func (a *Authorizer) forbid(d *Decision, ai *agentInfo, rsn reason) reason {
+	ch := ai.chScope
+	if rsn == rForbidden {
+		ch = ai.chForbidden
+	}
+	d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ch}
+	return rsn
+}
+
+func (a *Authorizer) allow(r *Request, d *Decision, agent, scope string, cred int) {
+	d.Allow = true
+	d.Status = 200
+	d.Identity.Agent = agent
+	d.Identity.Scope = scope
+	rm := append(d.rm[:0], "authorization")
+	n := 0
+	for _, h := range [...]HeaderValue{
+		{HeaderUser, d.Identity.User},
+		{HeaderAgent, agent},
+		{HeaderClientID, d.Identity.ClientID},
+		{HeaderScope, scope},
+		{HeaderCredential, credNames[cred]},
+	} {
+		// An empty value cannot overwrite a spoofed header (Envoy drops
+		// empty values), so an empty identity field is removed instead.
+		if h.Value == "" {
+			rm = append(rm, h.Key)
+			continue
+		}
+		d.hdr[n] = h
+		n++
+	}
+	d.UpstreamHeaders = d.hdr[:n]
+	d.RemoveHeaders = rm
+	switch {
+	case r.Headers != nil:
+		for name := range r.Headers {
+			d.removeExtra(name)
+		}
+	case r.HeaderNames != nil:
+		r.HeaderNames(func(name string) bool {
+			d.removeExtra(name)
+			return true
+		})
+	}
+}
+
+// removeExtra adds an incoming x-mcp-* header other than the five identity
+// names (those are overwritten or removed already) to RemoveHeaders.
+func (d *Decision) removeExtra(name string) {
+	if len(name) < len("x-mcp-") || !strings.EqualFold(name[:len("x-mcp-")], "x-mcp-") || isIdentityHeader(name) {
+		return
+	}
+	d.RemoveHeaders = appendUnique(d.RemoveHeaders, strings.ToLower(name))
+}
+
+func isIdentityHeader(name string) bool {
+	return strings.EqualFold(name, HeaderUser) || strings.EqualFold(name, HeaderAgent) ||
+		strings.EqualFold(name, HeaderClientID) || strings.EqualFold(name, HeaderScope) ||
+		strings.EqualFold(name, HeaderCredential)
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, v := range list {
+		if v == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// deny fills the response for a refused request: the challenge (401: from
+// the public URL; 403: the agent's, set by forbid), JSON content type and body.
+func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
+	r := &reasons[rsn]
+	d.Allow = false
+	d.Status = r.status
+	d.Body = r.body
+	d.Identity.Agent = agent
+	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
+	switch r.status {
+	case 401:
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + agent + `/mcp", scope="` + a.scopeStr + `"` + chError[rsn]}
+		d.hdr[1] = jsonHeader
+		d.Headers = d.hdr[:2]
+	case 403:
+		if d.hdr[0].Key == "" { // every 403 goes through forbid; stay safe anyway
+			d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: `Bearer realm="MCP", error="insufficient_scope"`}
+		}
+		d.hdr[1] = jsonHeader
+		d.Headers = d.hdr[:2]
+	case 503:
+		d.hdr[0] = jsonHeader
+		d.hdr[1] = HeaderValue{Key: "retry-after", Value: "1"}
+		d.Headers = d.hdr[:2]
+	default:
+		d.hdr[0] = jsonHeader
+		d.Headers = d.hdr[:1]
+	}
+}
+
+// maxAuditPath bounds the attacker-controlled path echoed into the log.
+const maxAuditPath = 256
+
+// audit writes one line per denied decision: who, which agent, why. The
+// credential itself never appears; key_id names an API key.
+func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent string) {
+	if !a.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("event", "deny"),
+		slog.String("reason", d.Reason),
+		slog.Int("status", d.Status),
+		slog.String("agent", agent),
+		slog.String("user", d.Identity.User),
+		slog.String("client_id", d.Identity.ClientID),
+		slog.String("credential", d.Identity.Credential),
+		slog.String("key_id", d.KeyID),
+		slog.String("method", r.Method),
+	}
+	if d.Reason == ReasonBadPath {
+		p := r.Path
+		if len(p) > maxAuditPath {
+			p = p[:maxAuditPath]
+		}
+		attrs = append(attrs, slog.String("path", p))
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+}

@@ -1,0 +1,136 @@
+package authz
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/store/memstore"
+	"github.com/mcpgateway/mcp-gateway/store/storeopen"
+	"github.com/mcpgateway/mcp-gateway/token"
+)
+
+func TestCrossReplicaInvalidation(t *testing.T) {
+	t.Run("memstore", func(t *testing.T) {
+		st := memstore.New()
+		t.Cleanup(func() { _ = st.Close() })
+		seedAgents(t, st)
+		replicaScenario(t, st)
+	})
+	t.Run("redis", func(t *testing.T) {
+		url := os.Getenv("MCPGW_TEST_REDIS_URL")
+		if url == "" {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("MCPGW_TEST_REDIS_URL is not set (required when CI=true)")
+			}
+			t.Skip("MCPGW_TEST_REDIS_URL not set: skipping the two-replica test on a real redis-server")
+		}
+		ctx := context.Background()
+		prefix := "mcpgw-test-authz-" + token.Random(6) + ":"
+		st, err := storeopen.Open(ctx, url, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = st.Close()
+			cleanRedis(t, url, prefix)
+		})
+		seedAgents(t, st)
+		replicaScenario(t, st)
+	})
+}
+
+// cleanRedis deletes this test's keys.
+func cleanRedis(t *testing.T, url, prefix string) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx := context.Background()
+	it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	for it.Next(ctx) {
+		c.Del(ctx, it.Val())
+	}
+}
+
+// replicaScenario: two gateways on one store. What the admin API of one
+// replica changes in the store is enforced by the other through store
+// events, well before their cache TTL (5 min here) could expire.
+func replicaScenario(t *testing.T, st store.Store) {
+	long := func(o *Options) { o.CacheTTL = 5 * time.Minute; o.NegativeCacheTTL = 5 * time.Minute }
+	a := newEnvOn(t, st, long)
+	b := newEnvOn(t, st, long)
+	ctx := context.Background()
+
+	bak := a.addKey("bak", token.PrefixAgentKey, store.APIKey{Kind: store.KeyAgent, Agent: "alpha"})
+	oagBob := a.addKey("oagBob", token.PrefixUserKey, store.APIKey{Kind: store.KeyUser, User: "bob"})
+	c := baseClaims("alice")
+	jwtAlice, err := a.ring.Mint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(e *env, tok, agent string) *Decision {
+		return decideDirect(e.a, "POST", "/"+agent+"/mcp", auth(tok))
+	}
+	for _, e := range []*env{a, b} {
+		for _, tok := range []string{bak, oagBob, jwtAlice} {
+			if d := check(e, tok, "alpha"); !d.Allow {
+				t.Fatalf("warm-up: %d %s", d.Status, d.Reason)
+			}
+		}
+	}
+
+	// Revoke the API key (as replica A's admin API does).
+	if _, err := st.RevokeKey(ctx, "key-bak"); err != nil {
+		t.Fatal(err)
+	}
+	for name, e := range map[string]*env{"A": a, "B": b} {
+		eventually(t, "revoked key denied on replica "+name, func() bool {
+			d := check(e, bak, "alpha")
+			return !d.Allow && d.Reason == ReasonRevoked
+		})
+	}
+
+	// Revoke the access token.
+	if err := st.RevokeJTI(ctx, c.ID, c.ExpiresAt.Time); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "revoked jti denied on replica B", func() bool {
+		d := check(b, jwtAlice, "alpha")
+		return !d.Allow && d.Reason == ReasonRevoked
+	})
+
+	// Take bob's access to alpha away.
+	if err := st.PutAgent(ctx, &store.Agent{ID: "alpha", Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "access change enforced on replica B", func() bool {
+		d := check(b, oagBob, "alpha")
+		return !d.Allow && d.Reason == ReasonForbidden
+	})
+
+	// An agent created after a negative lookup is found at once.
+	jwtBob := b.mint("", "bob")
+	if d := check(b, jwtBob, "beta"); d.Reason != ReasonUnknownAgent {
+		t.Fatalf("unknown agent: %s", d.Reason)
+	}
+	if err := st.PutAgent(ctx, &store.Agent{ID: "beta", Owner: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new agent usable on replica B", func() bool { return check(b, jwtBob, "beta").Allow })
+
+	// Deleting it is seen too.
+	if err := st.DeleteAgent(ctx, "beta"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted agent unknown on replica B", func() bool {
+		return check(b, jwtBob, "beta").Reason == ReasonUnknownAgent
+	})
+}

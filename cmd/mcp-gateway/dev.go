@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/proxy"
+	"github.com/mcpgateway/mcp-gateway/token"
+)
+
+const (
+	devUser  = "demo"
+	devAgent = "demo"
+)
+
+// runDev is the all-in-one mode a new user starts with: one port serving the
+// authorization server and, in place of Envoy, a reverse proxy that gates
+// /<agent>/mcp with the same decision; a demo MCP agent; memory store.
+func runDev(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	cfgPath := fs.String("config", os.Getenv("MCPGW_CONFIG"), "optional YAML config file; MCPGW_* variables override it")
+	listen := fs.String("listen", "127.0.0.1:8000", "address of the one public port (authorization server + proxy)")
+	publicURL := fs.String("public-url", "", "public base URL (default http://<listen>, or MCPGW_PUBLIC_URL)")
+	grpcAddr := fs.String("grpc", "127.0.0.1:9191", "gRPC ext_authz Check for a local Envoy (\"\" disables)")
+	adminAddr := fs.String("admin", "127.0.0.1:9090", "admin listener: /admin/v1, /metrics, /healthz, /readyz (\"\" disables)")
+	redisURL := fs.String("redis", "", "use this Redis URL instead of the memory store")
+	password := fs.String("password", os.Getenv("MCPGW_DEV_PASSWORD"), "the demo user's password (env MCPGW_DEV_PASSWORD; random when unset)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath, true)
+	if err != nil {
+		return err
+	}
+	cfg.Listen = config.Listen{HTTP: *listen, GRPC: *grpcAddr, Admin: *adminAddr}
+	if *publicURL != "" {
+		cfg.PublicURL = *publicURL
+	} else if _, set := os.LookupEnv("MCPGW_PUBLIC_URL"); !set {
+		cfg.PublicURL = "http://" + *listen
+	}
+	if *redisURL != "" {
+		cfg.Store.URL = *redisURL
+	}
+	var notes []string
+	if len(cfg.SigningKeys) == 0 {
+		cfg.SigningKeys = []config.SigningKey{{ID: "dev-" + token.Random(6), Secret: token.Random(32)}}
+		notes = append(notes, "generated a signing key: tokens stop working when this process ends")
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = token.Random(24)
+	}
+	if *password == "" {
+		*password = token.Random(12)
+	}
+	if len(*password) > 72 {
+		return fmt.Errorf("the demo password is longer than bcrypt's 72 bytes")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(*password), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("hash demo password: %w", err)
+	}
+	cfg.Login.Users = append(cfg.Login.Users, config.User{Username: devUser, PasswordHash: string(hash)})
+	if err := cfg.Validate(true); err != nil {
+		return err
+	}
+
+	log := newLogger()
+	// The demo agent: a real MCP server on a private loopback port.
+	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo agent: %w", err)
+	}
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- demoagent.Serve(agentCtx, agentLn, log) }()
+	defer func() { stopAgent(); <-agentDone }()
+	if !hasAgent(cfg, devAgent) {
+		cfg.Agents = append(cfg.Agents, config.StaticAgent{
+			ID: devAgent, Name: "Demo agent", Owner: devUser,
+			Upstream: "http://" + agentLn.Addr().String() + "/mcp",
+		})
+	}
+
+	g, err := newGateway(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	front := devHandler(g)
+	return g.run(ctx, []listener{
+		{name: "http", addr: cfg.Listen.HTTP, http: front},
+		{name: "grpc", addr: cfg.Listen.GRPC},
+		{name: "admin", addr: cfg.Listen.Admin, http: g.admin.Handler()},
+	}, 0, 5*time.Second, func(addrs map[string]net.Addr) {
+		fmt.Fprintf(stdout, `
+MCP Gateway dev mode
+  MCP URL       %s/%s/mcp
+  login         user %q, password %q
+  admin API     http://%s/admin/v1  (Authorization: Bearer %s)
+  gRPC Check    %s
+  store         %s
+`, cfg.PublicURL, devAgent, devUser, *password, addrs["admin"], cfg.AdminToken, addrOr(addrs["grpc"], "off"), cfg.Store.URL)
+		for _, n := range notes {
+			fmt.Fprintln(stdout, "  note:", n)
+		}
+		fmt.Fprintln(stdout)
+	})
+}
+
+// devHandler routes the authorization server's paths to it and everything
+// else through the gated proxy, as envoy/envoy.yaml does.
+func devHandler(g *gateway) http.Handler {
+	oauth := g.httpHandler()
+	gated := proxy.New(proxy.Options{
+		Decider: g.authz,
+		Upstream: func(ctx context.Context, id string) (*url.URL, error) {
+			a, err := g.authz.GetAgent(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if a.Upstream == "" {
+				return nil, fmt.Errorf("agent %q has no upstream", id)
+			}
+			return url.Parse(a.Upstream)
+		},
+		Logger: g.log,
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isGatewayPath(r.URL.Path) {
+			oauth.ServeHTTP(w, r)
+			return
+		}
+		gated.ServeHTTP(w, r)
+	})
+}
+
+func isGatewayPath(p string) bool {
+	for _, prefix := range []string{"/oauth/", "/.well-known/", "/authz/check", "/login", "/consent", "/account"} {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasAgent(cfg *config.Config, id string) bool {
+	for _, a := range cfg.Agents {
+		if a.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func addrOr(a net.Addr, def string) string {
+	if a == nil {
+		return def
+	}
+	return a.String()
+}
+
+func runDemoAgent(ctx context.Context, args []string, _ io.Writer) error {
+	fs := flag.NewFlagSet("demo-agent", flag.ContinueOnError)
+	addr := fs.String("listen", ":3000", "listen address; the MCP endpoint is /mcp")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return demoagent.ListenAndServe(ctx, *addr)
+}
