@@ -59,6 +59,10 @@ type Config struct {
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client IP.
 	TrustedProxies []string `json:"trusted_proxies"`
 	Cache          Cache    `json:"cache"`
+	// CIMD: client_ids that are https URLs of Client ID Metadata Documents.
+	CIMD CIMD `json:"cimd"`
+	// Clients: hygiene of dynamically registered clients.
+	Clients Clients `json:"clients"`
 }
 
 type Listen struct {
@@ -89,8 +93,11 @@ type TTL struct {
 }
 
 type Login struct {
-	Provider string `json:"provider"` // "builtin"
+	Provider string `json:"provider"` // "builtin", "oidc" or "webapp"
 	Users    []User `json:"users"`
+	// OIDC and WebApp configure those providers (config/login.go).
+	OIDC   OIDCLogin   `json:"oidc"`
+	WebApp WebAppLogin `json:"webapp"`
 }
 
 // User is a built-in login user; PasswordHash is bcrypt (mcp-gateway hash-password).
@@ -129,6 +136,27 @@ type Cache struct {
 	MaxSize int      `json:"max_size"`
 }
 
+// CIMD configures Client ID Metadata Documents
+// (draft-ietf-oauth-client-id-metadata-document): a client_id that is an
+// https URL is fetched instead of looked up.
+type CIMD struct {
+	Enabled bool `json:"enabled"`
+	// AllowedHosts are hostnames or CIDRs that may be fetched although they
+	// are (or resolve to) loopback, private or link-local addresses.
+	AllowedHosts []string `json:"allowed_hosts"`
+	Timeout      Duration `json:"timeout"`
+	MaxBytes     int      `json:"max_bytes"`
+}
+
+// Clients bounds dynamically registered clients.
+type Clients struct {
+	// IdleTTL: a registered client unused this long is deleted; any use
+	// renews it. 0: registered clients never expire.
+	IdleTTL Duration `json:"idle_ttl"`
+	// MaxPerIP caps the live clients registered from one IP; 0: no cap.
+	MaxPerIP int `json:"max_per_ip"`
+}
+
 // Default returns the defaults every loaded config starts from.
 func Default() *Config {
 	return &Config{
@@ -143,11 +171,13 @@ func Default() *Config {
 			AuthRequest:  Duration(10 * time.Minute),
 			RefreshGrace: Duration(5 * time.Second),
 		},
-		Login:     Login{Provider: "builtin"},
+		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    []string{"mcp"},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
 		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
+		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
+		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50},
 	}
 }
 
@@ -217,6 +247,12 @@ func setFromString(v reflect.Value, s string) error {
 		v.Set(reflect.ValueOf(Duration(d)))
 	case v.Kind() == reflect.String:
 		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false: %w", err)
+		}
+		v.SetBool(b)
 	case v.Kind() == reflect.Int:
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -291,9 +327,7 @@ func (c *Config) Validate(dev bool) error {
 	if c.TTL.RefreshGrace < 0 || c.TTL.RefreshGrace.D() > time.Minute {
 		bad("ttl.refresh_grace", "must be between 0 and 1m")
 	}
-	if c.Login.Provider != "builtin" {
-		bad("login.provider", "unknown provider %q (want builtin)", c.Login.Provider)
-	}
+	c.Login.validate(bad)
 	for i, u := range c.Login.Users {
 		if u.Username == "" {
 			bad(fmt.Sprintf("login.users[%d].username", i), "required")
@@ -332,7 +366,49 @@ func (c *Config) Validate(dev bool) error {
 	if c.Cache.TTL <= 0 || c.Cache.MaxSize <= 0 {
 		bad("cache", "ttl and max_size must be positive")
 	}
+	if c.CIMD.Timeout <= 0 || c.CIMD.Timeout.D() > time.Minute {
+		bad("cimd.timeout", "must be between 0 and 1m")
+	}
+	if c.CIMD.MaxBytes < 512 || c.CIMD.MaxBytes > 1<<20 {
+		bad("cimd.max_bytes", "must be between 512 and 1048576")
+	}
+	for i, h := range c.CIMD.AllowedHosts {
+		if !validHostOrCIDR(h) {
+			bad(fmt.Sprintf("cimd.allowed_hosts[%d]", i), "%q is not a hostname, IP address or CIDR", h)
+		}
+	}
+	if c.Clients.IdleTTL < 0 {
+		bad("clients.idle_ttl", "must not be negative (0: never expire)")
+	}
+	if c.Clients.MaxPerIP < 0 {
+		bad("clients.max_per_ip", "must not be negative (0: no cap)")
+	}
 	return errors.Join(errs...)
+}
+
+// validHostOrCIDR: an IP, a CIDR or a DNS hostname (letters, digits, '-', '.').
+func validHostOrCIDR(h string) bool {
+	if _, _, err := net.ParseCIDR(h); err == nil {
+		return true
+	}
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ValidAgentID: 1–128 of [A-Za-z0-9._-], and not "." or "..".

@@ -59,9 +59,13 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The request has no valid client_id.")
 		return
 	}
-	client, err := s.st.GetClient(ctx, clientID)
+	client, err := s.lookupClient(ctx, clientID, true)
 	if errors.Is(err, store.ErrNotFound) {
 		s.ErrorPage(w, http.StatusBadRequest, "Unknown application", "The application asking for access is not registered with this gateway. Ask it to register again.")
+		return
+	}
+	if desc, ok := s.clientRefusal(ctx, clientID, err); ok {
+		s.ErrorPage(w, http.StatusBadRequest, "Application not accepted", desc)
 		return
 	}
 	if err != nil {
@@ -71,7 +75,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	redirectURI := q.Get("redirect_uri")
 	if redirectURI == "" || !redirectAllowed(client.RedirectURIs, redirectURI) {
-		s.ErrorPage(w, http.StatusBadRequest, "Invalid redirect URI", "The redirect URI does not match one registered by the application.")
+		msg := "The redirect URI does not match one registered by the application."
+		if s.isCIMDClient(client.ID) {
+			msg = "The redirect URI is not one listed in the application's client metadata document."
+		}
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid redirect URI", msg)
 		return
 	}
 
@@ -323,6 +331,10 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectU
 // access, then remembered consent (→ code) or the consent page.
 func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, p *store.AuthRequest, user string) {
 	ctx := r.Context()
+	if p.ClientID == accountClientID {
+		s.accountLoggedIn(w, r, p, user)
+		return
+	}
 	if id := s.resourceAgent(p.Resource); id != "" && s.agents != nil {
 		a, err := s.agents.GetAgent(ctx, id)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -13,6 +13,10 @@ import (
 type consentData struct {
 	ClientName, RedirectHost, Resource, ResourceLabel, User, RequestID, CSRF string
 	Scopes                                                                   []string
+	// ClientHost: for a Client ID Metadata Document client, the host that
+	// vouches for it; LoopbackOnly: all its redirect URIs are on this device.
+	ClientHost   string
+	LoopbackOnly bool
 }
 
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
@@ -52,13 +56,21 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if p.ClientID == accountClientID {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "This sign-in request has nothing to approve.")
+		return
+	}
 	user, ok := s.consentUser(w, r, p)
 	if !ok {
 		return
 	}
-	name, err := s.clientName(ctx, p.ClientID)
+	client, err := s.lookupClient(ctx, p.ClientID, false)
 	if errors.Is(err, store.ErrNotFound) {
 		s.ErrorPage(w, http.StatusBadRequest, "Unknown application", "The application asking for access is no longer registered.")
+		return
+	}
+	if desc, ok := s.clientRefusal(ctx, p.ClientID, err); ok {
+		s.ErrorPage(w, http.StatusBadRequest, "Application not accepted", desc)
 		return
 	}
 	if err != nil {
@@ -70,8 +82,11 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request) {
 	if id := s.resourceAgent(p.Resource); id != "" {
 		label = "the agent " + id
 	}
+	host := s.clientHost(client.ID)
 	s.render(w, http.StatusOK, s.pages.consent, consentData{
-		ClientName:    name,
+		ClientHost:    host,
+		LoopbackOnly:  host != "" && onlyLoopbackRedirects(client.RedirectURIs),
+		ClientName:    displayName(client),
 		RedirectHost:  redirectHost(p.RedirectURI),
 		Resource:      p.Resource,
 		ResourceLabel: label,
@@ -106,7 +121,7 @@ func (s *Server) decideConsent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !validCSRF(p, f.Get("csrf")) {
+	if !validCSRF(p, f.Get("csrf")) || p.ClientID == accountClientID {
 		s.ErrorPage(w, http.StatusForbidden, "Form expired", "The consent form was not sent by this page or has expired. Go back to the application and start again.")
 		return
 	}

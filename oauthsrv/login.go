@@ -183,14 +183,7 @@ func (s *Server) parsePageForm(w http.ResponseWriter, r *http.Request) (url.Valu
 }
 
 func (s *Server) clientName(ctx context.Context, clientID string) (string, error) {
-	c, err := s.st.GetClient(ctx, clientID)
-	if err != nil {
-		return "", err
-	}
-	if c.Name != "" {
-		return c.Name, nil
-	}
-	return "an unnamed application (" + c.ID + ")", nil
+	return s.clientLabel(ctx, clientID) // clients.go: CIMD documents and the account login too
 }
 
 // builtinLogin checks usernames and bcrypt hashes from the configuration.

@@ -26,6 +26,8 @@ type asMetadata struct {
 	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	AuthorizationResponseIssSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	// CIMDSupported: URL client_ids are Client ID Metadata Documents.
+	CIMDSupported bool `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // prmDocument is the RFC 9728 protected resource metadata.
@@ -53,6 +55,7 @@ func (s *Server) buildMetadata() error {
 		RevocationEndpointAuthMethods:     []string{"none"},
 		ScopesSupported:                   s.scopes,
 		AuthorizationResponseIssSupported: true,
+		CIMDSupported:                     s.cfg.CIMD.Enabled,
 	})
 	if err != nil {
 		return fmt.Errorf("oauthsrv: metadata: %w", err)

@@ -18,6 +18,7 @@ var templateFS embed.FS
 // pages are the browser-facing HTML templates, each a clone of the layout.
 type pages struct {
 	login, consent, errorPage *template.Template
+	account                   *template.Template
 	csp                       string
 }
 
@@ -48,6 +49,9 @@ func loadPages() (*pages, error) {
 		return nil, err
 	}
 	if p.errorPage, err = page("error.html"); err != nil {
+		return nil, err
+	}
+	if p.account, err = page("account.html"); err != nil {
 		return nil, err
 	}
 	// The only inline code is the layout's <style>: allow exactly it by hash.

@@ -104,8 +104,32 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusBadRequest, code, desc)
 		return
 	}
+	if limit := s.cfg.Clients.MaxPerIP; limit > 0 {
+		n, err := s.st.CountClientsByIP(ctx, ip)
+		if err != nil {
+			s.storeError(ctx, "count_clients", err)
+			writeUnavailable(w)
+			return
+		}
+		if n >= limit {
+			// Checked before creating, so concurrent registrations may pass
+			// the cap by a few; the rate limit bounds that.
+			metrics.Registrations.WithLabelValues("rate_limited").Inc()
+			metricsRateLimited("register")
+			s.audit(ctx, "client_cap_reached", slog.String("ip", ip), slog.Int("clients", n))
+			desc := "too many clients registered from this address: reuse a client_id you registered before"
+			if idle := s.cfg.Clients.IdleTTL.D(); idle > 0 {
+				desc += " (unused clients expire after " + idle.String() + ")"
+			}
+			writeOAuthError(w, http.StatusTooManyRequests, "rate_limited", desc)
+			return
+		}
+	}
 	c.RegisteredIP = ip
 	c.CreatedAt = s.now().UTC().Truncate(time.Second)
+	if idle := s.cfg.Clients.IdleTTL.D(); idle > 0 {
+		c.ExpiresAt = s.now().Add(idle)
+	}
 	for attempt := 0; ; attempt++ {
 		c.ID = token.Random(16)
 		err = s.st.CreateClient(ctx, c)

@@ -7,6 +7,7 @@ package oauthsrv
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ type Store interface {
 	store.Sessions
 	store.Revocations
 	store.RateLimiter
+	store.Keys // the account page's oag_ keys
 }
 
 // AgentLookup resolves an agent id; store.ErrNotFound for an unknown agent.
@@ -50,13 +52,17 @@ type Options struct {
 	// Users are the built-in login's users: username → bcrypt hash.
 	// nil: taken from Config.Login.Users.
 	Users map[string]string
-	// Login builds the login provider. nil: chosen by Config.Login.Provider
-	// (this package: "builtin").
+	// Login builds the login provider. nil: the built-in users when
+	// Config.Login.Provider is "builtin" (or ""); "oidc" and "webapp" come
+	// from package login: Options.Login = login.Provider(...).
 	Login func(s *Server) (LoginProvider, error)
 	// Logger for errors and audit lines; nil: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// CIMDRootCAs are the trust roots for fetching Client ID Metadata
+	// Documents; nil: the system roots (tests pass their TLS server's).
+	CIMDRootCAs *x509.CertPool
 }
 
 // Server is the authorization server. Build it with New.
@@ -82,6 +88,7 @@ type Server struct {
 	corsOrigins map[string]bool
 
 	login   LoginProvider
+	cimd    *cimdResolver // nil: URL client ids are looked up as registrations
 	pages   *pages
 	asMeta  []byte // RFC 8414 document, built once
 	prmRoot []byte // RFC 9728 document for the base URL
@@ -148,6 +155,11 @@ func New(opts Options) (*Server, error) {
 	if err := s.buildMetadata(); err != nil {
 		return nil, err
 	}
+	if cfg.CIMD.Enabled {
+		if s.cimd, err = newCIMDResolver(s, cfg.CIMD, opts.CIMDRootCAs); err != nil {
+			return nil, err
+		}
+	}
 	newLogin := opts.Login
 	if newLogin == nil {
 		switch cfg.Login.Provider {
@@ -160,8 +172,11 @@ func New(opts Options) (*Server, error) {
 				}
 			}
 			newLogin = func(s *Server) (LoginProvider, error) { return newBuiltinLogin(s, users) }
+		case config.LoginOIDC, config.LoginWebApp:
+			// Implemented in package login, which imports this one.
+			return nil, fmt.Errorf("oauthsrv: login provider %q needs Options.Login (login.Provider)", cfg.Login.Provider)
 		default:
-			return nil, fmt.Errorf("oauthsrv: unknown login provider %q", cfg.Login.Provider)
+			return nil, fmt.Errorf("oauthsrv: unknown login provider %q (want builtin, oidc or webapp)", cfg.Login.Provider)
 		}
 	}
 	if s.login, err = newLogin(s); err != nil {
@@ -191,6 +206,8 @@ func (s *Server) Handler() http.Handler {
 	handle("/oauth/revoke", "revoke", s.cors(post, http.HandlerFunc(s.handleRevoke)))
 	handle("/oauth/authorize", "authorize", http.HandlerFunc(s.handleAuthorize))
 	handle("/consent", "consent", http.HandlerFunc(s.handleConsent))
+	handle("/account", "account", http.HandlerFunc(s.handleAccount))
+	handle("/account/", "account", http.HandlerFunc(s.handleAccountAction))
 	for path, h := range s.login.Routes() {
 		handle(path, strings.Trim(strings.ReplaceAll(path, "/", "_"), "_"), h)
 	}

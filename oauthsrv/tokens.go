@@ -95,7 +95,12 @@ func (s *Server) tokenClient(w http.ResponseWriter, r *http.Request, form url.Va
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "unknown client")
 		return nil, false
 	}
-	c, err := s.st.GetClient(r.Context(), id)
+	c, err := s.lookupClient(r.Context(), id, true)
+	var ce *cimdError
+	if errors.As(err, &ce) {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client metadata document rejected: "+ce.msg)
+		return nil, false
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		if _, _, basic := r.BasicAuth(); basic { // RFC 6749 §5.2
 			w.Header().Set("WWW-Authenticate", `Basic realm="oauth"`)

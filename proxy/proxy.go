@@ -142,8 +142,9 @@ func authzRequest(r *http.Request) *authz.Request {
 		path = r.URL.RequestURI()
 	}
 	return &authz.Request{
-		Method: r.Method,
-		Path:   path,
+		Adapter: "proxy",
+		Method:  r.Method,
+		Path:    path,
 		Header: func(name string) string {
 			switch strings.ToLower(name) {
 			case "host", ":authority":

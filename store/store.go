@@ -47,6 +47,10 @@ type Client struct {
 	SoftwareVer   string    `json:"software_version,omitempty"`
 	RegisteredIP  string    `json:"registered_ip,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
+	// ExpiresAt is when an idle dynamically registered client disappears
+	// (zero: never). CreateClient sets it as the record's TTL, TouchClient
+	// moves it, GetClient and ListClients report the current value.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // AuthRequest is a pending authorization request between /oauth/authorize
@@ -64,6 +68,13 @@ type AuthRequest struct {
 	BrowserHash   string    `json:"browser_hash,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	ExpiresAt     time.Time `json:"expires_at"`
+	// Set by an upstream login provider (OIDC) while the browser is at the
+	// identity provider: the hash of the state secret sent upstream, the
+	// nonce expected in the ID token and the PKCE verifier for the upstream
+	// code exchange. Cleared when the browser comes back.
+	LoginStateHash string `json:"login_state_hash,omitempty"`
+	LoginNonce     string `json:"login_nonce,omitempty"`
+	LoginVerifier  string `json:"login_verifier,omitempty"`
 }
 
 // AuthCode is an issued authorization code (code:<hash>, TTL 120 s).
@@ -209,16 +220,25 @@ type Store interface {
 	Keys
 	Agents
 	RateLimiter
+	Markers
 	Events
 	Ping(ctx context.Context) error
 	Close() error
 }
 
 type Clients interface {
+	// CreateClient stores c; with c.ExpiresAt set (in the future) the client
+	// expires then unless TouchClient renews it. A client with RegisteredIP
+	// is counted by CountClientsByIP while it lives.
 	CreateClient(ctx context.Context, c *Client) error
 	GetClient(ctx context.Context, id string) (*Client, error)
 	ListClients(ctx context.Context) ([]*Client, error)
 	DeleteClient(ctx context.Context, id string) error
+	// TouchClient renews an expiring client: it now expires ttl from now.
+	// A client without expiry stays permanent. ErrNotFound when it is gone.
+	TouchClient(ctx context.Context, id string, ttl time.Duration) error
+	// CountClientsByIP is the number of live clients whose RegisteredIP is ip.
+	CountClientsByIP(ctx context.Context, ip string) (int, error)
 }
 
 type AuthRequests interface {
@@ -300,6 +320,14 @@ type RateLimiter interface {
 	// Allow counts one hit on key in a fixed window; when over limit it
 	// returns false and how long until the window ends.
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
+}
+
+// Markers remember that something happened once, for a while: a used
+// login assertion's jti (mark:<key>).
+type Markers interface {
+	// MarkOnce records key for ttl. first is true for the one call that
+	// created the mark; false while an earlier mark is still live.
+	MarkOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
 
 type Events interface {

@@ -30,6 +30,7 @@ type Store struct {
 	mu        sync.Mutex
 	closed    bool
 	clients   map[string]*store.Client
+	clientsIP map[string]map[string]struct{} // registered ip → client ids
 	authreqs  map[string]authReq
 	codes     map[string]*store.AuthCode
 	usedCodes map[string]usedCode
@@ -42,6 +43,7 @@ type Store struct {
 	keyIDs    map[string]string        // id → hash
 	agents    map[string]*store.Agent
 	windows   map[string]*window
+	markers   map[string]time.Time // key → expiry
 
 	writes, nextGC int
 
@@ -82,6 +84,7 @@ func NewWithClock(now func() time.Time) *Store {
 	return &Store{
 		now:       now,
 		clients:   map[string]*store.Client{},
+		clientsIP: map[string]map[string]struct{}{},
 		authreqs:  map[string]authReq{},
 		codes:     map[string]*store.AuthCode{},
 		usedCodes: map[string]usedCode{},
@@ -94,6 +97,7 @@ func NewWithClock(now func() time.Time) *Store {
 		keyIDs:    map[string]string{},
 		agents:    map[string]*store.Agent{},
 		windows:   map[string]*window{},
+		markers:   map[string]time.Time{},
 		nextGC:    1024,
 		subs:      map[*subscriber]struct{}{},
 	}
@@ -164,8 +168,18 @@ func (s *Store) wrote(now time.Time) {
 			delete(s.windows, k)
 		}
 	}
-	live := len(s.authreqs) + len(s.codes) + len(s.usedCodes) + len(s.tokens) + len(s.families) +
-		len(s.sessions) + len(s.revoked) + len(s.keys) + len(s.windows)
+	for k, v := range s.markers {
+		if !now.Before(v) {
+			delete(s.markers, k)
+		}
+	}
+	for id, c := range s.clients {
+		if clientExpired(c, now) {
+			s.dropClient(id)
+		}
+	}
+	live := len(s.clients) + len(s.authreqs) + len(s.codes) + len(s.usedCodes) + len(s.tokens) + len(s.families) +
+		len(s.sessions) + len(s.revoked) + len(s.keys) + len(s.windows) + len(s.markers)
 	s.writes = 0
 	s.nextGC = max(1024, live)
 }
@@ -197,6 +211,36 @@ func clone[T any](v *T) *T { n := *v; return &n }
 
 // ---- clients ----
 
+func clientExpired(c *store.Client, now time.Time) bool {
+	return !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt)
+}
+
+// liveClient returns the client when it exists and has not expired.
+func (s *Store) liveClient(id string, now time.Time) (*store.Client, bool) {
+	c, ok := s.clients[id]
+	if !ok || clientExpired(c, now) {
+		return nil, false
+	}
+	return c, true
+}
+
+// dropClient removes a client and its per-IP entry. Callers hold mu.
+func (s *Store) dropClient(id string) {
+	c, ok := s.clients[id]
+	if !ok {
+		return
+	}
+	delete(s.clients, id)
+	if ids := s.clientsIP[c.RegisteredIP]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(s.clientsIP, c.RegisteredIP)
+		}
+	}
+}
+
+// CreateClient stores c; a client with ExpiresAt set disappears then unless
+// TouchClient renews it.
 func (s *Store) CreateClient(_ context.Context, c *store.Client) error {
 	if c == nil || c.ID == "" {
 		return errors.New("memstore: client id required")
@@ -205,10 +249,24 @@ func (s *Store) CreateClient(_ context.Context, c *store.Client) error {
 		return err
 	}
 	defer s.mu.Unlock()
-	if _, ok := s.clients[c.ID]; ok {
+	now := s.now()
+	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) {
+		return errors.New("memstore: client already expired")
+	}
+	if _, live := s.liveClient(c.ID, now); live {
 		return store.ErrConflict
 	}
+	s.dropClient(c.ID) // an expired one not swept yet
 	s.clients[c.ID] = cloneClient(c)
+	if c.RegisteredIP != "" {
+		ids := s.clientsIP[c.RegisteredIP]
+		if ids == nil {
+			ids = map[string]struct{}{}
+			s.clientsIP[c.RegisteredIP] = ids
+		}
+		ids[c.ID] = struct{}{}
+	}
+	s.wrote(now)
 	return nil
 }
 
@@ -217,7 +275,7 @@ func (s *Store) GetClient(_ context.Context, id string) (*store.Client, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	c, ok := s.clients[id]
+	c, ok := s.liveClient(id, s.now())
 	if !ok {
 		return nil, store.ErrNotFound
 	}
@@ -229,9 +287,12 @@ func (s *Store) ListClients(context.Context) ([]*store.Client, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
+	now := s.now()
 	out := make([]*store.Client, 0, len(s.clients))
 	for _, c := range s.clients {
-		out = append(out, cloneClient(c))
+		if !clientExpired(c, now) {
+			out = append(out, cloneClient(c))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -241,13 +302,50 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	if err := s.lock(); err != nil {
 		return err
 	}
-	_, ok := s.clients[id]
-	delete(s.clients, id)
+	_, ok := s.liveClient(id, s.now())
+	s.dropClient(id)
 	s.mu.Unlock()
 	if !ok {
 		return store.ErrNotFound
 	}
 	return s.Publish(ctx, store.Event{Kind: store.EventClient, ID: id})
+}
+
+// TouchClient moves an expiring client's end to ttl from now; permanent
+// clients stay permanent.
+func (s *Store) TouchClient(_ context.Context, id string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errors.New("memstore: client ttl must be positive")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	c, ok := s.liveClient(id, now)
+	if !ok {
+		return store.ErrNotFound
+	}
+	if !c.ExpiresAt.IsZero() {
+		c.ExpiresAt = now.Add(ttl)
+	}
+	return nil
+}
+
+// CountClientsByIP counts the live clients registered from ip.
+func (s *Store) CountClientsByIP(_ context.Context, ip string) (int, error) {
+	if err := s.lock(); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for id := range s.clientsIP[ip] {
+		if _, ok := s.liveClient(id, now); ok {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ---- pending authorization requests ----
@@ -841,6 +939,30 @@ func (s *Store) Allow(_ context.Context, key string, limit int, win time.Duratio
 	}
 	w.count++
 	return w.count <= limit, w.end.Sub(now), nil
+}
+
+// ---- markers ----
+
+// MarkOnce records key until now+ttl; only the first call while the mark
+// lives reports first.
+func (s *Store) MarkOnce(_ context.Context, key string, ttl time.Duration) (bool, error) {
+	if key == "" {
+		return false, errors.New("memstore: marker key required")
+	}
+	if ttl <= 0 {
+		return false, errors.New("memstore: marker ttl must be positive")
+	}
+	if err := s.lock(); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if exp, ok := s.markers[key]; ok && now.Before(exp) {
+		return false, nil
+	}
+	s.markers[key] = now.Add(ttl)
+	s.wrote(now)
+	return true, nil
 }
 
 // ---- events ----

@@ -2,11 +2,12 @@
 // every gateway replica. Expiry is Redis TTLs; every check-and-change is one
 // Lua script; cache invalidation travels over pub/sub (<prefix>events).
 //
-// Keys (all under the prefix): client:<id> + clients, authreq:<id>,
+// Keys (all under the prefix): client:<id> + clients + clientsip:<ip>
+// (sorted set of client ids by expiry), authreq:<id>,
 // code:<hash> + codeused:<hash>, rt:<hash>, rtfam:<id> + rtuser:<user>,
 // consent:<user>:<client> + consents:<user>, session:<hash>,
 // revoked:<jti> + revokedset, key:<hash> + keyid:<id> + keys,
-// agent:<id> + agents, rl:<key>.
+// agent:<id> + agents, rl:<key>, mark:<key>.
 //
 // The scripts touch several keys, so the store needs a single Redis (or a
 // primary with replicas), not Redis Cluster.
@@ -216,12 +217,24 @@ func scriptReply(v any) (string, any) {
 
 // ---- clients ----
 
+// CreateClient stores c; with ExpiresAt set the record gets that TTL, and a
+// client with RegisteredIP joins clientsip:<ip> (score: its expiry).
 func (s *Store) CreateClient(ctx context.Context, c *store.Client) (err error) {
 	defer observe("CreateClient", time.Now(), &err)
 	if c == nil || c.ID == "" {
 		return errors.New("redisstore: client id required")
 	}
-	n, err := createIndexed.Run(ctx, s.rdb, []string{s.p + "client:" + c.ID, s.p + "clients"}, encode(c), c.ID).Int()
+	var ttl time.Duration
+	if !c.ExpiresAt.IsZero() {
+		if ttl, err = s.ttlUntil("CreateClient", c.ExpiresAt); err != nil {
+			return err
+		}
+	}
+	keys := []string{s.p + "client:" + c.ID, s.p + "clients"}
+	if c.RegisteredIP != "" {
+		keys = append(keys, s.p+"clientsip:"+c.RegisteredIP)
+	}
+	n, err := createClient.Run(ctx, s.rdb, keys, encode(c), c.ID, ms(ttl), c.ExpiresAt.UnixMilli()).Int()
 	if err != nil {
 		return unavailable("CreateClient", err)
 	}
@@ -231,13 +244,64 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) (err error) {
 	return nil
 }
 
-func (s *Store) GetClient(ctx context.Context, id string) (c *store.Client, err error) {
-	defer observe("GetClient", time.Now(), &err)
-	c = new(store.Client)
-	if err := s.getJSON(ctx, "GetClient", s.p+"client:"+id, c); err != nil {
+// clientWithTTL decodes a client record and sets ExpiresAt from the key's
+// PTTL (TouchClient moves the TTL, not the stored JSON).
+func (s *Store) clientWithTTL(op string, b []byte, pttl time.Duration) (*store.Client, error) {
+	c := new(store.Client)
+	if err := decode(op, b, c); err != nil {
 		return nil, err
 	}
+	c.ExpiresAt = time.Time{}
+	if pttl > 0 {
+		c.ExpiresAt = s.now().Add(pttl).UTC()
+	}
 	return c, nil
+}
+
+func (s *Store) GetClient(ctx context.Context, id string) (c *store.Client, err error) {
+	defer observe("GetClient", time.Now(), &err)
+	key := s.p + "client:" + id
+	pipe := s.rdb.Pipeline()
+	get := pipe.Get(ctx, key)
+	pttl := pipe.PTTL(ctx, key)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("GetClient", err)
+	}
+	b, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, unavailable("GetClient", err)
+	}
+	return s.clientWithTTL("GetClient", b, pttl.Val())
+}
+
+// TouchClient renews an expiring client's TTL (and its clientsip score).
+func (s *Store) TouchClient(ctx context.Context, id string, ttl time.Duration) (err error) {
+	defer observe("TouchClient", time.Now(), &err)
+	if ttl < time.Millisecond {
+		return errors.New("redisstore: client ttl must be positive")
+	}
+	n, err := touchClient.Run(ctx, s.rdb, []string{s.p + "client:" + id}, ms(ttl), s.now().UnixMilli(), s.p, id).Int()
+	if err != nil {
+		return unavailable("TouchClient", err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// CountClientsByIP prunes clientsip:<ip> of expired and deleted clients and
+// counts the rest.
+func (s *Store) CountClientsByIP(ctx context.Context, ip string) (n int, err error) {
+	defer observe("CountClientsByIP", time.Now(), &err)
+	n, err = countClientsIP.Run(ctx, s.rdb, []string{s.p + "clientsip:" + ip}, s.now().UnixMilli(), s.p).Int()
+	if err != nil {
+		return 0, unavailable("CountClientsByIP", err)
+	}
+	return n, nil
 }
 
 // listJSON loads every record named in an index set, dropping members
@@ -276,17 +340,43 @@ func (s *Store) listJSON(ctx context.Context, op, index, keyPrefix string) ([][]
 
 func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error) {
 	defer observe("ListClients", time.Now(), &err)
-	raw, err := s.listJSON(ctx, "ListClients", s.p+"clients", s.p+"client:")
+	index := s.p + "clients"
+	ids, err := s.rdb.SMembers(ctx, index).Result()
 	if err != nil {
-		return nil, err
+		return nil, unavailable("ListClients", err)
 	}
-	out = make([]*store.Client, 0, len(raw))
-	for _, b := range raw {
-		c := new(store.Client)
-		if err := decode("ListClients", b, c); err != nil {
+	if len(ids) == 0 {
+		return []*store.Client{}, nil
+	}
+	pipe := s.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(ids))
+	ttls := make([]*redis.DurationCmd, len(ids))
+	for i, id := range ids {
+		gets[i] = pipe.Get(ctx, s.p+"client:"+id)
+		ttls[i] = pipe.PTTL(ctx, s.p+"client:"+id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("ListClients", err)
+	}
+	out = make([]*store.Client, 0, len(ids))
+	var stale []any
+	for i, g := range gets {
+		b, err := g.Bytes()
+		if errors.Is(err, redis.Nil) {
+			stale = append(stale, ids[i]) // expired or deleted
+			continue
+		}
+		if err != nil {
+			return nil, unavailable("ListClients", err)
+		}
+		c, err := s.clientWithTTL("ListClients", b, ttls[i].Val())
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, c)
+	}
+	if len(stale) > 0 {
+		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -949,6 +1039,25 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 		return false, 0, fmt.Errorf("redisstore: Allow: unexpected reply %v", v)
 	}
 	return v[0] <= int64(limit), time.Duration(v[1]) * time.Millisecond, nil
+}
+
+// ---- markers ----
+
+// MarkOnce sets mark:<key> with SET NX PX: one atomic step decides which
+// caller (on any replica) came first.
+func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error) {
+	defer observe("MarkOnce", time.Now(), &err)
+	if key == "" {
+		return false, errors.New("redisstore: marker key required")
+	}
+	if ttl < time.Millisecond {
+		return false, errors.New("redisstore: marker ttl must be positive")
+	}
+	ok, err := s.rdb.SetNX(ctx, s.p+"mark:"+key, "1", ttl).Result()
+	if err != nil {
+		return false, unavailable("MarkOnce", err)
+	}
+	return ok, nil
 }
 
 // ---- events ----

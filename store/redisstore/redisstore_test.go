@@ -270,3 +270,78 @@ func TestKeyLayout(t *testing.T) {
 		t.Errorf("after redeem: keys %v", mr.Keys())
 	}
 }
+
+// Idle expiry of registered clients is a Redis TTL on client:<id> (and on
+// clientsip:<ip>), observed with PTTL on a real server; TouchClient renews
+// both, and a short TTL really ends the client.
+func TestClientIdleTTLRealRedis(t *testing.T) {
+	url := realRedisURL(t)
+	prefix := randomPrefix(t)
+	s := realStore(t, url, prefix, true)
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	ctx := t.Context()
+	pttl := func(key string) time.Duration {
+		t.Helper()
+		d, err := rdb.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	c := &store.Client{ID: "idle-1", RedirectURIs: []string{"http://127.0.0.1/cb"}, RegisteredIP: "2001:db8::7",
+		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(10 * time.Second)}
+	must(t, s.CreateClient(ctx, c))
+	for _, key := range []string{prefix + "client:idle-1", prefix + "clientsip:2001:db8::7"} {
+		if d := pttl(key); d <= 0 || d > 10*time.Second {
+			t.Fatalf("PTTL(%s) = %v, want within (0, 10s]", key, d)
+		}
+	}
+	must(t, s.TouchClient(ctx, c.ID, time.Hour))
+	for _, key := range []string{prefix + "client:idle-1", prefix + "clientsip:2001:db8::7"} {
+		if d := pttl(key); d <= 10*time.Second || d > time.Hour {
+			t.Fatalf("PTTL(%s) after touch = %v, want within (10s, 1h]", key, d)
+		}
+	}
+	got, err := s.GetClient(ctx, c.ID)
+	must(t, err)
+	if !got.ExpiresAt.After(c.ExpiresAt) {
+		t.Fatalf("ExpiresAt after touch = %v, want after %v", got.ExpiresAt, c.ExpiresAt)
+	}
+	perm := &store.Client{ID: "perm-1", RedirectURIs: []string{"http://127.0.0.1/cb"}, CreatedAt: time.Now()}
+	must(t, s.CreateClient(ctx, perm))
+	must(t, s.TouchClient(ctx, perm.ID, time.Hour))
+	if d := pttl(prefix + "client:perm-1"); d != -1 {
+		t.Fatalf("permanent client PTTL = %v, want -1 (no expiry)", d)
+	}
+
+	short := &store.Client{ID: "idle-2", RedirectURIs: []string{"http://127.0.0.1/cb"}, RegisteredIP: "2001:db8::7",
+		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(300 * time.Millisecond)}
+	must(t, s.CreateClient(ctx, short))
+	if n, err := s.CountClientsByIP(ctx, "2001:db8::7"); err != nil || n != 2 {
+		t.Fatalf("CountClientsByIP = %d, %v; want 2", n, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.GetClient(ctx, short.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		must(t, err)
+		if time.Now().After(deadline) {
+			t.Fatal("client with a 300ms idle TTL still there after 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n, err := rdb.Exists(ctx, prefix+"client:idle-2").Result(); err != nil || n != 0 {
+		t.Fatalf("client:idle-2 still in Redis: %d %v", n, err)
+	}
+	if n, err := s.CountClientsByIP(ctx, "2001:db8::7"); err != nil || n != 1 {
+		t.Fatalf("CountClientsByIP after expiry = %d, %v; want 1", n, err)
+	}
+}

@@ -6,14 +6,67 @@ import "github.com/redis/go-redis/v9"
 // passed as Unix milliseconds (exact in Lua's doubles); a TTL argument is
 // in milliseconds too.
 
-// createIndexed: SET NX a JSON record and add its id to an index set.
-// KEYS: record, index. ARGV: value, member. Returns 1, or 0 if it exists.
-var createIndexed = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('SADD', KEYS[2], ARGV[2])
-  return 1
+// createClient: SET NX the client (PX ttl when it expires), index it, and
+// add it to clientsip:<ip> scored by its expiry (+inf: never). The per-IP set
+// lives as long as its longest-lived member.
+// KEYS: client:<id>, clients, [clientsip:<ip>]. ARGV: JSON, id, ttl (0:
+// none), expiry (ms). Returns 1, or 0 if the client exists.
+var createClient = redis.NewScript(`
+local ttl = tonumber(ARGV[3])
+local ok
+if ttl > 0 then
+  ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ttl)
+else
+  ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')
 end
-return 0`)
+if not ok then return 0 end
+redis.call('SADD', KEYS[2], ARGV[2])
+if #KEYS > 2 then
+  local had = redis.call('EXISTS', KEYS[3])
+  local cur = redis.call('PTTL', KEYS[3])
+  if ttl > 0 then
+    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+    if had == 0 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', KEYS[3], ttl) end
+  else
+    redis.call('ZADD', KEYS[3], '+inf', ARGV[2])
+    redis.call('PERSIST', KEYS[3])
+  end
+end
+return 1`)
+
+// touchClient: renew an expiring client's TTL and its clientsip score (the
+// registered ip is read from the record). Permanent clients are left alone.
+// KEYS: client:<id>. ARGV: ttl, now (ms), key prefix, id.
+// Returns 1, or 0 if the client is gone.
+var touchClient = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if redis.call('PTTL', KEYS[1]) < 0 then return 1 end
+local ttl = tonumber(ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+local ok, rec = pcall(cjson.decode, v)
+if ok and type(rec) == 'table' and type(rec['registered_ip']) == 'string' and rec['registered_ip'] ~= '' then
+  local k = ARGV[3] .. 'clientsip:' .. rec['registered_ip']
+  local had = redis.call('EXISTS', k)
+  local cur = redis.call('PTTL', k)
+  redis.call('ZADD', k, tonumber(ARGV[2]) + ttl, ARGV[4])
+  if had == 0 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', k, ttl) end
+end
+return 1`)
+
+// countClientsIP: drop members that expired (score) or were deleted (no
+// record), then count. KEYS: clientsip:<ip>. ARGV: now (ms), key prefix.
+var countClientsIP = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('EXISTS', ARGV[2] .. 'client:' .. id) == 1 then
+    n = n + 1
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return n`)
 
 // deleteIndexed: DEL a record and drop it from its index set.
 // KEYS: record, index. ARGV: member. Returns the number of records deleted.

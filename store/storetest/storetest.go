@@ -45,6 +45,7 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		fn   func(t *testing.T, h *harness)
 	}{
 		{"Clients", testClients},
+		{"ClientExpiry", testClientExpiry},
 		{"AuthRequests", testAuthRequests},
 		{"Codes", testCodes},
 		{"CodeRedeemConcurrent", testCodeRedeemConcurrent},
@@ -56,6 +57,7 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"Keys", testKeys},
 		{"Agents", testAgents},
 		{"RateLimit", testRateLimit},
+		{"Markers", testMarkers},
 		{"Events", testEvents},
 		{"Expiry", testExpiry},
 		{"Ping", func(t *testing.T, h *harness) { must(t, h.s.Ping(h.ctx)) }},
@@ -188,6 +190,99 @@ func testClients(t *testing.T, h *harness) {
 	}
 }
 
+// testClientExpiry: idle expiry (ExpiresAt as TTL), renewal by
+// TouchClient, and the per-IP count of live clients.
+func testClientExpiry(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now, ttl := h.now(), h.ttl()
+	if h.Now == nil {
+		now = time.Now().UTC()
+	}
+	ip, other := id("10.1"), id("10.2")
+	mk := func(name, ip string, exp time.Time) *store.Client {
+		c := &store.Client{ID: id(name), RedirectURIs: []string{"http://127.0.0.1/cb"}, RegisteredIP: ip, CreatedAt: h.now(), ExpiresAt: exp}
+		must(t, s.CreateClient(ctx, c))
+		return c
+	}
+	touched := mk("touched", ip, now.Add(ttl))
+	idle := mk("idle", ip, now.Add(ttl))
+	forever := mk("forever", ip, time.Time{})
+	elsewhere := mk("elsewhere", other, now.Add(ttl))
+
+	if err := s.CreateClient(ctx, &store.Client{ID: id("past"), ExpiresAt: now.Add(-time.Minute)}); err == nil || errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CreateClient with ExpiresAt in the past = %v, want a plain error", err)
+	}
+	got, err := s.GetClient(ctx, touched.ID)
+	must(t, err)
+	if got.ExpiresAt.IsZero() || got.ExpiresAt.After(now.Add(ttl+time.Second)) || !got.ExpiresAt.After(now.Add(-time.Second)) {
+		t.Fatalf("ExpiresAt = %v, want about %v", got.ExpiresAt, now.Add(ttl))
+	}
+	first := got.ExpiresAt
+	if got, err := s.GetClient(ctx, forever.ID); err != nil || !got.ExpiresAt.IsZero() {
+		t.Fatalf("permanent client: %+v, %v", got, err)
+	}
+	count := func(ip string, want int) {
+		t.Helper()
+		n, err := s.CountClientsByIP(ctx, ip)
+		must(t, err)
+		if n != want {
+			t.Fatalf("CountClientsByIP(%s) = %d, want %d", ip, n, want)
+		}
+	}
+	count(ip, 3)
+	count(other, 1)
+	count(id("10.3"), 0)
+
+	// Renewal: the touched client now ends 3×ttl from now; the permanent
+	// client stays permanent.
+	must(t, s.TouchClient(ctx, touched.ID, 3*ttl))
+	must(t, s.TouchClient(ctx, forever.ID, 3*ttl))
+	got, err = s.GetClient(ctx, touched.ID)
+	must(t, err)
+	if !got.ExpiresAt.After(first) {
+		t.Fatalf("ExpiresAt after touch = %v, want later than %v", got.ExpiresAt, first)
+	}
+	if got, err := s.GetClient(ctx, forever.ID); err != nil || !got.ExpiresAt.IsZero() {
+		t.Fatalf("touched permanent client: %+v, %v", got, err)
+	}
+	list, err := s.ListClients(ctx)
+	must(t, err)
+	for _, c := range list {
+		if c.ID == touched.ID && !c.ExpiresAt.After(first) {
+			t.Fatalf("ListClients ExpiresAt = %v, want the renewed one", c.ExpiresAt)
+		}
+	}
+	wantErr(t, s.TouchClient(ctx, id("nobody"), ttl), store.ErrNotFound)
+
+	h.pass()
+
+	for _, c := range []*store.Client{idle, elsewhere} {
+		_, err = s.GetClient(ctx, c.ID)
+		wantErr(t, err, store.ErrNotFound)
+		wantErr(t, s.TouchClient(ctx, c.ID, ttl), store.ErrNotFound)
+	}
+	for _, c := range []*store.Client{touched, forever} {
+		_, err = s.GetClient(ctx, c.ID)
+		must(t, err)
+	}
+	list, err = s.ListClients(ctx)
+	must(t, err)
+	if len(list) != 2 {
+		t.Fatalf("ListClients after idle expiry = %d clients, want 2", len(list))
+	}
+	count(ip, 2)
+	count(other, 0)
+	// An expired id can be registered again.
+	again := &store.Client{ID: idle.ID, RegisteredIP: ip, ExpiresAt: h.now().Add(time.Hour)}
+	if h.Now == nil {
+		again.ExpiresAt = time.Now().Add(time.Hour)
+	}
+	must(t, s.CreateClient(ctx, again))
+	count(ip, 3)
+	must(t, s.DeleteClient(ctx, touched.ID))
+	count(ip, 2)
+}
+
 // ---- pending authorization requests ----
 
 func testAuthRequests(t *testing.T, h *harness) {
@@ -206,8 +301,10 @@ func testAuthRequests(t *testing.T, h *harness) {
 	sameJSON(t, "GetAuthRequest", got, &want)
 	got.UserID = "mallory"
 
-	// Put replaces (the login step records the user).
+	// Put replaces (the login step records the user; an upstream login
+	// its state).
 	want.UserID = "alice"
+	want.LoginStateHash, want.LoginNonce, want.LoginVerifier = "state-hash", "nonce", "verifier"
 	must(t, s.PutAuthRequest(ctx, &want, 10*time.Minute))
 	took, err := s.TakeAuthRequest(ctx, want.ID)
 	must(t, err)
@@ -774,6 +871,56 @@ func testRateLimit(t *testing.T, h *harness) {
 	wg.Wait()
 	if allowed.Load() != 10 {
 		t.Fatalf("%d of 50 concurrent hits allowed, want 10", allowed.Load())
+	}
+}
+
+// ---- markers ----
+
+func testMarkers(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	key, other := id("mark"), id("mark")
+	first, err := s.MarkOnce(ctx, key, h.ttl())
+	must(t, err)
+	if !first {
+		t.Fatal("first MarkOnce of a new key reported a repeat")
+	}
+	if first, err = s.MarkOnce(ctx, key, h.ttl()); err != nil || first {
+		t.Fatalf("second MarkOnce = %v, %v; want false, nil", first, err)
+	}
+	if first, err = s.MarkOnce(ctx, other, h.ttl()); err != nil || !first {
+		t.Fatalf("MarkOnce of another key = %v, %v; want true, nil", first, err)
+	}
+	if _, err := s.MarkOnce(ctx, "", time.Minute); err == nil {
+		t.Fatal("MarkOnce accepted an empty key")
+	}
+	if _, err := s.MarkOnce(ctx, id("mark"), 0); err == nil {
+		t.Fatal("MarkOnce accepted a zero ttl")
+	}
+
+	// Concurrent marks of one key: exactly one wins.
+	conc := id("mark")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			first, err := s.MarkOnce(ctx, conc, time.Minute)
+			if err != nil {
+				t.Errorf("MarkOnce: %v", err)
+			}
+			if first {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d concurrent MarkOnce calls won, want 1", n)
+	}
+
+	// The mark ends with its ttl; then the key can be marked again.
+	h.pass()
+	if first, err = s.MarkOnce(ctx, key, h.ttl()); err != nil || !first {
+		t.Fatalf("MarkOnce after expiry = %v, %v; want true, nil", first, err)
 	}
 }
 
