@@ -1,0 +1,617 @@
+package envoy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networkingv1 "istio.io/api/networking/v1"
+	securityv1 "istio.io/api/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+)
+
+// istioObjects is everything decoded from envoy/istio/*.yaml.
+type istioObjects struct {
+	deployments  []*appsv1.Deployment
+	services     []*corev1.Service
+	configMaps   []*corev1.ConfigMap
+	policies     map[string]*securityv1.AuthorizationPolicy // namespace/name
+	gateways     []*networkingv1.Gateway
+	virtuals     []*networkingv1.VirtualService
+	mesh         []*meshv1alpha1.MeshConfig
+	otherK8sKind []string
+}
+
+// istioCR is the envelope of an Istio custom resource: the spec is a proto
+// and is decoded with protojson, which rejects unknown fields.
+type istioCR struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metav1.ObjectMeta `json:"metadata"`
+	Spec       json.RawMessage   `json:"spec"`
+}
+
+// istioOperator is the one part of an IstioOperator shipped here.
+type istioOperator struct {
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Metadata   *metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec       struct {
+		MeshConfig json.RawMessage `json:"meshConfig"`
+	} `json:"spec"`
+}
+
+func strictProto(j []byte, m proto.Message) error {
+	return protojson.UnmarshalOptions{DiscardUnknown: false}.Unmarshal(j, m)
+}
+
+// decodeManifest decodes one YAML document into its real API type, strictly.
+func (o *istioObjects) decodeManifest(doc []byte) error {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return err
+	}
+	gvk := tm.APIVersion + "/" + tm.Kind
+	strict := func(v any) error { return yaml.UnmarshalStrict(doc, v) }
+	switch gvk {
+	case "apps/v1/Deployment":
+		d := &appsv1.Deployment{}
+		o.deployments = append(o.deployments, d)
+		return strict(d)
+	case "v1/Service":
+		s := &corev1.Service{}
+		o.services = append(o.services, s)
+		return strict(s)
+	case "v1/ConfigMap":
+		c := &corev1.ConfigMap{}
+		o.configMaps = append(o.configMaps, c)
+		return strict(c)
+	case "v1/Namespace":
+		return strict(&corev1.Namespace{})
+	case "v1/ServiceAccount":
+		return strict(&corev1.ServiceAccount{})
+	case "policy/v1/PodDisruptionBudget":
+		return strict(&policyv1.PodDisruptionBudget{})
+	case "install.istio.io/v1alpha1/IstioOperator":
+		var op istioOperator
+		if err := strict(&op); err != nil {
+			return err
+		}
+		m := &meshv1alpha1.MeshConfig{}
+		if err := strictProto(op.Spec.MeshConfig, m); err != nil {
+			return fmt.Errorf("meshConfig: %w", err)
+		}
+		o.mesh = append(o.mesh, m)
+		return deprecatedFields(m, "meshConfig")
+	case "security.istio.io/v1/AuthorizationPolicy", "networking.istio.io/v1/Gateway", "networking.istio.io/v1/VirtualService":
+		var cr istioCR
+		if err := strict(&cr); err != nil {
+			return err
+		}
+		var spec proto.Message
+		switch tm.Kind {
+		case "AuthorizationPolicy":
+			p := &securityv1.AuthorizationPolicy{}
+			o.policies[cr.Metadata.Namespace+"/"+cr.Metadata.Name] = p
+			spec = p
+		case "Gateway":
+			g := &networkingv1.Gateway{}
+			o.gateways = append(o.gateways, g)
+			spec = g
+		default:
+			v := &networkingv1.VirtualService{}
+			o.virtuals = append(o.virtuals, v)
+			spec = v
+		}
+		if err := strictProto(cr.Spec, spec); err != nil {
+			return fmt.Errorf("%s %s spec: %w", tm.Kind, cr.Metadata.Name, err)
+		}
+		return deprecatedFields(spec, tm.Kind)
+	}
+	return fmt.Errorf("kind %q is not decoded by this test", gvk)
+}
+
+// deprecatedFields reports fields Istio marks deprecated (same walk as Envoy's).
+func deprecatedFields(m proto.Message, path string) error {
+	s := &walkState{clusterRefs: map[string][]string{}}
+	s.walk(m.ProtoReflect(), path)
+	return errors.Join(s.errs...)
+}
+
+func splitYAMLDocs(b []byte) ([][]byte, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	var out [][]byte
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) > 0 {
+			out = append(out, doc)
+		}
+	}
+}
+
+func stripComments(b []byte) []byte {
+	var out []byte
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if !bytes.HasPrefix(bytes.TrimSpace(l), []byte("#")) {
+			out = append(out, l...)
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+func loadIstio(t *testing.T, files map[string][]byte) (*istioObjects, error) {
+	t.Helper()
+	o := &istioObjects{policies: map[string]*securityv1.AuthorizationPolicy{}}
+	var errs []error
+	for name, b := range files {
+		docs, err := splitYAMLDocs(b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		for i, d := range docs {
+			if err := o.decodeManifest(d); err != nil {
+				errs = append(errs, fmt.Errorf("%s document %d: %w", name, i+1, err))
+			}
+		}
+	}
+	return o, errors.Join(errs...)
+}
+
+func readIstioFiles(t *testing.T) map[string][]byte {
+	t.Helper()
+	names, err := filepath.Glob("istio/*.yaml")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no istio manifests: %v", err)
+	}
+	out := map[string][]byte{}
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n] = b
+	}
+	return out
+}
+
+// istioStringMatch is how Istio reads a value in an AuthorizationPolicy
+// operation: "*" any, "*x" suffix, "x*" prefix, {*}/{**} templates, else exact.
+func istioStringMatch(pattern, path string) bool {
+	switch {
+	case pattern == "*":
+		return path != ""
+	case strings.Contains(pattern, "{*}") || strings.Contains(pattern, "{**}"):
+		var re strings.Builder
+		re.WriteString("^")
+		for i, seg := range strings.Split(pattern, "/") {
+			if i > 0 {
+				re.WriteString("/")
+			}
+			switch seg {
+			case "{*}":
+				re.WriteString("[^/]+")
+			case "{**}":
+				re.WriteString(".+")
+			default:
+				re.WriteString(regexp.QuoteMeta(seg))
+			}
+		}
+		re.WriteString("$")
+		return regexp.MustCompile(re.String()).MatchString(path)
+	case strings.HasPrefix(pattern, "*"):
+		return strings.HasSuffix(path, pattern[1:])
+	case strings.HasSuffix(pattern, "*"):
+		return strings.HasPrefix(path, pattern[:len(pattern)-1])
+	}
+	return path == pattern
+}
+
+// checkedByCustom: does a CUSTOM policy's rule send this path to the provider?
+func checkedByCustom(p *securityv1.AuthorizationPolicy, path string) bool {
+	for _, r := range p.GetRules() {
+		if len(r.GetTo()) == 0 {
+			return true
+		}
+		for _, to := range r.GetTo() {
+			op := to.GetOperation()
+			in := len(op.GetPaths()) == 0 || slices.ContainsFunc(op.GetPaths(), func(p string) bool { return istioStringMatch(p, path) })
+			out := slices.ContainsFunc(op.GetNotPaths(), func(p string) bool { return istioStringMatch(p, path) })
+			if in && !out {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// vsRoute finds the VirtualService route for path: first HTTPRoute with a
+// matching uri (Istio regexes match the whole path).
+func vsRoute(vs *networkingv1.VirtualService, path string) (string, uint32, string, error) {
+	for _, r := range vs.GetHttp() {
+		for _, m := range r.GetMatch() {
+			u := m.GetUri()
+			var ok bool
+			switch {
+			case u.GetExact() != "":
+				ok = path == u.GetExact()
+			case u.GetPrefix() != "":
+				ok = strings.HasPrefix(path, u.GetPrefix())
+			case u.GetRegex() != "":
+				re, err := regexp.Compile("^(?:" + u.GetRegex() + ")$")
+				if err != nil {
+					return "", 0, "", fmt.Errorf("route %s: %w", r.GetName(), err)
+				}
+				ok = re.MatchString(path)
+			default:
+				return "", 0, "", fmt.Errorf("route %s: match without a uri is not simulated", r.GetName())
+			}
+			if ok {
+				d := r.GetRoute()[0].GetDestination()
+				return d.GetHost(), d.GetPort().GetNumber(), r.GetName(), nil
+			}
+		}
+	}
+	return "", 0, "", nil
+}
+
+// checkIstio is the semantic part: what decoding cannot see.
+func checkIstio(o *istioObjects) error {
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	// Services by cluster-local DNS name.
+	svcs := map[string]*corev1.Service{}
+	for _, s := range o.services {
+		svcs[s.Name+"."+s.Namespace+".svc.cluster.local"] = s
+	}
+	svcPort := func(host string, port uint32) bool {
+		s := svcs[host]
+		return s != nil && slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return uint32(p.Port) == port })
+	}
+
+	// The mesh's ext_authz providers point at the gateway's Service.
+	providers := map[string]bool{}
+	for _, m := range o.mesh {
+		for _, p := range m.GetExtensionProviders() {
+			providers[p.GetName()] = true
+			switch {
+			case p.GetEnvoyExtAuthzGrpc() != nil:
+				g := p.GetEnvoyExtAuthzGrpc()
+				if !svcPort(g.GetService(), g.GetPort()) {
+					fail("extension provider %s: no Service %s with port %d", p.GetName(), g.GetService(), g.GetPort())
+				}
+				if g.GetFailOpen() || g.GetStatusOnError() != "503" {
+					fail("extension provider %s: want failOpen false and statusOnError 503", p.GetName())
+				}
+			case p.GetEnvoyExtAuthzHttp() != nil:
+				h := p.GetEnvoyExtAuthzHttp()
+				if !svcPort(h.GetService(), h.GetPort()) {
+					fail("extension provider %s: no Service %s with port %d", p.GetName(), h.GetService(), h.GetPort())
+				}
+				if h.GetPathPrefix() != "/authz/check" || h.GetFailOpen() || h.GetStatusOnError() != "503" {
+					fail("extension provider %s: want pathPrefix /authz/check, failOpen false, statusOnError 503", p.GetName())
+				}
+				for _, hdr := range identityHeaders {
+					if !slices.Contains(h.GetHeadersToUpstreamOnAllow(), hdr) {
+						fail("extension provider %s: headersToUpstreamOnAllow lacks %s", p.GetName(), hdr)
+					}
+				}
+				if !slices.Contains(h.GetHeadersToDownstreamOnDeny(), "www-authenticate") {
+					fail("extension provider %s: headersToDownstreamOnDeny lacks www-authenticate", p.GetName())
+				}
+				if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), "authorization") {
+					fail("extension provider %s: includeRequestHeadersInCheck lacks authorization", p.GetName())
+				}
+			}
+		}
+	}
+
+	// The CUSTOM policy: a known provider, and exactly the agent paths.
+	var custom *securityv1.AuthorizationPolicy
+	for name, p := range o.policies {
+		if p.GetAction() == securityv1.AuthorizationPolicy_CUSTOM {
+			custom = p
+			if !providers[p.GetProvider().GetName()] {
+				fail("AuthorizationPolicy %s: provider %q is not in meshConfig.extensionProviders", name, p.GetProvider().GetName())
+			}
+		}
+	}
+	if custom == nil {
+		fail("no AuthorizationPolicy with action CUSTOM")
+	} else {
+		for _, p := range []string{"/demo/mcp", "/demo/mcp/", "/my.agent_2-x/mcp"} {
+			if !checkedByCustom(custom, p) {
+				fail("CUSTOM policy does not check %s", p)
+			}
+		}
+		for _, p := range []string{"/oauth/token", "/oauth/register", "/.well-known/oauth-protected-resource/demo/mcp",
+			"/.well-known/oauth-authorization-server", "/login", "/consent"} {
+			if checkedByCustom(custom, p) {
+				fail("CUSTOM policy checks public path %s", p)
+			}
+		}
+	}
+
+	// Ingress routes: OAuth to the gateway's HTTP port, agents to agents, and
+	// every agent route is one the CUSTOM policy checks.
+	gw := "mcp-gateway.mcp-gateway.svc.cluster.local"
+	for _, vs := range o.virtuals {
+		for _, c := range []struct {
+			path string
+			host string
+			port uint32
+		}{
+			{"/oauth/token", gw, 8080},
+			{"/.well-known/oauth-protected-resource/demo/mcp", gw, 8080},
+			{"/.well-known/oauth-authorization-server", gw, 8080},
+			{"/login", gw, 8080},
+			{"/login/callback", gw, 8080},
+			{"/consent", gw, 8080},
+			{"/account", gw, 8080},
+			{"/demo/mcp", "demo-agent.mcp-gateway.svc.cluster.local", 3000},
+			{"/demo/mcp/", "demo-agent.mcp-gateway.svc.cluster.local", 3000},
+			{"/loginx", "", 0},
+			{"/authz/check", "", 0},
+			{"/admin/v1/agents", "", 0},
+		} {
+			host, port, name, err := vsRoute(vs, c.path)
+			if err != nil {
+				fail("VirtualService: %v", err)
+				continue
+			}
+			if host != c.host || port != c.port {
+				fail("VirtualService: %s goes to %s:%d (route %q), want %s:%d", c.path, host, port, name, c.host, c.port)
+			}
+			if host != "" && !svcPort(host, port) {
+				fail("VirtualService: %s goes to %s:%d, which no Service here offers", c.path, host, port)
+			}
+			if host != "" && host != gw && custom != nil && !checkedByCustom(custom, c.path) {
+				fail("VirtualService: agent path %s is routed but not checked", c.path)
+			}
+		}
+		for _, r := range vs.GetHttp() {
+			if r.GetRoute()[0].GetDestination().GetHost() != gw && !slices.Contains(r.GetHeaders().GetRequest().GetRemove(), "authorization") {
+				fail("VirtualService route %s: an agent route must remove authorization", r.GetName())
+			}
+		}
+	}
+
+	for _, d := range o.deployments {
+		if d.Name == "mcp-gateway" {
+			errs = append(errs, checkGatewayDeployment(d, o)...)
+		}
+	}
+	if !slices.ContainsFunc(o.deployments, func(d *appsv1.Deployment) bool { return d.Name == "mcp-gateway" }) {
+		fail("no mcp-gateway Deployment")
+	}
+	return errors.Join(errs...)
+}
+
+func checkGatewayDeployment(d *appsv1.Deployment, o *istioObjects) []error {
+	var errs []error
+	fail := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("Deployment %s: "+format, append([]any{d.Name}, a...)...))
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		fail("replicas must be ≥ 2")
+	}
+	if len(d.Spec.Template.Spec.Containers) != 1 {
+		fail("want one container")
+		return errs
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	port := func(p intstr.IntOrString) int32 {
+		if p.Type == intstr.Int {
+			return p.IntVal
+		}
+		for _, cp := range c.Ports {
+			if cp.Name == p.StrVal {
+				return cp.ContainerPort
+			}
+		}
+		return -1
+	}
+	probe := func(name string, p *corev1.Probe, path string) {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || port(p.HTTPGet.Port) != 9090 {
+			fail("%s probe must be GET %s on the admin port 9090", name, path)
+		}
+	}
+	probe("readiness", c.ReadinessProbe, "/readyz")
+	probe("liveness", c.LivenessProbe, "/healthz")
+	for _, want := range []int32{8080, 9191, 9090} {
+		if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == want }) {
+			fail("no container port %d", want)
+		}
+	}
+
+	// Environment as the config loader will see it; Secret values replaced
+	// by stand-ins of the right shape.
+	env := map[string]string{}
+	secretEnv := map[string]string{
+		"MCPGW_STORE_URL":   "rediss://:pw@redis.test:6380/0",
+		"MCPGW_LOGIN_USERS": `[{"username":"alice","password_hash":"$2a$10$XyvXEsZur2cBHpHkjBJFIOpmGzhcV35iXOjC/IKwnyS5jfXMJSlmm"}]`,
+		"MCPGW_ADMIN_TOKEN": "stand-in",
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			v, ok := secretEnv[e.Name]
+			if !ok {
+				fail("env %s from a Secret: no stand-in value in this test", e.Name)
+			}
+			env[e.Name] = v
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		}
+	}
+	if e := c.Env[slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "MCPGW_STORE_URL" })]; e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+		fail("MCPGW_STORE_URL must come from a Secret")
+	}
+
+	// The config file: mounted from the ConfigMap at the path in args.
+	i := slices.Index(c.Args, "--config")
+	if i < 0 || i+1 >= len(c.Args) {
+		fail("args lack --config")
+		return errs
+	}
+	cfgPath := c.Args[i+1]
+	mounts := map[string]corev1.Volume{}
+	for _, m := range c.VolumeMounts {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name {
+				mounts[m.MountPath] = v
+			}
+		}
+	}
+	v, ok := mounts[filepath.Dir(cfgPath)]
+	if !ok || v.ConfigMap == nil {
+		fail("%s is not in a ConfigMap mount", cfgPath)
+		return errs
+	}
+	var cm *corev1.ConfigMap
+	for _, c := range o.configMaps {
+		if c.Name == v.ConfigMap.Name && c.Namespace == d.Namespace {
+			cm = c
+		}
+	}
+	if cm == nil {
+		fail("ConfigMap %s not in the manifests", v.ConfigMap.Name)
+		return errs
+	}
+	raw, ok := cm.Data[filepath.Base(cfgPath)]
+	if !ok {
+		fail("ConfigMap %s has no key %s", cm.Name, filepath.Base(cfgPath))
+		return errs
+	}
+	cfg, err := loadGatewayConfig([]byte(raw), env)
+	if err != nil {
+		fail("config: %v", err)
+		return errs
+	}
+	if cfg.Store.URL == "memory" {
+		fail("store is memory: replicas would not share state")
+	}
+	for _, k := range cfg.SigningKeys {
+		sv, ok := mounts[filepath.Dir(k.SecretFile)]
+		if k.SecretFile == "" || !ok || sv.Secret == nil {
+			fail("signing key %s must be a secret_file in a Secret mount", k.ID)
+		}
+	}
+	// The Service selects these pods and offers the three ports.
+	for _, s := range o.services {
+		if s.Name != d.Name {
+			continue
+		}
+		for k, v := range s.Spec.Selector {
+			if d.Spec.Template.Labels[k] != v {
+				fail("Service %s selector %s=%s does not select the pods", s.Name, k, v)
+			}
+		}
+		for _, p := range s.Spec.Ports {
+			if port(p.TargetPort) != p.Port {
+				fail("Service port %s: targetPort %s is not container port %d", p.Name, p.TargetPort.String(), p.Port)
+			}
+		}
+	}
+	return errs
+}
+
+// loadGatewayConfig reads a gateway config the way config.Load does (strict
+// YAML over the defaults, then MCPGW_* from env, then Validate).
+func loadGatewayConfig(y []byte, env map[string]string) (*config.Config, error) {
+	c := config.Default()
+	if err := yaml.UnmarshalStrict(y, c); err != nil {
+		return nil, err
+	}
+	if err := config.ApplyEnv(c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		return nil, err
+	}
+	return c, c.Validate(false)
+}
+
+func TestIstioManifests(t *testing.T) {
+	o, err := loadIstio(t, readIstioFiles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.mesh) == 0 || len(o.policies) == 0 || len(o.virtuals) == 0 || len(o.deployments) == 0 {
+		t.Fatalf("missing manifests: mesh %d, policies %d, virtual services %d, deployments %d",
+			len(o.mesh), len(o.policies), len(o.virtuals), len(o.deployments))
+	}
+	if err := checkIstio(o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIstioValidationBites edits the shipped manifests the way a hand edit
+// goes wrong and requires each to fail for that reason.
+func TestIstioValidationBites(t *testing.T) {
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"unknown field in a Deployment", "istio/mcp-gateway.yaml", "  replicas: 2\n", "  replicas: 2\n  replica: 2\n", `unknown field "replica"`},
+		{"unknown field in an Istio spec", "istio/authorization-policy.yaml", "  action: CUSTOM\n", "  action: CUSTOM\n  actions: CUSTOM\n", `unknown field "actions"`},
+		{"unknown field in meshConfig", "istio/mesh-config.yaml", "        failOpen: false\n        statusOnError: \"503\"\n    # The same",
+			"        failOpen: false\n        statusOnError: \"503\"\n        includeRequestHeadersInCheck: [authorization]\n    # The same", `unknown field "includeRequestHeadersInCheck"`},
+		{"deprecated Istio field", "istio/mesh-config.yaml", "includeRequestHeadersInCheck:", "includeHeadersInCheck:", "deprecated"},
+		{"one replica", "istio/mcp-gateway.yaml", "replicas: 2", "replicas: 1", "replicas must be ≥ 2"},
+		{"readiness on the wrong path", "istio/mcp-gateway.yaml", "path: /readyz", "path: /ready", "readiness probe"},
+		{"Redis URL in plain env", "istio/mcp-gateway.yaml", "        - name: MCPGW_STORE_URL\n          valueFrom:\n            secretKeyRef: { name: mcp-gateway-redis, key: url }",
+			"        - name: MCPGW_STORE_URL\n          value: redis://redis:6379/0", "must come from a Secret"},
+		{"signing key inline", "istio/mcp-gateway.yaml", "secret_file: /var/run/secrets/mcp-gateway/signing/k1", "secret: 0123456789abcdef0123456789abcdef", "must be a secret_file"},
+		{"config typo", "istio/mcp-gateway.yaml", "    scopes: [mcp]", "    scope: [mcp]", `unknown field "scope"`},
+		{"wildcard in the middle", "istio/authorization-policy.yaml", `paths: ["*/mcp", "*/mcp/"]`, `paths: ["/*/mcp"]`, "does not check /demo/mcp"},
+		{"PRM behind the check", "istio/authorization-policy.yaml", "        notPaths: [\"/.well-known/*\"]\n", "", "checks public path /.well-known/oauth-protected-resource/demo/mcp"},
+		{"unknown provider", "istio/authorization-policy.yaml", "    name: mcp-gateway\n", "    name: mcp-gw\n", `provider "mcp-gw"`},
+		{"provider to a wrong port", "istio/mesh-config.yaml", "port: 9191", "port: 9192", "no Service mcp-gateway.mcp-gateway.svc.cluster.local with port 9192"},
+		{"agent route keeps the token", "istio/ingress.yaml", "        remove: [authorization]\n", "        remove: [cookie]\n", "must remove authorization"},
+		{"agent route to a missing Service", "istio/ingress.yaml", "host: demo-agent.mcp-gateway.svc.cluster.local", "host: demo.mcp-gateway.svc.cluster.local", "which no Service here offers"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			files := readIstioFiles(t)
+			if !bytes.Contains(files[c.file], []byte(c.old)) {
+				t.Fatalf("%s no longer contains %q: update this case", c.file, c.old)
+			}
+			files[c.file] = bytes.Replace(files[c.file], []byte(c.old), []byte(c.new), 1)
+			o, err := loadIstio(t, files)
+			if err == nil {
+				err = checkIstio(o)
+			}
+			if err == nil {
+				t.Fatal("broken manifests passed")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error does not mention %q:\n%v", c.want, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,422 @@
+package envoy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestNginxSiteRender(t *testing.T) {
+	p := NginxParams{Listen: "127.0.0.1:8000", GatewayHTTP: "gateway:8080", AgentUpstream: "demo-agent:3000"}
+	out, err := NginxSite(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") && strings.Contains(l, "${") {
+			t.Errorf("placeholder left unfilled: %s", l)
+		}
+	}
+	for _, want := range []string{
+		"listen 127.0.0.1:8000;", "server gateway:8080;", "server demo-agent:3000;",
+		"default http://mcp_agent_default/mcp;",     // AgentPath defaults to /mcp
+		"$request_uri", "$upstream_http_x_mcp_user", // nginx's own variables survive
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered site lacks %q", want)
+		}
+	}
+	for _, bad := range []NginxParams{
+		{Listen: "8000", GatewayHTTP: "gw:8080; include /etc/passwd", AgentUpstream: "a:1"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentUpstream: ""},
+		{Listen: "8000 }", GatewayHTTP: "gw:8080", AgentUpstream: "a:1"},
+		{Listen: "8000", GatewayHTTP: "gw 8080", AgentUpstream: "a:1"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentUpstream: "a:1", AgentPath: "mcp"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentUpstream: "a:1", AgentPath: "/$host"},
+	} {
+		if _, err := NginxSite(bad); err == nil {
+			t.Errorf("NginxSite(%+v) accepted a value that is not plain", bad)
+		}
+	}
+}
+
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("nginx is not installed (apt-get install -y nginx)")
+	}
+	t.Skip("nginx is not installed (apt-get install -y nginx); skipping")
+	return ""
+}
+
+func TestNginxConfigSyntax(t *testing.T) {
+	bin := nginxBinary(t)
+	prefix := t.TempDir()
+	conf, err := NginxStandalone(NginxParams{Listen: "127.0.0.1:18000", GatewayHTTP: "127.0.0.1:18080", AgentUpstream: "127.0.0.1:13000"}, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-t", "-p", prefix, "-c", file, "-e", "stderr").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t: %v\n%s\n--- config\n%s", err, out, conf)
+	}
+	if !bytes.Contains(out, []byte("test is successful")) {
+		t.Fatalf("nginx -t did not report success:\n%s", out)
+	}
+}
+
+// checkCall is what the fake gateway's /authz/check saw.
+type checkCall struct {
+	URI, Method, Authorization, ContentLength string
+	BodyLen                                   int
+}
+
+// fakeGateway stands in for the gateway's HTTP listener: /authz/check decides
+// by the bearer token, every other path answers "gateway <path>".
+type fakeGateway struct {
+	mu     sync.Mutex
+	checks []checkCall
+	public []string
+}
+
+const testChallenge = `Bearer realm="MCP", resource_metadata="http://127.0.0.1:8000/.well-known/oauth-protected-resource/demo/mcp"`
+
+func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/authz/check" {
+		g.mu.Lock()
+		g.public = append(g.public, r.URL.RequestURI())
+		g.mu.Unlock()
+		io.WriteString(w, "gateway "+r.URL.RequestURI())
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	g.mu.Lock()
+	g.checks = append(g.checks, checkCall{r.Header.Get("X-Original-URI"), r.Header.Get("X-Original-Method"),
+		r.Header.Get("Authorization"), r.Header.Get("Content-Length"), len(body)})
+	g.mu.Unlock()
+	switch r.Header.Get("Authorization") {
+	case "Bearer good":
+		agent := strings.Split(strings.TrimPrefix(r.Header.Get("X-Original-URI"), "/"), "/")[0]
+		w.Header().Set("X-MCP-User", "alice")
+		w.Header().Set("X-MCP-Agent", agent)
+		w.Header().Set("X-MCP-Client-Id", "client-1")
+		w.Header().Set("X-MCP-Scope", "mcp")
+		w.Header().Set("X-MCP-Credential", "oauth")
+		w.WriteHeader(http.StatusOK)
+	case "Bearer forbidden":
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="mcp"`)
+		w.WriteHeader(http.StatusForbidden)
+	case "Bearer boom":
+		w.WriteHeader(http.StatusInternalServerError)
+	default:
+		w.Header().Set("WWW-Authenticate", testChallenge)
+		w.WriteHeader(http.StatusUnauthorized)
+	}
+}
+
+func (g *fakeGateway) counts() (checks, public int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.checks), len(g.public)
+}
+
+func (g *fakeGateway) lastCheck() checkCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.checks[len(g.checks)-1]
+}
+
+// seenByAgent is what the fake agent reports back about a request.
+type seenByAgent struct {
+	Host, URI     string
+	Authorization []string
+	Headers       map[string][]string
+}
+
+// fakeAgent answers POST with what it received, and GET with an SSE stream
+// whose second event is written only after release is closed.
+func fakeAgent(release <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			io.WriteString(w, "data: two\n\n")
+			return
+		}
+		json.NewEncoder(w).Encode(seenByAgent{Host: r.Host, URI: r.URL.RequestURI(), Authorization: r.Header.Values("Authorization"), Headers: r.Header})
+	})
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startNginx runs nginx in the foreground on 127.0.0.1 and stops it when the
+// test ends.
+func startNginx(t *testing.T, p NginxParams) {
+	t.Helper()
+	bin := nginxBinary(t)
+	prefix := t.TempDir()
+	conf, err := NginxStandalone(p, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "-p", prefix, "-c", file, "-e", "stderr")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("nginx stderr:\n%s", stderr.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", p.Listen)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not start listening on %s:\n%s", p.Listen, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNginxBehaviour runs the shipped template in a real nginx between a fake
+// gateway and a fake agent, and checks what each side sees.
+func TestNginxBehaviour(t *testing.T) {
+	gw := &fakeGateway{}
+	gwSrv := httptest.NewServer(gw)
+	defer gwSrv.Close()
+	release := make(chan struct{})
+	agentSrv := httptest.NewServer(fakeAgent(release))
+	defer agentSrv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	listen := freePort(t)
+	startNginx(t, NginxParams{
+		Listen:        listen,
+		GatewayHTTP:   strings.TrimPrefix(gwSrv.URL, "http://"),
+		AgentUpstream: strings.TrimPrefix(agentSrv.URL, "http://"),
+	})
+	base := "http://" + listen
+	client := &http.Client{Timeout: 20 * time.Second}
+	do := func(method, path, token string, hdr map[string]string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for k, v := range hdr {
+			req.Header[k] = []string{v} // as written: keeps x_mcp_user's underscore
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+
+	t.Run("no credential: 401 with the gateway's challenge", func(t *testing.T) {
+		resp := do("POST", "/demo/mcp", "", nil)
+		if resp.StatusCode != 401 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := resp.Header.Values("WWW-Authenticate"); len(got) != 1 || got[0] != testChallenge {
+			t.Fatalf("WWW-Authenticate = %q, want exactly [%q]", got, testChallenge)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		var body map[string]string
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["error"] == "" {
+			t.Errorf("body is not a JSON error: %v %v", body, err)
+		}
+	})
+
+	t.Run("forbidden: 403 keeps the insufficient_scope challenge", func(t *testing.T) {
+		resp := do("POST", "/demo/mcp", "forbidden", nil)
+		if resp.StatusCode != 403 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := resp.Header.Values("WWW-Authenticate"); len(got) != 1 || !strings.Contains(got[0], `error="insufficient_scope"`) {
+			t.Fatalf("WWW-Authenticate = %q", got)
+		}
+	})
+
+	t.Run("gateway failing: 503, not allowed", func(t *testing.T) {
+		resp := do("POST", "/demo/mcp", "boom", nil)
+		if resp.StatusCode != 503 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("allowed: identity replaces spoofed headers, token stripped", func(t *testing.T) {
+		resp := do("POST", "/demo/mcp?x=1", "good", map[string]string{
+			"X-Mcp-User": "mallory", "X-Mcp-Credential": "agent_key", "x_mcp_user": "mallory",
+		})
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		var seen seenByAgent
+		if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"X-Mcp-User": "alice", "X-Mcp-Agent": "demo", "X-Mcp-Client-Id": "client-1", "X-Mcp-Scope": "mcp", "X-Mcp-Credential": "oauth"}
+		for k, v := range want {
+			if got := seen.Headers[k]; len(got) != 1 || got[0] != v {
+				t.Errorf("agent got %s = %q, want [%q]", k, got, v)
+			}
+		}
+		for k := range seen.Headers {
+			if strings.Contains(strings.ToLower(k), "_mcp_") {
+				t.Errorf("agent got underscore header %s", k)
+			}
+		}
+		if len(seen.Authorization) != 0 {
+			t.Errorf("agent got Authorization %q", seen.Authorization)
+		}
+		if seen.URI != "/mcp?x=1" {
+			t.Errorf("agent got URI %q, want /mcp?x=1", seen.URI)
+		}
+		if want := strings.TrimPrefix(agentSrv.URL, "http://"); seen.Host != want {
+			t.Errorf("agent got Host %q, want %q (its own address)", seen.Host, want)
+		}
+		c := gw.lastCheck()
+		if c.URI != "/demo/mcp?x=1" || c.Method != "POST" || c.Authorization != "Bearer good" || c.BodyLen != 0 || (c.ContentLength != "" && c.ContentLength != "0") {
+			t.Errorf("check request = %+v", c)
+		}
+	})
+
+	t.Run("SSE is streamed, not buffered", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/demo/mcp", nil)
+		req.Header.Set("Authorization", "Bearer good")
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		r := bufio.NewReader(resp.Body)
+		// The agent holds the second event until the first has arrived here,
+		// so buffering in nginx would leave this read waiting (until the
+		// client timeout fails it).
+		line, err := r.ReadString('\n')
+		if err != nil || line != "data: one\n" {
+			t.Fatalf("first event %q, %v", line, err)
+		}
+		close(release)
+		rest, _ := io.ReadAll(r)
+		if !strings.Contains(string(rest), "data: two") {
+			t.Fatalf("second event missing: %q", rest)
+		}
+	})
+
+	t.Run("public paths skip the check", func(t *testing.T) {
+		checks, _ := gw.counts()
+		for _, p := range []string{"/oauth/token", "/.well-known/oauth-protected-resource/demo/mcp", "/.well-known/oauth-authorization-server",
+			"/login", "/login/callback?code=x", "/consent", "/account", "/oauth/mcp"} {
+			resp := do("POST", p, "", nil)
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "gateway "+p {
+				t.Errorf("%s: %d %q, want the gateway's answer", p, resp.StatusCode, b)
+			}
+		}
+		if after, _ := gw.counts(); after != checks {
+			t.Errorf("public paths caused %d checks", after-checks)
+		}
+	})
+
+	t.Run("everything else is 404 and reaches no one", func(t *testing.T) {
+		checks, public := gw.counts()
+		for _, p := range []string{"/", "/loginx", "/authz/check", "/_mcp_auth", "/demo/mcp/extra", "/a/b/mcp", "/metrics"} {
+			if resp := do("GET", p, "good", nil); resp.StatusCode != 404 {
+				t.Errorf("%s: status %d, want 404", p, resp.StatusCode)
+			}
+		}
+		if c, p := gw.counts(); c != checks || p != public {
+			t.Errorf("404 paths reached the gateway (%d checks, %d requests)", c-checks, p-public)
+		}
+	})
+
+	t.Run("CORS preflight answered without a check", func(t *testing.T) {
+		checks, _ := gw.counts()
+		resp := do("OPTIONS", "/demo/mcp", "", map[string]string{"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST"})
+		if resp.StatusCode != 204 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "mcp-protocol-version") ||
+			resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("preflight headers %v", resp.Header)
+		}
+		if after, _ := gw.counts(); after != checks {
+			t.Error("the preflight was sent to the check")
+		}
+	})
+}
