@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/login"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/storeopen"
@@ -61,6 +62,9 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, static: staticAgents(cfg)}
+	if loginOpt == nil {
+		loginOpt = login.Provider(cfg, st, login.WithLogger(log))
+	}
 	g.authz, err = authz.New(authz.Options{
 		PublicURL:    cfg.PublicURL,
 		Scopes:       cfg.Scopes,
