@@ -474,10 +474,10 @@ func RunClients(ctx context.Context, args []string, stdout io.Writer) error {
 					return c.printJSON(raw)
 				}
 				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "CLIENT ID\tNAME\tREDIRECT URIS\tREGISTERED\tFROM IP")
+				fmt.Fprintln(tw, "CLIENT ID\tNAME\tREDIRECT URIS\tREGISTERED\tFROM IP\tEXPIRES IF IDLE")
 				for _, cl := range l.Clients {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clean(cl.ID), orDash(cl.Name), orDash(strings.Join(cl.RedirectURIs, " ")),
-						when(cl.CreatedAt, "-"), orDash(cl.RegisteredIP))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(cl.ID), orDash(cl.Name), orDash(strings.Join(cl.RedirectURIs, " ")),
+						when(cl.CreatedAt, "-"), orDash(cl.RegisteredIP), when(cl.ExpiresAt, "never"))
 				}
 				return tw.Flush()
 			},

@@ -146,7 +146,7 @@ func TestCLIClients(t *testing.T) {
 	ctx := context.Background()
 	for i, c := range []*store.Client{
 		{ID: "c-1", Name: "Inspector", RedirectURIs: []string{"http://localhost:6274/cb"}, RegisteredIP: "127.0.0.1"},
-		{ID: "c-2", Name: "Evil\x1b[2Jname", RedirectURIs: []string{"http://127.0.0.1/cb"}},
+		{ID: "c-2", Name: "Evil\x1b[2Jname", RedirectURIs: []string{"http://127.0.0.1/cb"}, ExpiresAt: time.Now().Add(time.Hour).UTC().Truncate(time.Second)},
 	} {
 		c.CreatedAt = fixedNow.Add(time.Duration(i) * time.Minute)
 		c.GrantTypes, c.ResponseTypes = []string{"authorization_code"}, []string{"code"}
@@ -158,7 +158,8 @@ func TestCLIClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`(?m)^c-1\s+Inspector\s+http://localhost:6274/cb\s+\S+\s+127\.0\.0\.1$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^c-1\s+Inspector\s+http://localhost:6274/cb\s+\S+\s+127\.0\.0\.1\s+never$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^c-2\s.*\s-\s+\d{4}-\d\d-\d\dT\S+Z$`).MatchString(out) {
 		t.Fatalf("clients list:\n%s", out)
 	}
 	if strings.Contains(out, "\x1b") || !strings.Contains(out, "Evil?[2Jname") {

@@ -1,0 +1,499 @@
+package oauthsrv
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/token"
+)
+
+// The account page (/account) lets a signed-in user see and revoke what
+// they granted: approved clients (consents), live refresh-token families, and
+// their own oag_ keys (create shows the key once). Signing in for it reuses
+// the authorization login: /account/login stores a pending request without
+// a client (accountClientID) and hands it to the login provider, whatever it
+// is; CompleteLogin → afterLogin → accountLoggedIn sends the browser back
+// here. A failed provider login comes back as /account?error=…, which shows a
+// sign-in link instead of starting again (no redirect loop).
+//
+// Forms carry a CSRF token derived from the session secret, so a token is
+// bound to one session and dies with it.
+
+// accountClientID marks a pending request made by /account/login. Real
+// client ids are never empty (authorize refuses an empty one).
+const accountClientID = ""
+
+const (
+	maxAccountKeys  = 20  // live oag_ keys a user may create here
+	maxAccountItems = 200 // rows shown per list
+	maxKeyNameLen   = 100
+)
+
+// keyLifetimes are the choices of the create-key form, in days (0: never).
+var keyLifetimes = map[string]time.Duration{"30": 30 * 24 * time.Hour, "90": 90 * 24 * time.Hour, "365": 365 * 24 * time.Hour, "0": 0}
+
+type accountClient struct {
+	ID, Name, Host string
+	Resources      []string
+	Scopes         string
+}
+
+type accountFamily struct {
+	ID, Client, Resource, Scope, Created, Expires string
+}
+
+type accountKey struct {
+	ID, Name, Created, Expires, LastUsed string
+}
+
+type accountData struct {
+	SignedOut       bool
+	User, CSRF      string
+	Notice, Problem string
+	NewKey, NewName string
+	Clients         []accountClient
+	Families        []accountFamily
+	Keys            []accountKey
+	More            bool // a list was cut at maxAccountItems
+	CanCreateKey    bool
+}
+
+var accountNotices = map[string]string{
+	"client":     "The application's access was revoked.",
+	"family":     "The sign-in was revoked.",
+	"key":        "The key was revoked.",
+	"signed_out": "You are signed out.",
+}
+
+// accountSession returns the signed-in user and the session secret ("" when
+// signed out).
+func (s *Server) accountSession(r *http.Request) (user, sid string, err error) {
+	user, err = s.sessionUser(r)
+	if err != nil || user == "" {
+		return "", "", err
+	}
+	c, err := r.Cookie(s.sessionCookie)
+	if err != nil {
+		return "", "", nil
+	}
+	return user, c.Value, nil
+}
+
+// accountCSRF binds the account forms to the session: a hash of its secret
+// (which never leaves the HttpOnly cookie), domain-separated from the
+// session's store key.
+func accountCSRF(sid string) string { return token.Hash("mcpgw-account-csrf\x00" + sid) }
+
+func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
+	if !isGet(r) {
+		s.pageMethodNotAllowed(w, "GET, HEAD")
+		return
+	}
+	ctx := r.Context()
+	user, sid, err := s.accountSession(r)
+	if err != nil {
+		s.storeError(ctx, "get_session", err)
+		s.pageUnavailable(w)
+		return
+	}
+	q := r.URL.Query()
+	if user == "" {
+		d := accountData{SignedOut: true, Notice: accountNotices[q.Get("done")]}
+		if q.Get("error") != "" { // a failed provider login: fixed text, never the reflected description
+			d.Problem = "Sign-in did not complete. You can try again."
+		}
+		s.render(w, http.StatusOK, s.pages.account, d)
+		return
+	}
+	s.showAccount(w, r, user, sid, http.StatusOK, accountNotices[q.Get("done")], "", "")
+}
+
+// showAccount renders the signed-in page; newKey is shown once after create.
+func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid string, status int, notice, newKey, newName string) {
+	ctx := r.Context()
+	d := accountData{User: user, CSRF: accountCSRF(sid), Notice: notice, NewKey: newKey, NewName: newName}
+	consents, err := s.st.ListConsents(ctx, user)
+	if err != nil {
+		s.storeError(ctx, "list_consents", err)
+		s.pageUnavailable(w)
+		return
+	}
+	families, err := s.st.ListFamilies(ctx, user)
+	if err != nil {
+		s.storeError(ctx, "list_families", err)
+		s.pageUnavailable(w)
+		return
+	}
+	keys, err := s.userKeys(ctx, user)
+	if err != nil {
+		s.storeError(ctx, "list_keys", err)
+		s.pageUnavailable(w)
+		return
+	}
+	labels := map[string][2]string{} // client id → name, host
+	label := func(id string) ([2]string, error) {
+		if l, ok := labels[id]; ok {
+			return l, nil
+		}
+		name, err := s.accountClientName(ctx, id)
+		if err != nil {
+			return [2]string{}, err
+		}
+		labels[id] = [2]string{name, s.clientHost(id)}
+		return labels[id], nil
+	}
+	byClient := map[string]*accountClient{}
+	for _, c := range consents {
+		ac := byClient[c.ClientID]
+		if ac == nil {
+			if len(d.Clients) == maxAccountItems {
+				d.More = true
+				continue
+			}
+			l, err := label(c.ClientID)
+			if err != nil {
+				s.storeError(ctx, "get_client", err)
+				s.pageUnavailable(w)
+				return
+			}
+			d.Clients = append(d.Clients, accountClient{ID: c.ClientID, Name: l[0], Host: l[1]})
+			ac = &d.Clients[len(d.Clients)-1]
+			byClient[c.ClientID] = ac
+		}
+		res := c.Resource
+		if res == s.issuer {
+			res = "all agents you may use"
+		}
+		ac.Resources = append(ac.Resources, res+" ("+c.Scope+")")
+	}
+	for _, f := range families {
+		if len(d.Families) == maxAccountItems {
+			d.More = true
+			break
+		}
+		l, err := label(f.ClientID)
+		if err != nil {
+			s.storeError(ctx, "get_client", err)
+			s.pageUnavailable(w)
+			return
+		}
+		d.Families = append(d.Families, accountFamily{ID: f.ID, Client: l[0], Resource: f.Resource, Scope: f.Scope,
+			Created: day(f.CreatedAt), Expires: day(f.ExpiresAt)})
+	}
+	for _, k := range keys {
+		ak := accountKey{ID: k.ID, Name: k.Name, Created: day(k.CreatedAt), Expires: "never", LastUsed: "never"}
+		if !k.ExpiresAt.IsZero() {
+			ak.Expires = day(k.ExpiresAt)
+		}
+		if !k.LastUsed.IsZero() {
+			ak.LastUsed = day(k.LastUsed)
+		}
+		d.Keys = append(d.Keys, ak)
+	}
+	d.CanCreateKey = len(keys) < maxAccountKeys
+	s.render(w, status, s.pages.account, d)
+}
+
+func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+// accountClientName names a client without network access: a CIMD client by
+// its cached document or its host, a registered one by its record.
+func (s *Server) accountClientName(ctx context.Context, id string) (string, error) {
+	if s.isCIMDClient(id) {
+		if c := s.cimd.cached(id); c != nil {
+			return displayName(c), nil
+		}
+		return "the application at " + s.clientHost(id), nil
+	}
+	c, err := s.st.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "an application no longer registered (" + trunc(id, 64) + ")", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return displayName(c), nil
+}
+
+// userKeys are the user's live, unrevoked oag_ keys, oldest first.
+func (s *Server) userKeys(ctx context.Context, user string) ([]*store.APIKey, error) {
+	all, err := s.st.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*store.APIKey
+	for _, k := range all {
+		if k.Kind == store.KeyUser && k.User == user && !k.Revoked {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// handleAccountAction serves /account/login (GET) and the POST forms
+// /account/revoke, /account/keys and /account/logout.
+func (s *Server) handleAccountAction(w http.ResponseWriter, r *http.Request) {
+	action := strings.TrimPrefix(r.URL.Path, "/account/")
+	switch action {
+	case "login":
+		if !isGet(r) {
+			s.pageMethodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		s.accountLogin(w, r)
+		return
+	case "revoke", "keys", "logout":
+	default:
+		s.ErrorPage(w, http.StatusNotFound, "Not found", "There is no such page.")
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.pageMethodNotAllowed(w, "POST")
+		return
+	}
+	ctx := r.Context()
+	if o := r.Header.Get("Origin"); o != "" && o != s.base.Scheme+"://"+s.base.Host {
+		s.ErrorPage(w, http.StatusForbidden, "Form expired", "This form was sent from another site.")
+		return
+	}
+	f, ok := s.parsePageForm(w, r)
+	if !ok {
+		return
+	}
+	user, sid, err := s.accountSession(r)
+	if err != nil {
+		s.storeError(ctx, "get_session", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if user == "" {
+		s.ErrorPage(w, http.StatusForbidden, "Signed out", "Your session has ended. Sign in on the account page again.")
+		return
+	}
+	if got := f.Get("csrf"); subtle.ConstantTimeCompare([]byte(got), []byte(accountCSRF(sid))) != 1 {
+		s.ErrorPage(w, http.StatusForbidden, "Form expired", "This form was not sent by your account page or has expired. Reload the account page and try again.")
+		return
+	}
+	switch action {
+	case "revoke":
+		s.accountRevoke(w, r, f, user)
+	case "keys":
+		s.accountCreateKey(w, r, f, user, sid)
+	case "logout":
+		if err := s.st.DeleteSession(ctx, token.Hash(sid)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeError(ctx, "delete_session", err)
+			s.pageUnavailable(w)
+			return
+		}
+		c := s.cookie(s.sessionCookie, "", 0)
+		c.MaxAge = -1
+		http.SetCookie(w, c)
+		s.audit(ctx, "logout", slog.String("user", user), slog.String("ip", s.clientIP(r)))
+		s.accountDone(w, r, "signed_out")
+	}
+}
+
+// accountDone redirects back to the page (post/redirect/get).
+func (s *Server) accountDone(w http.ResponseWriter, r *http.Request, done string) {
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, s.pathURL("/account?done="+url.QueryEscape(done)), http.StatusSeeOther)
+}
+
+// accountLogin starts a login whose only purpose is this page.
+func (s *Server) accountLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	user, err := s.sessionUser(r)
+	if err != nil {
+		s.storeError(ctx, "get_session", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if user != "" {
+		s.accountDone(w, r, "")
+		return
+	}
+	limited, retry, err := s.rateLimit(ctx, "rl:authorize:"+s.clientIP(r), s.cfg.RateLimit.Authorize, time.Minute)
+	if err != nil {
+		s.storeError(ctx, "rate_limit", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if limited {
+		s.pageRateLimited(w, "authorize", retry)
+		return
+	}
+	now := s.now()
+	ttl := s.cfg.TTL.AuthRequest.D()
+	p := &store.AuthRequest{
+		ID:          token.Random(16),
+		ClientID:    accountClientID,
+		RedirectURI: s.pathURL("/account"), // where FailLogin sends the browser
+		CSRF:        token.Random(32),
+		BrowserHash: token.Hash(s.browserID(w, r)),
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(ttl),
+	}
+	if err := s.st.PutAuthRequest(ctx, p, ttl); err != nil {
+		s.storeError(ctx, "put_auth_request", err)
+		s.pageUnavailable(w)
+		return
+	}
+	s.login.Start(w, r, p)
+}
+
+// accountLoggedIn ends an account login (called by afterLogin once the
+// session cookie is set).
+func (s *Server) accountLoggedIn(w http.ResponseWriter, r *http.Request, p *store.AuthRequest, user string) {
+	ctx := r.Context()
+	if _, err := s.st.TakeAuthRequest(ctx, p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.storeError(ctx, "take_auth_request", err)
+	}
+	s.audit(ctx, "account_login", slog.String("user", user), slog.String("ip", s.clientIP(r)))
+	s.accountDone(w, r, "")
+}
+
+// accountRevoke revokes one client (its consents and refresh families), one
+// family or one key, all of them the user's own.
+func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request, f url.Values, user string) {
+	ctx := r.Context()
+	clientID, familyID, keyID := f.Get("client"), f.Get("family"), f.Get("key")
+	set := 0
+	for _, v := range []string{clientID, familyID, keyID} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 || len(clientID) > maxClientIDLen || len(familyID) > 64 || len(keyID) > 64 {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "Choose one item to revoke.")
+		return
+	}
+	if keyID != "" {
+		keys, err := s.userKeys(ctx, user)
+		if err != nil {
+			s.storeError(ctx, "list_keys", err)
+			s.pageUnavailable(w)
+			return
+		}
+		if !slices.ContainsFunc(keys, func(k *store.APIKey) bool { return k.ID == keyID }) {
+			s.ErrorPage(w, http.StatusNotFound, "Not found", "You have no such key (it may already be revoked).")
+			return
+		}
+		if _, err := s.st.RevokeKey(ctx, keyID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeError(ctx, "revoke_key", err)
+			s.pageUnavailable(w)
+			return
+		}
+		metrics.TokensRevoked.WithLabelValues("api_key", "user_request").Inc()
+		s.audit(ctx, "key_revoked", slog.String("user", user), slog.String("key_id", keyID), slog.String("reason", "user_request"))
+		s.accountDone(w, r, "key")
+		return
+	}
+	families, err := s.st.ListFamilies(ctx, user)
+	if err != nil {
+		s.storeError(ctx, "list_families", err)
+		s.pageUnavailable(w)
+		return
+	}
+	var revoke []*store.RefreshFamily
+	for _, fam := range families {
+		if (familyID != "" && fam.ID == familyID) || (clientID != "" && fam.ClientID == clientID) {
+			revoke = append(revoke, fam)
+		}
+	}
+	if familyID != "" && len(revoke) == 0 {
+		s.ErrorPage(w, http.StatusNotFound, "Not found", "You have no such sign-in (it may already be revoked or expired).")
+		return
+	}
+	if clientID != "" {
+		if err := s.st.DeleteConsents(ctx, user, clientID); err != nil {
+			s.storeError(ctx, "delete_consents", err)
+			s.pageUnavailable(w)
+			return
+		}
+	}
+	for _, fam := range revoke {
+		if err := s.revokeFamilyStrict(ctx, fam.ID, "user_request"); err != nil {
+			s.storeError(ctx, "revoke_family", err)
+			s.pageUnavailable(w)
+			return
+		}
+	}
+	if clientID != "" {
+		s.audit(ctx, "client_access_revoked", slog.String("user", user), slog.String("client_id", trunc(clientID, 256)),
+			slog.Int("families", len(revoke)), slog.String("reason", "user_request"))
+		s.accountDone(w, r, "client")
+		return
+	}
+	s.audit(ctx, "token_revoked", slog.String("kind", "refresh_family"), slog.String("user", user),
+		slog.String("client_id", revoke[0].ClientID), slog.String("resource", revoke[0].Resource), slog.String("reason", "user_request"))
+	s.accountDone(w, r, "family")
+}
+
+// revokeFamilyStrict revokes a family and denylists its newest access
+// token, reporting failures (the user is told it worked only if it did).
+func (s *Server) revokeFamilyStrict(ctx context.Context, id, reason string) error {
+	f, err := s.st.RevokeFamily(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // expired meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	metrics.TokensRevoked.WithLabelValues("refresh_family", reason).Inc()
+	if f.AccessJTI == "" || !s.now().Before(f.AccessExp.Add(token.Leeway)) {
+		return nil
+	}
+	if err := s.st.RevokeJTI(ctx, f.AccessJTI, f.AccessExp.Add(token.Leeway)); err != nil {
+		return err
+	}
+	metrics.TokensRevoked.WithLabelValues("access_token", reason).Inc()
+	return nil
+}
+
+// accountCreateKey makes an oag_ key for the user and shows it once.
+func (s *Server) accountCreateKey(w http.ResponseWriter, r *http.Request, f url.Values, user, sid string) {
+	ctx := r.Context()
+	name := strings.TrimSpace(f.Get("name"))
+	if !cleanText(name, maxKeyNameLen) {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The key name is too long or contains control characters.")
+		return
+	}
+	life, ok := keyLifetimes[f.Get("expires")]
+	if !ok {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "Choose how long the key lasts.")
+		return
+	}
+	keys, err := s.userKeys(ctx, user)
+	if err != nil {
+		s.storeError(ctx, "list_keys", err)
+		s.pageUnavailable(w)
+		return
+	}
+	if len(keys) >= maxAccountKeys {
+		s.ErrorPage(w, http.StatusConflict, "Too many keys", "You already have the most keys allowed. Revoke one you no longer use first.")
+		return
+	}
+	now := s.now().UTC()
+	key, hash := token.NewAPIKey(token.PrefixUserKey)
+	k := &store.APIKey{ID: "key_" + token.Random(12), Hash: hash, Kind: store.KeyUser, User: user, Name: name, CreatedAt: now}
+	if life > 0 {
+		k.ExpiresAt = now.Add(life)
+	}
+	if err := s.st.CreateKey(ctx, k); err != nil {
+		s.storeError(ctx, "create_key", err)
+		s.pageUnavailable(w)
+		return
+	}
+	s.audit(ctx, "key_created", slog.String("user", user), slog.String("key_id", k.ID), slog.String("kind", string(k.Kind)),
+		slog.String("name", name), slog.String("via", "account"))
+	s.showAccount(w, r, user, sid, http.StatusOK, "Your new key is below. Copy it now: it is not shown again.", key, name)
+}
