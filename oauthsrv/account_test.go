@@ -105,11 +105,11 @@ func TestAccountSignedOut(t *testing.T) {
 	resp := e.get("/account")
 	body := readBodyString(resp)
 	h := resp.Header
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="account/login"`) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/account/login"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	if h.Get("X-Frame-Options") != "DENY" || !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
-		h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" {
+		h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "same-origin" {
 		t.Fatalf("security headers missing: %v", h)
 	}
 	// A failed provider login comes back with an error: a fixed message,
@@ -260,7 +260,7 @@ func TestAccountListAndRevoke(t *testing.T) {
 	logout := findForm(t, forms, "/account/logout", "", "")
 	resp = b.submit(logout, nil)
 	body = readBodyString(resp)
-	if !strings.Contains(body, "You are signed out") || !strings.Contains(body, `action="account/login"`) {
+	if !strings.Contains(body, "You are signed out") || !strings.Contains(body, `action="/account/login"`) {
 		t.Fatalf("after sign-out: %s", body)
 	}
 	if resp := b.submit(logout, nil); resp.StatusCode != http.StatusForbidden {
@@ -348,7 +348,7 @@ func TestAccountKeys(t *testing.T) {
 		t.Fatalf("key over the cap: %d", resp.StatusCode)
 	}
 	body, _ = b.account()
-	if strings.Contains(body, `action="account/keys"`) {
+	if strings.Contains(body, `action="/account/keys"`) {
 		t.Fatal("create form shown at the cap")
 	}
 }

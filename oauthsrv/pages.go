@@ -77,7 +77,9 @@ func (s *Server) setPageHeaders(w http.ResponseWriter) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin (not no-referrer): browsers then send a real Origin on the
+	// pages' own form posts, which /account checks; nothing leaks cross-site.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 }
 
