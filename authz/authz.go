@@ -75,7 +75,8 @@ type Authorizer struct {
 	storeTimeout, touchEvery, resyncEvery time.Duration
 
 	started atomic.Bool
-	loaded  atomic.Bool // denylist mirror filled and subscription live
+	done    atomic.Pointer[chan struct{}] // closed when background work has stopped
+	loaded  atomic.Bool                   // denylist mirror filled and subscription live
 	ready   atomic.Bool
 
 	readyMu  sync.Mutex
@@ -249,9 +250,20 @@ func (a *Authorizer) Start(ctx context.Context) error {
 	}
 	a.jtis.merge(all, a.now())
 	a.loaded.Store(true)
-	go a.background(bg, cancel)
+	done := make(chan struct{})
+	a.done.Store(&done)
+	go func() { defer close(done); a.background(bg, cancel) }()
 	a.setReady(true)
 	return nil
+}
+
+// Wait blocks until the work Start began has stopped (its context ended and
+// the last batch of key last-used times was written), so the store can be
+// closed after it.
+func (a *Authorizer) Wait() {
+	if d := a.done.Load(); d != nil {
+		<-*d
+	}
 }
 
 // Ready reports whether Start has completed and Drain was not called: the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -150,16 +151,24 @@ func (g *fakeGateway) lastCheck() checkCall {
 
 // seenByAgent is what the fake agent reports back about a request.
 type seenByAgent struct {
-	Host, URI     string
-	Authorization []string
-	Headers       map[string][]string
+	Host, URI, Method string
+	Authorization     []string
+	Headers           map[string][]string
+	ContentLength     int64    // -1: the body came chunked
+	TransferEncoding  []string // what Go's server took out of Headers
+	Body              string
 }
 
-// fakeAgent answers POST with what it received, and GET with an SSE stream
-// whose second event is written only after release is closed.
-func fakeAgent(release <-chan struct{}) http.Handler {
+// fakeAgent answers with what it received, except a GET without ?seen,
+// which gets an SSE stream whose second event is written only after release
+// is closed. A request with ?started is announced on started before its body
+// is read.
+func fakeAgent(release <-chan struct{}, started chan<- struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
+		if r.URL.Query().Has("started") {
+			started <- struct{}{}
+		}
+		if r.Method == http.MethodGet && !r.URL.Query().Has("seen") {
 			w.Header().Set("Content-Type", "text/event-stream")
 			io.WriteString(w, "data: one\n\n")
 			w.(http.Flusher).Flush()
@@ -171,7 +180,10 @@ func fakeAgent(release <-chan struct{}) http.Handler {
 			io.WriteString(w, "data: two\n\n")
 			return
 		}
-		json.NewEncoder(w).Encode(seenByAgent{Host: r.Host, URI: r.URL.RequestURI(), Authorization: r.Header.Values("Authorization"), Headers: r.Header})
+		body, _ := io.ReadAll(r.Body)
+		json.NewEncoder(w).Encode(seenByAgent{Host: r.Host, URI: r.URL.RequestURI(), Method: r.Method,
+			Authorization: r.Header.Values("Authorization"), Headers: r.Header,
+			ContentLength: r.ContentLength, TransferEncoding: r.TransferEncoding, Body: string(body)})
 	})
 }
 
@@ -245,7 +257,8 @@ func TestNginxBehaviour(t *testing.T) {
 	gwSrv := httptest.NewServer(gw)
 	defer gwSrv.Close()
 	release := make(chan struct{})
-	agentSrv := httptest.NewServer(fakeAgent(release))
+	started := make(chan struct{}, 1)
+	agentSrv := httptest.NewServer(fakeAgent(release, started))
 	defer agentSrv.Close()
 	defer func() {
 		select {
@@ -351,6 +364,123 @@ func TestNginxBehaviour(t *testing.T) {
 		c := gw.lastCheck()
 		if c.URI != "/demo/mcp?x=1" || c.Method != "POST" || c.Authorization != "Bearer good" || c.BodyLen != 0 || (c.ContentLength != "" && c.ContentLength != "0") {
 			t.Errorf("check request = %+v", c)
+		}
+	})
+
+	// nginx cannot remove headers by pattern, so the template passes the
+	// agent a fixed list: every x-mcp-* name the gateway does not set (and
+	// anything else unlisted) stays behind, while what Streamable HTTP needs
+	// gets through for POST, GET (SSE resume) and DELETE.
+	t.Run("only listed headers reach the agent", func(t *testing.T) {
+		const body = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}}`
+		mcpHeaders := map[string]string{
+			"Content-Type":         "application/json",
+			"Accept":               "application/json, text/event-stream",
+			"Mcp-Session-Id":       "sess-123",
+			"Mcp-Protocol-Version": "2026-07-28",
+			"Mcp-Method":           "tools/call",
+			"Mcp-Name":             "whoami",
+			"Last-Event-ID":        "ev-41",
+			"Traceparent":          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		}
+		spoof := map[string]string{
+			"X-Mcp-Role": "mallory", "x-mcp-tenant": "mallory", "X-MCP-USER-EXTRA": "mallory",
+			"x_mcp_role": "mallory", "X_MCP_USER": "mallory",
+			"Cookie": "mcpgw_session=secret", "X-Other": "unlisted",
+		}
+		send := func(method, query string, chunked bool) seenByAgent {
+			t.Helper()
+			var rd io.Reader = strings.NewReader(body)
+			if method != "POST" {
+				rd = nil
+			} else if chunked {
+				// Half the body, then the rest once the agent has the
+				// request: nginx must stream a body of unknown length.
+				pr, pw := io.Pipe()
+				go func() {
+					io.WriteString(pw, body[:len(body)/2])
+					select {
+					case <-started:
+						io.WriteString(pw, body[len(body)/2:])
+						pw.Close()
+					case <-time.After(15 * time.Second):
+						pw.CloseWithError(errors.New("the agent never got the request"))
+					}
+				}()
+				rd = pr
+				query = "?started"
+			}
+			req, err := http.NewRequest(method, base+"/demo/mcp"+query, rd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer good")
+			for k, v := range mcpHeaders {
+				req.Header.Set(k, v)
+			}
+			for k, v := range spoof {
+				req.Header[k] = []string{v} // as written: keeps the underscores
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("%s: status %d %s", method, resp.StatusCode, b)
+			}
+			var seen seenByAgent
+			if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil {
+				t.Fatal(err)
+			}
+			if seen.Method != method {
+				t.Fatalf("agent got method %s, want %s", seen.Method, method)
+			}
+			return seen
+		}
+		identity := map[string]bool{"x-mcp-user": true, "x-mcp-agent": true, "x-mcp-client-id": true, "x-mcp-scope": true, "x-mcp-credential": true}
+		for _, c := range []struct {
+			method, query string
+			chunked       bool
+		}{{"POST", "", false}, {"POST", "", true}, {"GET", "?seen", false}, {"DELETE", "", false}} {
+			seen := send(c.method, c.query, c.chunked)
+			what := c.method
+			if c.chunked {
+				what += " (chunked)"
+			}
+			for k, v := range mcpHeaders {
+				if got := seen.Headers[http.CanonicalHeaderKey(k)]; len(got) != 1 || got[0] != v {
+					t.Errorf("%s: agent got %s = %q, want [%q]", what, k, got, v)
+				}
+			}
+			for k, v := range seen.Headers {
+				name := strings.ToLower(k)
+				if strings.HasPrefix(name, "x-mcp-") && !identity[name] || strings.Contains(name, "_") {
+					t.Errorf("%s: agent got %s = %q", what, k, v)
+				}
+				if name == "cookie" || name == "x-other" || name == "authorization" {
+					t.Errorf("%s: agent got unlisted %s = %q", what, k, v)
+				}
+			}
+			if got := seen.Headers["X-Mcp-User"]; len(got) != 1 || got[0] != "alice" {
+				t.Errorf("%s: agent got X-Mcp-User %q, want the gateway's [alice]", what, got)
+			}
+			if want := strings.TrimPrefix(agentSrv.URL, "http://"); seen.Host != want {
+				t.Errorf("%s: agent got Host %q, want %q", what, seen.Host, want)
+			}
+			switch {
+			case c.method != "POST":
+				if seen.Body != "" || seen.ContentLength > 0 {
+					t.Errorf("%s: agent got a body: length %d %q", what, seen.ContentLength, seen.Body)
+				}
+			case seen.Body != body:
+				t.Errorf("%s: agent got body %q, want %q", what, seen.Body, body)
+			case c.chunked && (seen.ContentLength != -1 || len(seen.TransferEncoding) != 1 || seen.TransferEncoding[0] != "chunked"):
+				t.Errorf("%s: agent got length %d, transfer-encoding %q, want a chunked body", what, seen.ContentLength, seen.TransferEncoding)
+			case !c.chunked && seen.ContentLength != int64(len(body)):
+				t.Errorf("%s: agent got Content-Length %d, want %d", what, seen.ContentLength, len(body))
+			}
 		}
 	})
 

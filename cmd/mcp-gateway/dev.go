@@ -102,7 +102,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		{name: "http", addr: cfg.Listen.HTTP, http: front},
 		{name: "grpc", addr: cfg.Listen.GRPC},
 		{name: "admin", addr: cfg.Listen.Admin, http: g.admin.Handler()},
-	}, 0, 5*time.Second, func(addrs map[string]net.Addr) {
+	}, 0, 500*time.Millisecond, 5*time.Second, func(addrs map[string]net.Addr) {
 		fmt.Fprintf(stdout, `
 MCP Gateway dev mode
   MCP URL       %s/%s/mcp

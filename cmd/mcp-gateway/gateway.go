@@ -125,8 +125,9 @@ type listener struct {
 // run starts the authorizer and every listener, then on ctx's end shuts down
 // in order: readiness fails first (so load balancers stop sending), new work
 // drains for drainDelay, in-flight requests get shutdownTimeout to finish
-// (open streams are cancelled half-way through), then everything closes.
-func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, shutdownTimeout time.Duration, started func(map[string]net.Addr)) error {
+// (request contexts, and so open streams, are cancelled after streamGrace),
+// then everything closes.
+func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrace, shutdownTimeout time.Duration, started func(map[string]net.Addr)) error {
 	defer g.store.Close()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -193,7 +194,7 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, shutdownTi
 	time.Sleep(drainDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	streams := time.AfterFunc(shutdownTimeout/2, cancelStreams)
+	streams := time.AfterFunc(streamGrace, cancelStreams)
 	defer streams.Stop()
 	done := make(chan struct{})
 	if grpcUsed {
@@ -214,6 +215,7 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, shutdownTi
 		g.grpc.Stop()
 	}
 	stopBG()
+	g.authz.Wait() // its last write must land before the store closes
 	if len(errs) > 0 {
 		g.log.Warn("shutdown deadline passed; connections closed", "err", errors.Join(errs...))
 	}

@@ -33,5 +33,5 @@ func runServe(ctx context.Context, args []string, _ io.Writer) error {
 		{name: "http", addr: cfg.Listen.HTTP, http: g.httpHandler()},
 		{name: "grpc", addr: cfg.Listen.GRPC},
 		{name: "admin", addr: cfg.Listen.Admin, http: g.admin.Handler()},
-	}, *drain, *grace, nil)
+	}, *drain, *grace/2, *grace, nil)
 }
