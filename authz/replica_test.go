@@ -2,15 +2,12 @@ package authz
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
-	"github.com/mcpgateway/mcp-gateway/store/storeopen"
+	"github.com/mcpgateway/mcp-gateway/store/redistest"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
@@ -22,42 +19,10 @@ func TestCrossReplicaInvalidation(t *testing.T) {
 		replicaScenario(t, st)
 	})
 	t.Run("redis", func(t *testing.T) {
-		url := os.Getenv("MCPGW_TEST_REDIS_URL")
-		if url == "" {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("MCPGW_TEST_REDIS_URL is not set (required when CI=true)")
-			}
-			t.Skip("MCPGW_TEST_REDIS_URL not set: skipping the two-replica test on a real redis-server")
-		}
-		ctx := context.Background()
-		prefix := "mcpgw-test-authz-" + token.Random(6) + ":"
-		st, err := storeopen.Open(ctx, url, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = st.Close()
-			cleanRedis(t, url, prefix)
-		})
+		st := redistest.Open(t, "authz")
 		seedAgents(t, st)
 		replicaScenario(t, st)
 	})
-}
-
-// cleanRedis deletes this test's keys.
-func cleanRedis(t *testing.T, url, prefix string) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Log(err)
-		return
-	}
-	c := redis.NewClient(opt)
-	defer c.Close()
-	ctx := context.Background()
-	it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for it.Next(ctx) {
-		c.Del(ctx, it.Val())
-	}
 }
 
 // replicaScenario: two gateways on one store. What the admin API of one
