@@ -37,6 +37,8 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "admin listener: /admin/v1, /metrics, /healthz, /readyz (\"\" disables)")
 	redisURL := fs.String("redis", "", "use this Redis URL instead of the memory store")
 	password := fs.String("password", os.Getenv("MCPGW_DEV_PASSWORD"), "the demo user's password (env MCPGW_DEV_PASSWORD; random when unset)")
+	drain := fs.Duration("drain-delay", 0, "after SIGTERM, how long /readyz fails before listeners stop accepting")
+	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long in-flight requests get to finish on shutdown (open streams are closed after 0.5s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,7 +104,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		{name: "http", addr: cfg.Listen.HTTP, http: front},
 		{name: "grpc", addr: cfg.Listen.GRPC},
 		{name: "admin", addr: cfg.Listen.Admin, http: g.admin.Handler()},
-	}, 0, 500*time.Millisecond, 5*time.Second, func(addrs map[string]net.Addr) {
+	}, *drain, min(500*time.Millisecond, *grace/2), *grace, func(addrs map[string]net.Addr) {
 		fmt.Fprintf(stdout, `
 MCP Gateway dev mode
   MCP URL       %s/%s/mcp
