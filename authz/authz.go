@@ -76,8 +76,10 @@ type Authorizer struct {
 
 	started atomic.Bool
 	done    atomic.Pointer[chan struct{}] // closed when background work has stopped
-	loaded  atomic.Bool                   // denylist mirror filled and subscription live
-	ready   atomic.Bool
+	// resyncNow asks the background loop to re-read the denylist at once.
+	resyncNow chan struct{}
+	loaded    atomic.Bool // denylist mirror filled and subscription live
+	ready     atomic.Bool
 
 	readyMu  sync.Mutex
 	readyFns []func(bool)
@@ -146,6 +148,7 @@ func New(opts Options) (*Authorizer, error) {
 		size = 10000
 	}
 	a := &Authorizer{
+		resyncNow:    make(chan struct{}, 1),
 		publicURL:    pub,
 		prmBase:      pub + "/.well-known/oauth-protected-resource/",
 		scopes:       append([]string(nil), opts.Scopes...),
@@ -302,6 +305,16 @@ func (a *Authorizer) onEvent(e store.Event) {
 		a.keys.invalidate(e.ID) // "" (unknown which) drops all
 	case store.EventAgent:
 		a.agents.invalidate(e.ID)
+	case store.EventResync:
+		// The subscription was lost and is back: events may have been
+		// missed. Drop what they could have invalidated and re-read the
+		// denylist now rather than at the next resync tick.
+		a.keys.invalidate("")
+		a.agents.invalidate("")
+		select {
+		case a.resyncNow <- struct{}{}:
+		default: // one is already queued
+		}
 	}
 }
 
@@ -322,6 +335,8 @@ func (a *Authorizer) background(ctx context.Context, cancel context.CancelFunc) 
 		case <-touch.C:
 			a.flushTouches(ctx)
 		case <-resync.C:
+			a.resync(ctx)
+		case <-a.resyncNow:
 			a.resync(ctx)
 		}
 	}

@@ -83,6 +83,8 @@ func NewRing(issuer string, keys []Key) (*Ring, error) {
 		jwt.WithIssuer(issuer),
 		jwt.WithLeeway(Leeway),
 		jwt.WithExpirationRequired(),
+		// Strict: only the canonical spelling of a signature verifies.
+		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(func() time.Time { return r.now() }),
 	)
 	return r, nil

@@ -259,3 +259,21 @@ func BenchmarkVerifyUncached(b *testing.B) {
 		}
 	}
 }
+
+// The last base64url character of an HS256 signature carries 4 spare bits;
+// only the canonical spelling may verify, or one token has several forms.
+func TestVerifyRejectsNonCanonicalSignature(t *testing.T) {
+	r := ring(t)
+	raw, _ := r.Mint(claims(time.Hour))
+	last := raw[len(raw)-1]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := 0; i < len(alphabet); i++ {
+		c := alphabet[i]
+		if c == last {
+			continue
+		}
+		if _, err := r.verify(raw[:len(raw)-1] + string(c)); err == nil {
+			t.Errorf("signature ending %q instead of %q verified", c, last)
+		}
+	}
+}
