@@ -24,6 +24,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/store/redistest"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
@@ -171,7 +172,7 @@ func TestRedisOutage(t *testing.T) {
 	clock := &fakeClock{}
 	const cacheTTL = 30 * time.Second
 	g := newGWWith(t, backend{"redis-fault", func(t *testing.T) store.Store {
-		return openRedis(t, rs.url(), "mcpgwtest:fault:"+token.Random(6)+":")
+		return redistest.OpenURL(t, rs.url(), "fault")
 	}}, gwOptions{authz: func(g *gw, o *authz.Options) {
 		o.Now = clock.Now
 		o.CacheTTL = cacheTTL

@@ -32,7 +32,6 @@ import (
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/store/redistest"
-	"github.com/mcpgateway/mcp-gateway/store/storeopen"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
@@ -75,23 +74,9 @@ func backends(t *testing.T) []backend {
 	}}}
 	if os.Getenv(redistest.EnvURL) != "" || os.Getenv("CI") == "true" {
 		u := redistest.URL(t)
-		bs = append(bs, backend{"redis", func(t *testing.T) store.Store { return openRedis(t, u, "mcpgwtest:hostile:"+token.Random(6)+":") }})
+		bs = append(bs, backend{"redis", func(t *testing.T) store.Store { return redistest.OpenURL(t, u, "hostile") }})
 	}
 	return bs
-}
-
-// openRedis opens the store as the gateway does (storeopen) under prefix.
-func openRedis(t *testing.T, rawURL, prefix string) store.Store {
-	t.Helper()
-	s, err := storeopen.Open(context.Background(), rawURL, prefix)
-	if err != nil {
-		t.Fatalf("redis store: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = s.Close()
-		redistest.Clean(t, rawURL, prefix)
-	})
-	return s
 }
 
 // countingStore counts successful writes that store or issue something, so
