@@ -62,18 +62,19 @@ var reasons = [nReasons]struct {
 	status         int
 	err, desc      string
 	body           []byte // filled in init
+	bodyStr        string // body as a string (gRPC wants one), filled in init
 }{
 	rOK:                {name: ReasonOK, decision: "allow", status: 200},
-	rBadPath:           {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil},
-	rMissing:           {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil},
-	rInvalid:           {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil},
-	rExpired:           {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil},
-	rRevoked:           {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil},
-	rWrongAud:          {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil},
-	rForbidden:         {ReasonForbidden, "deny", 403, "insufficient_scope", "this credential may not use this agent", nil},
-	rInsufficientScope: {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "the credential's scope does not cover this agent", nil},
-	rUnknownAgent:      {ReasonUnknownAgent, "deny", 404, "not_found", "no such agent", nil},
-	rUnavailable:       {ReasonUnavailable, "error", 503, "temporarily_unavailable", "the authorization service cannot reach its store; retry shortly", nil},
+	rBadPath:           {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil, ""},
+	rMissing:           {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil, ""},
+	rInvalid:           {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil, ""},
+	rExpired:           {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil, ""},
+	rRevoked:           {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil, ""},
+	rWrongAud:          {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil, ""},
+	rForbidden:         {ReasonForbidden, "deny", 403, "insufficient_scope", "this credential may not use this agent", nil, ""},
+	rInsufficientScope: {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "the credential's scope does not cover this agent", nil, ""},
+	rUnknownAgent:      {ReasonUnknownAgent, "deny", 404, "not_found", "no such agent", nil, ""},
+	rUnavailable:       {ReasonUnavailable, "error", 503, "temporarily_unavailable", "the authorization service cannot reach its store; retry shortly", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -89,6 +90,7 @@ func init() {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
 		}{r.err, r.desc})
+		r.bodyStr = string(r.body)
 		if r.status == 401 && r.err == "invalid_token" {
 			chError[i] = `, error="invalid_token", error_description="` + r.desc + `"`
 		}

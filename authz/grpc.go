@@ -6,14 +6,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // NewGRPCServer returns a gRPC server with the Envoy ext_authz
@@ -100,46 +97,4 @@ func grpcCode(status int) codes.Code {
 	default:
 		return codes.PermissionDenied
 	}
-}
-
-func checkResponse(d *Decision) *authv3.CheckResponse {
-	md := &structpb.Struct{Fields: map[string]*structpb.Value{
-		"reason":     structpb.NewStringValue(d.Reason),
-		"agent":      structpb.NewStringValue(d.Identity.Agent),
-		"user":       structpb.NewStringValue(d.Identity.User),
-		"client_id":  structpb.NewStringValue(d.Identity.ClientID),
-		"credential": structpb.NewStringValue(d.Identity.Credential),
-	}}
-	if d.KeyID != "" {
-		md.Fields["key_id"] = structpb.NewStringValue(d.KeyID)
-	}
-	resp := &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(grpcCode(d.Status))},
-		DynamicMetadata: md,
-	}
-	if d.Allow {
-		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         headerOptions(d.UpstreamHeaders),
-			HeadersToRemove: d.RemoveHeaders,
-		}}
-		return resp
-	}
-	resp.Status.Message = d.Reason
-	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-		Headers: headerOptions(d.Headers),
-		Body:    string(d.Body),
-	}}
-	return resp
-}
-
-func headerOptions(hs []HeaderValue) []*corev3.HeaderValueOption {
-	out := make([]*corev3.HeaderValueOption, len(hs))
-	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Key, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
-	}
-	return out
 }

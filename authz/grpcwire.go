@@ -1,0 +1,358 @@
+package authz
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// The Check answer is written straight in the protobuf wire format and
+// handed to gRPC as the unknown fields of an empty CheckResponse, which
+// proto.Marshal copies out verbatim. Building the response as messages and
+// marshalling them (checkResponseMessage, kept as the reference) cost about
+// as much as the decision itself — ~30 small allocations, and a reflective
+// walk of the metadata Struct's map — on every MCP request. Receivers decode
+// the bytes into exactly the message checkResponseMessage builds
+// (TestCheckResponseWire compares the two for every kind of decision).
+
+// checkResponse is the CheckResponse for d.
+func checkResponse(d *Decision) *authv3.CheckResponse {
+	b := appendCheckResponse(nil, d)
+	resp := &authv3.CheckResponse{}
+	resp.ProtoReflect().SetUnknown(b)
+	return resp
+}
+
+// Field numbers, from the generated descriptors rather than retyped.
+var (
+	fRespStatus   = fieldNum(&authv3.CheckResponse{}, "status")
+	fRespDenied   = fieldNum(&authv3.CheckResponse{}, "denied_response")
+	fRespOK       = fieldNum(&authv3.CheckResponse{}, "ok_response")
+	fRespMetadata = fieldNum(&authv3.CheckResponse{}, "dynamic_metadata")
+	fStatusCode   = fieldNum(&rpcstatus.Status{}, "code")
+	fStatusMsg    = fieldNum(&rpcstatus.Status{}, "message")
+	fDenStatus    = fieldNum(&authv3.DeniedHttpResponse{}, "status")
+	fDenHeaders   = fieldNum(&authv3.DeniedHttpResponse{}, "headers")
+	fDenBody      = fieldNum(&authv3.DeniedHttpResponse{}, "body")
+	fHTTPCode     = fieldNum(&typev3.HttpStatus{}, "code")
+	fOKHeaders    = fieldNum(&authv3.OkHttpResponse{}, "headers")
+	fOKRemove     = fieldNum(&authv3.OkHttpResponse{}, "headers_to_remove")
+	fOptHeader    = fieldNum(&corev3.HeaderValueOption{}, "header")
+	fOptAction    = fieldNum(&corev3.HeaderValueOption{}, "append_action")
+	fHVKey        = fieldNum(&corev3.HeaderValue{}, "key")
+	fHVValue      = fieldNum(&corev3.HeaderValue{}, "value")
+	fStructFields = fieldNum(&structpb.Struct{}, "fields")
+	fValueString  = fieldNum(&structpb.Value{}, "string_value")
+)
+
+// Map entries are messages {key = 1; value = 2} by the protobuf spec.
+const fMapKey, fMapValue protowire.Number = 1, 2
+
+const overwrite = uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
+
+func fieldNum(m proto.Message, name string) protowire.Number {
+	f := m.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(name))
+	if f == nil {
+		panic("authz: generated code has no field " + name) // caught by every test run
+	}
+	return f.Number()
+}
+
+// utf8Safe: proto3 strings must be UTF-8 or receivers reject the message.
+// Every string here already is (identities, constants, header names that
+// arrived in a decoded CheckRequest); this keeps it so.
+func utf8Safe(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// Sizes. A proto3 scalar at its zero value is not written; a message
+// field, a oneof member and a repeated element always are.
+func sizeStr(n protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return protowire.SizeTag(n) + protowire.SizeBytes(len(s))
+}
+
+func sizeVarint(n protowire.Number, v uint64) int {
+	if v == 0 {
+		return 0
+	}
+	return protowire.SizeTag(n) + protowire.SizeVarint(v)
+}
+
+func sizeMsg(n protowire.Number, size int) int {
+	return protowire.SizeTag(n) + protowire.SizeBytes(size)
+}
+
+// appendTag and appendLen take the one-byte fast path that every tag here
+// and most lengths take.
+func appendTag(b []byte, n protowire.Number, t protowire.Type) []byte {
+	if n < 16 {
+		return append(b, byte(n)<<3|byte(t))
+	}
+	return protowire.AppendTag(b, n, t)
+}
+
+func appendLen(b []byte, v int) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, uint64(v))
+}
+
+func appendBytesField(b []byte, n protowire.Number, s string) []byte {
+	b = appendTag(b, n, protowire.BytesType)
+	b = appendLen(b, len(s))
+	return append(b, s...)
+}
+
+func appendStr(b []byte, n protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendBytesField(b, n, s)
+}
+
+func appendVarint(b []byte, n protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = appendTag(b, n, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendMsgHeader(b []byte, n protowire.Number, size int) []byte {
+	b = appendTag(b, n, protowire.BytesType)
+	return appendLen(b, size)
+}
+
+// HeaderValueOption{header: {key, value}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+func sizeHeaderValue(h HeaderValue) int {
+	return sizeStr(fHVKey, h.Key) + sizeStr(fHVValue, h.Value)
+}
+
+func sizeOption(hvSize int) int {
+	return sizeMsg(fOptHeader, hvSize) + sizeVarint(fOptAction, overwrite)
+}
+
+func sizeOptions(n protowire.Number, hs []HeaderValue) int {
+	size := 0
+	for _, h := range hs {
+		size += sizeMsg(n, sizeOption(sizeHeaderValue(h)))
+	}
+	return size
+}
+
+func appendOptions(b []byte, n protowire.Number, hs []HeaderValue) []byte {
+	for _, h := range hs {
+		hv := sizeHeaderValue(h)
+		b = appendMsgHeader(b, n, sizeOption(hv))
+		b = appendMsgHeader(b, fOptHeader, hv)
+		b = appendStr(b, fHVKey, h.Key)
+		b = appendStr(b, fHVValue, h.Value)
+		b = appendVarint(b, fOptAction, overwrite)
+	}
+	return b
+}
+
+// Struct{fields: {k: Value{string_value: v}}}; string_value is a oneof
+// member, so it is written even when empty.
+func sizeValue(v string) int { return protowire.SizeTag(fValueString) + protowire.SizeBytes(len(v)) }
+
+func sizeEntry(k string, valueSize int) int {
+	return sizeStr(fMapKey, k) + sizeMsg(fMapValue, valueSize)
+}
+
+// bodyString is d.Body as a string, without a copy for the bodies of the
+// reasons table (all of them, in practice).
+func bodyString(d *Decision) string {
+	for i := range reasons {
+		if r := &reasons[i]; r.name == d.Reason && string(r.body) == string(d.Body) {
+			return r.bodyStr
+		}
+	}
+	return utf8Safe(string(d.Body))
+}
+
+// wireDecision is what goes on the wire for d, every string UTF-8.
+type wireDecision struct {
+	allow         bool
+	code, status  uint64
+	message, body string
+	headers       []HeaderValue // upstream (allow) or response (deny)
+	remove        []string
+	metadata      [12]string // key, value pairs
+	nMetadata     int
+}
+
+func newWireDecision(d *Decision, w *wireDecision) {
+	w.allow = d.Allow
+	w.code = uint64(grpcCode(d.Status))
+	w.status = uint64(d.Status)
+	w.metadata = [12]string{
+		"reason", utf8Safe(d.Reason),
+		"agent", utf8Safe(d.Identity.Agent),
+		"user", utf8Safe(d.Identity.User),
+		"client_id", utf8Safe(d.Identity.ClientID),
+		"credential", utf8Safe(d.Identity.Credential),
+		"key_id", utf8Safe(d.KeyID),
+	}
+	w.nMetadata = len(w.metadata)
+	if d.KeyID == "" {
+		w.nMetadata -= 2
+	}
+	w.headers = d.Headers
+	if d.Allow {
+		w.headers = d.UpstreamHeaders
+		w.remove = d.RemoveHeaders
+	} else {
+		w.message = utf8Safe(d.Reason)
+		w.body = bodyString(d)
+	}
+	// Copies only in the case that never happens in practice.
+	for i, h := range w.headers {
+		if !utf8.ValidString(h.Key) || !utf8.ValidString(h.Value) {
+			hs := append([]HeaderValue(nil), w.headers...)
+			for j := i; j < len(hs); j++ {
+				hs[j] = HeaderValue{Key: utf8Safe(hs[j].Key), Value: utf8Safe(hs[j].Value)}
+			}
+			w.headers = hs
+			break
+		}
+	}
+	for i, r := range w.remove {
+		if !utf8.ValidString(r) {
+			rm := append([]string(nil), w.remove...)
+			for j := i; j < len(rm); j++ {
+				rm[j] = utf8Safe(rm[j])
+			}
+			w.remove = rm
+			break
+		}
+	}
+}
+
+func (w *wireDecision) statusSize() int {
+	return sizeVarint(fStatusCode, w.code) + sizeStr(fStatusMsg, w.message)
+}
+
+func (w *wireDecision) httpSize() int {
+	if w.allow {
+		size := sizeOptions(fOKHeaders, w.headers)
+		for _, r := range w.remove {
+			size += protowire.SizeTag(fOKRemove) + protowire.SizeBytes(len(r))
+		}
+		return size
+	}
+	return sizeMsg(fDenStatus, sizeVarint(fHTTPCode, w.status)) + sizeOptions(fDenHeaders, w.headers) + sizeStr(fDenBody, w.body)
+}
+
+func (w *wireDecision) metadataSize() int {
+	size := 0
+	for i := 0; i < w.nMetadata; i += 2 {
+		size += sizeMsg(fStructFields, sizeEntry(w.metadata[i], sizeValue(w.metadata[i+1])))
+	}
+	return size
+}
+
+// appendCheckResponse appends the wire form of the CheckResponse for d:
+// status, ok_response or denied_response, and dynamic_metadata (reason,
+// agent, user, client_id, credential, key_id for Envoy's access logs).
+func appendCheckResponse(b []byte, d *Decision) []byte {
+	var w wireDecision
+	newWireDecision(d, &w)
+	statusSize, httpSize, mdSize := w.statusSize(), w.httpSize(), w.metadataSize()
+	httpField := fRespOK
+	if !w.allow {
+		httpField = fRespDenied
+	}
+	total := sizeMsg(fRespStatus, statusSize) + sizeMsg(httpField, httpSize) + sizeMsg(fRespMetadata, mdSize)
+	if b == nil {
+		b = make([]byte, 0, total)
+	}
+
+	b = appendMsgHeader(b, fRespStatus, statusSize)
+	b = appendVarint(b, fStatusCode, w.code)
+	b = appendStr(b, fStatusMsg, w.message)
+
+	b = appendMsgHeader(b, httpField, httpSize)
+	if w.allow {
+		b = appendOptions(b, fOKHeaders, w.headers)
+		for _, r := range w.remove {
+			b = appendBytesField(b, fOKRemove, r) // repeated: written even if empty
+		}
+	} else {
+		b = appendMsgHeader(b, fDenStatus, sizeVarint(fHTTPCode, w.status))
+		b = appendVarint(b, fHTTPCode, w.status)
+		b = appendOptions(b, fDenHeaders, w.headers)
+		b = appendStr(b, fDenBody, w.body)
+	}
+
+	b = appendMsgHeader(b, fRespMetadata, mdSize)
+	for i := 0; i < w.nMetadata; i += 2 {
+		k, v := w.metadata[i], w.metadata[i+1]
+		vs := sizeValue(v)
+		b = appendMsgHeader(b, fStructFields, sizeEntry(k, vs))
+		b = appendStr(b, fMapKey, k)
+		b = appendMsgHeader(b, fMapValue, vs)
+		b = appendBytesField(b, fValueString, v) // a oneof member: written even if empty
+	}
+	return b
+}
+
+// checkResponseMessage builds the same CheckResponse as messages: the
+// plain form of what appendCheckResponse writes, and the reference its
+// test compares against.
+func checkResponseMessage(d *Decision) *authv3.CheckResponse {
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"reason":     structpb.NewStringValue(d.Reason),
+		"agent":      structpb.NewStringValue(d.Identity.Agent),
+		"user":       structpb.NewStringValue(d.Identity.User),
+		"client_id":  structpb.NewStringValue(d.Identity.ClientID),
+		"credential": structpb.NewStringValue(d.Identity.Credential),
+	}}
+	if d.KeyID != "" {
+		md.Fields["key_id"] = structpb.NewStringValue(d.KeyID)
+	}
+	resp := &authv3.CheckResponse{
+		Status:          &rpcstatus.Status{Code: int32(grpcCode(d.Status))},
+		DynamicMetadata: md,
+	}
+	if d.Allow {
+		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:         headerOptions(d.UpstreamHeaders),
+			HeadersToRemove: d.RemoveHeaders,
+		}}
+		return resp
+	}
+	resp.Status.Message = d.Reason
+	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Headers: headerOptions(d.Headers),
+		Body:    string(d.Body),
+	}}
+	return resp
+}
+
+func headerOptions(hs []HeaderValue) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Key, Value: h.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	return out
+}
