@@ -163,6 +163,7 @@ func TestAgentCreateBadInput(t *testing.T) {
 		{"id missing", `{"owner":"b"}`, 400, "id: required"},
 		{"id with slash", `{"id":"a/b","owner":"b"}`, 400, "id:"},
 		{"id dot-dot", `{"id":"..","owner":"b"}`, 400, "id:"},
+		{"id a gateway route", `{"id":"login","owner":"b"}`, 400, "id:"},
 		{"id too long", `{"id":"` + strings.Repeat("a", 129) + `","owner":"b"}`, 400, "id:"},
 		{"owner missing", `{"id":"a"}`, 400, "owner: required"},
 		{"owner control char", `{"id":"a","owner":"b\u0007"}`, 400, "owner: contains a control character"},

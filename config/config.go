@@ -411,10 +411,21 @@ func validHostOrCIDR(h string) bool {
 	return true
 }
 
-// ValidAgentID: 1–128 of [A-Za-z0-9._-], and not "." or "..".
+// reservedAgentIDs are the first path segments the gateway itself serves:
+// an agent by one of these names would be shadowed by (or shadow) a gateway
+// route in dev mode and in the shipped Envoy, nginx and Istio configs.
+var reservedAgentIDs = []string{"oauth", "login", "consent", "account", "authz", "admin", ".well-known", "metrics", "healthz", "readyz"}
+
+// ValidAgentID: 1–128 of [A-Za-z0-9._-], not "." or "..", and not a name the
+// gateway's own routes use (compared case-insensitively).
 func ValidAgentID(id string) bool {
 	if len(id) == 0 || len(id) > 128 || id == "." || id == ".." {
 		return false
+	}
+	for _, r := range reservedAgentIDs {
+		if strings.EqualFold(id, r) {
+			return false
+		}
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

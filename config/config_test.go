@@ -148,7 +148,8 @@ func TestValidAgentID(t *testing.T) {
 			t.Errorf("%q rejected", ok)
 		}
 	}
-	for _, bad := range []string{"", ".", "..", "a/b", "a b", "é", "a%2F", strings.Repeat("x", 129)} {
+	for _, bad := range []string{"", ".", "..", "a/b", "a b", "é", "a%2F", strings.Repeat("x", 129),
+		"oauth", "login", "Consent", "account", "authz", "admin", ".well-known", "metrics", "healthz", "readyz"} {
 		if ValidAgentID(bad) {
 			t.Errorf("%q accepted", bad)
 		}
