@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,10 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 )
@@ -23,47 +22,10 @@ const testToken = "admin-token-0123456789abcdef0123456789"
 // the wall clock because memstore judges expiry by the wall clock.
 var fixedNow = time.Now().UTC().Truncate(time.Second)
 
-// syncBuffer collects log lines written by server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// auditLines returns the decoded "audit" log records.
-func (b *syncBuffer) auditLines(t *testing.T) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q: %v", line, err)
-		}
-		if m["msg"] == "audit" {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 type testEnv struct {
 	mem  *memstore.Store
 	srv  *httptest.Server
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 var staticDemo = store.Agent{ID: "static-demo", Name: "Static demo", Owner: "demo", Upstream: "http://127.0.0.1:3000/mcp", Scopes: []string{"mcp", "tools"}}
@@ -75,7 +37,7 @@ func newEnv(t *testing.T, wrap func(*Options)) *testEnv {
 	t.Helper()
 	mem := memstore.New()
 	t.Cleanup(func() { _ = mem.Close() })
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	opts := Options{
 		Token:        testToken,
 		Store:        mem,

@@ -135,7 +135,7 @@ func TestAgentsCRUD(t *testing.T) {
 	e.api(t, "GET", "/admin/v1/agents/weather", "", 404)
 
 	events := map[string]bool{}
-	for _, l := range e.logs.auditLines(t) {
+	for _, l := range e.logs.Audit(t) {
 		if l["who"] != "admin" {
 			t.Fatalf("audit line without who=admin: %v", l)
 		}
@@ -271,7 +271,7 @@ func TestKeysCreateListRevoke(t *testing.T) {
 		}
 	}
 	seen := map[string]int{}
-	for _, l := range e.logs.auditLines(t) {
+	for _, l := range e.logs.Audit(t) {
 		seen[fmt.Sprint(l["event"])]++
 		if l["event"] == "key_revoked" && l["id"] != ck.ID {
 			t.Fatalf("revoke audit line %v", l)
@@ -361,7 +361,7 @@ func TestClientsListDelete(t *testing.T) {
 		t.Fatalf("empty list should be [], got %+v", l.Clients)
 	}
 	seen := 0
-	for _, a := range e.logs.auditLines(t) {
+	for _, a := range e.logs.Audit(t) {
 		if a["event"] == "client_deleted" {
 			seen++
 		}

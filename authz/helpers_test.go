@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -28,41 +28,6 @@ var (
 	secret1 = []byte("0123456789abcdef0123456789abcdef-k1")
 	secret2 = []byte("fedcba9876543210fedcba9876543210-k2")
 )
-
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// lines returns the JSON log records.
-func (s *syncBuffer) lines(t testing.TB) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 func newRing(t testing.TB) *token.Ring {
 	t.Helper()
@@ -80,7 +45,7 @@ type env struct {
 	st   store.Store // seeded directly, as the admin API would
 	ring *token.Ring
 	a    *Authorizer
-	logs *syncBuffer
+	logs *logtest.Buffer
 	keys map[string]string // name → raw key
 	toks map[string]string // name → raw JWT
 }
@@ -115,7 +80,7 @@ func newEnvOn(t testing.TB, st store.Store, tweak ...func(*Options)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e := &env{t: t, ctx: ctx, st: st, ring: newRing(t), logs: &syncBuffer{}, keys: map[string]string{}, toks: map[string]string{}}
+	e := &env{t: t, ctx: ctx, st: st, ring: newRing(t), logs: &logtest.Buffer{}, keys: map[string]string{}, toks: map[string]string{}}
 	opts := Options{
 		PublicURL:     pub + "/", // trailing slash is tolerated
 		Scopes:        []string{"mcp"},

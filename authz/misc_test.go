@@ -226,7 +226,7 @@ func TestAuditAndMetrics(t *testing.T) {
 	}
 
 	var audits []map[string]any
-	for _, l := range e.logs.lines(t) {
+	for _, l := range e.logs.Records(t) {
 		if l["msg"] == "audit" {
 			audits = append(audits, l)
 		}

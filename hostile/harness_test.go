@@ -27,6 +27,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -158,24 +159,6 @@ func (c *countingStore) PutAgent(ctx context.Context, a *store.Agent) error {
 	return c.count("PutAgent", c.Store.PutAgent(ctx, a))
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // upstream is the agent behind the dev proxy: it counts requests and echoes
 // the headers it received.
 type upstream struct {
@@ -211,7 +194,7 @@ type gw struct {
 	ts    *httptest.Server
 	url   string
 	up    *upstream
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 	tr    *http.Transport
 
 	client *http.Client // never follows redirects
@@ -247,7 +230,7 @@ func newGW(t *testing.T, b backend, tweak func(*config.Config)) *gw {
 func newGWWith(t *testing.T, b backend, opts gwOptions) *gw {
 	t.Helper()
 	tweak := opts.cfg
-	g := &gw{t: t, logs: &syncBuffer{}, fx: map[string]string{}}
+	g := &gw{t: t, logs: &logtest.Buffer{}, fx: map[string]string{}}
 	g.ts = httptest.NewUnstartedServer(nil)
 	g.url = "http://" + g.ts.Listener.Addr().String()
 	cfg := config.Default()

@@ -13,13 +13,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/html"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
@@ -40,24 +40,6 @@ const clientRedirect = "http://127.0.0.1:9/callback"
 
 const ringSecret = "0123456789abcdef0123456789abcdef-ring"
 
-// syncBuffer collects log lines from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gateway is our authorization server with a login provider, on 127.0.0.1.
 type gateway struct {
 	t    testing.TB
@@ -65,7 +47,7 @@ type gateway struct {
 	cfg  *config.Config
 	st   store.Store
 	ring *token.Ring
-	logs *syncBuffer
+	logs *logtest.Buffer
 	srv  *oauthsrv.Server
 }
 
@@ -74,7 +56,7 @@ type gateway struct {
 func newGateway(t testing.TB, login func(cfg *config.Config), opts ...Option) *gateway {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
-	g := &gateway{t: t, url: "http://" + ts.Listener.Addr().String(), logs: &syncBuffer{}}
+	g := &gateway{t: t, url: "http://" + ts.Listener.Addr().String(), logs: &logtest.Buffer{}}
 	cfg := config.Default()
 	cfg.PublicURL = g.url
 	cfg.RateLimit = config.RateLimit{}

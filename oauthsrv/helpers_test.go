@@ -1,7 +1,6 @@
 package oauthsrv
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -71,24 +71,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	t     testing.TB
 	cfg   *config.Config
@@ -97,7 +79,7 @@ type env struct {
 	srv   *Server
 	ts    *httptest.Server
 	clock *clock
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 	url   string
 }
 
@@ -107,7 +89,7 @@ type envOption func(*config.Config, *Options)
 // (owner alice, user bob) and "private" (owner carol).
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}}
+	e := &env{t: t, clock: &clock{}, logs: &logtest.Buffer{}}
 	e.ts = httptest.NewUnstartedServer(nil)
 	e.url = "http://" + e.ts.Listener.Addr().String()
 	cfg := config.Default()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,29 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 )
-
-// syncBuffer collects a subprocess's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -98,7 +80,7 @@ func TestSIGTERMDrainsDevMode(t *testing.T) {
 	cmd := exec.Command(bin, "dev", "--listen", listen, "--admin", admin, "--grpc", "",
 		"--drain-delay", drain.String(), "--shutdown-timeout", grace.String())
 	cmd.Env = append(os.Environ(), "MCPGW_ADMIN_TOKEN="+adminToken, "MCPGW_DEV_PASSWORD=shutdown-test-pw", "MCPGW_CONFIG=")
-	var out, logs syncBuffer
+	var out, logs logtest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
