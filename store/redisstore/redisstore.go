@@ -338,6 +338,53 @@ func (s *Store) listJSON(ctx context.Context, op, index, keyPrefix string) ([][]
 	return out, nil
 }
 
+// eachIndexedHash calls fn with the hash record of every member of an index
+// set (key keyPrefix+member), in one pipeline, and removes from the set the
+// members fn calls stale (record gone, or never to be listed again).
+func (s *Store) eachIndexedHash(ctx context.Context, op, index, keyPrefix string, fn func(member string, m map[string]string) (stale bool, err error)) error {
+	members, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return unavailable(op, err)
+	}
+	if len(members) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(members))
+	for i, m := range members {
+		cmds[i] = pipe.HGetAll(ctx, keyPrefix+m)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable(op, err)
+	}
+	var stale []any
+	for i, c := range cmds {
+		gone, err := fn(members[i], c.Val())
+		if err != nil {
+			return err
+		}
+		if gone {
+			stale = append(stale, members[i])
+		}
+	}
+	if len(stale) > 0 {
+		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
+	}
+	return nil
+}
+
+// sortByCreated orders records oldest first, ties by id.
+func sortByCreated[T any](out []T, key func(T) (time.Time, string)) {
+	sort.Slice(out, func(i, j int) bool {
+		ti, idi := key(out[i])
+		tj, idj := key(out[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return idi < idj
+	})
+}
+
 func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error) {
 	defer observe("ListClients", time.Now(), &err)
 	index := s.p + "clients"
@@ -607,45 +654,23 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) (f *store.RefreshFa
 
 func (s *Store) ListFamilies(ctx context.Context, userID string) (out []*store.RefreshFamily, err error) {
 	defer observe("ListFamilies", time.Now(), &err)
-	index := s.p + "rtuser:" + esc(userID)
-	ids, err := s.rdb.SMembers(ctx, index).Result()
-	if err != nil {
-		return nil, unavailable("ListFamilies", err)
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.p+"rtfam:"+id)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, unavailable("ListFamilies", err)
-	}
-	var stale []any
-	for i, c := range cmds {
-		f, err := family("ListFamilies", c.Val())
+	err = s.eachIndexedHash(ctx, "ListFamilies", s.p+"rtuser:"+esc(userID), s.p+"rtfam:", func(_ string, m map[string]string) (bool, error) {
+		f, err := family("ListFamilies", m)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			stale = append(stale, ids[i])
+			return true, nil
 		case err != nil:
-			return nil, err
+			return false, err
 		case f.Revoked:
-			stale = append(stale, ids[i]) // never listed again
-		default:
-			out = append(out, f)
+			return true, nil // never listed again
 		}
-	}
-	if len(stale) > 0 {
-		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
+		out = append(out, f)
+		return false, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	sortByCreated(out, func(f *store.RefreshFamily) (time.Time, string) { return f.CreatedAt, f.ID })
 	return out, nil
 }
 
@@ -887,43 +912,21 @@ func (s *Store) GetKeyByHash(ctx context.Context, hash string) (k *store.APIKey,
 
 func (s *Store) ListKeys(ctx context.Context) (out []*store.APIKey, err error) {
 	defer observe("ListKeys", time.Now(), &err)
-	index := s.p + "keys"
-	hashes, err := s.rdb.SMembers(ctx, index).Result()
-	if err != nil {
-		return nil, unavailable("ListKeys", err)
-	}
-	if len(hashes) == 0 {
-		return nil, nil
-	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(hashes))
-	for i, h := range hashes {
-		cmds[i] = pipe.HGetAll(ctx, s.p+"key:"+h)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, unavailable("ListKeys", err)
-	}
-	var stale []any
-	for i, c := range cmds {
-		k, err := apiKey("ListKeys", hashes[i], c.Val())
+	err = s.eachIndexedHash(ctx, "ListKeys", s.p+"keys", s.p+"key:", func(hash string, m map[string]string) (bool, error) {
+		k, err := apiKey("ListKeys", hash, m)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			stale = append(stale, hashes[i])
+			return true, nil
 		case err != nil:
-			return nil, err
-		default:
-			out = append(out, k)
+			return false, err
 		}
-	}
-	if len(stale) > 0 {
-		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
+		out = append(out, k)
+		return false, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	sortByCreated(out, func(k *store.APIKey) (time.Time, string) { return k.CreatedAt, k.ID })
 	return out, nil
 }
 
