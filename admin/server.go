@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	runtimepprof "runtime/pprof"
 	"strings"
 	"time"
 
@@ -113,6 +115,19 @@ func New(opts Options) *Server {
 	api.Handle("/admin/v1/clients", methodNotAllowed("GET, HEAD"))
 	api.HandleFunc("DELETE /admin/v1/clients/{id}", s.deleteClient)
 	api.Handle("/admin/v1/clients/{id}", methodNotAllowed("DELETE"))
+	// Profiles of the running gateway (go tool pprof -H 'Authorization: …'
+	// or curl), behind the admin token: a CPU profile under load is how
+	// the Check's hot path is tuned (BENCHMARKS.md).
+	api.HandleFunc("GET /admin/v1/debug/pprof/profile", pprof.Profile)
+	api.HandleFunc("GET /admin/v1/debug/pprof/trace", pprof.Trace)
+	api.HandleFunc("GET /admin/v1/debug/pprof/{profile}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("profile")
+		if runtimepprof.Lookup(name) == nil {
+			writeError(w, http.StatusNotFound, "no such profile: "+name)
+			return
+		}
+		pprof.Handler(name).ServeHTTP(w, r)
+	})
 	api.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin endpoint: "+r.URL.Path)
 	})

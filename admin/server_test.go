@@ -541,3 +541,30 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+// Profiles are served behind the admin token, and only the runtime's
+// named ones.
+func TestPprof(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, p := range []string{"/admin/v1/debug/pprof/heap", "/admin/v1/debug/pprof/profile?seconds=1", "/admin/v1/debug/pprof/goroutine"} {
+		if status, _, _ := e.call(t, "GET", p, "", ""); status != 401 {
+			t.Fatalf("anonymous %s: %d, want 401", p, status)
+		}
+	}
+	b := e.api(t, "GET", "/admin/v1/debug/pprof/goroutine?debug=1", "", 200)
+	if !strings.Contains(string(b), "goroutine profile:") {
+		t.Fatalf("goroutine profile: %.200s", b)
+	}
+	b = e.api(t, "GET", "/admin/v1/debug/pprof/profile?seconds=1", "", 200)
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // a CPU profile is gzipped protobuf
+		t.Fatalf("CPU profile does not look like one: % x", b[:min(len(b), 8)])
+	}
+	errorMessage(t, e.api(t, "GET", "/admin/v1/debug/pprof/nope", "", 404), "no such profile: nope")
+	if status, _, _ := e.call(t, "POST", "/admin/v1/debug/pprof/heap", testToken, ""); status == 200 {
+		t.Fatal("POST to a profile answered 200")
+	}
+	// The standard library's handlers are not on any public mux.
+	if status, _, _ := e.call(t, "GET", "/debug/pprof/", "", ""); status != 404 {
+		t.Fatalf("/debug/pprof/ without the token: %d, want 404", status)
+	}
+}

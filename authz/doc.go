@@ -46,7 +46,7 @@
 // # Status by adapter
 //
 //	decision   gRPC Check (CheckResponse status, denied HTTP status)   HTTP check
-//	allow      OK, OkHttpResponse                                       200
+//	allow      OK (status absent), OkHttpResponse                       200
 //	401        UNAUTHENTICATED, 401                                     401
 //	403        PERMISSION_DENIED, 403                                   403
 //	404        NOT_FOUND, 404                                           403 (no challenge)
@@ -54,7 +54,10 @@
 //
 // Denials are always a CheckResponse with a DeniedHttpResponse, never an
 // RPC error or an ErrorResponse, so Envoy's failure_mode_allow cannot turn
-// them into an allow.
+// them into an allow. A denial also carries dynamic_metadata (reason,
+// agent, user, client_id, credential, key_id) for Envoy's access log; an
+// allow carries only the OkHttpResponse, since the identity is already in
+// the x-mcp-* headers it sets.
 //
 // # Caches and events
 //

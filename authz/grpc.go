@@ -2,9 +2,8 @@ package authz
 
 import (
 	"context"
-	"strings"
+	"runtime"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,9 +16,22 @@ import (
 // Authorization service (envoy.service.auth.v3.Authorization/Check), the
 // standard health service (SERVING while a.Ready(), for the whole server
 // and for the Authorization service name) and server reflection.
+//
+// Check is registered by hand rather than through the generated
+// RegisterAuthorizationServer so that its request and answer skip the
+// message types: checkCodec reads the request straight into a checkRequest
+// and writes the answer's bytes as they are (grpcreq.go, grpcwire.go).
+// Clients see the standard service, descriptors included.
 func NewGRPCServer(a *Authorizer, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{
+		grpc.ForceServerCodecV2(newCheckCodec()),
+		// Serve RPCs on long-lived goroutines: a new goroutine per Check
+		// grew its stack on every call (newstack was an eighth of the
+		// server's CPU under load). More in flight still get their own.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}, opts...)
 	s := grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(s, &checkServer{a: a})
+	s.RegisterService(&checkServiceDesc, &checkServer{a: a})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	a.watchReady(func(ready bool) {
@@ -34,52 +46,43 @@ func NewGRPCServer(a *Authorizer, opts ...grpc.ServerOption) *grpc.Server {
 	return s
 }
 
-type checkServer struct {
-	authv3.UnimplementedAuthorizationServer
-	a *Authorizer
+// checkServiceDesc is authv3.Authorization_ServiceDesc with its one method
+// decoding into a checkRequest.
+var checkServiceDesc = grpc.ServiceDesc{
+	ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Check",
+		Handler:    checkHandler,
+	}},
+	Metadata: authv3.Authorization_ServiceDesc.Metadata,
 }
 
-// Check answers every request with a CheckResponse, never a Go error:
+var checkFullMethod = "/" + authv3.Authorization_ServiceDesc.ServiceName + "/Check"
+
+func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	var req checkRequest
+	if err := dec(&req); err != nil {
+		return nil, err
+	}
+	s := srv.(*checkServer)
+	if interceptor == nil {
+		return s.check(ctx, &req), nil
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: checkFullMethod}
+	return interceptor(ctx, &req, info, func(ctx context.Context, req any) (any, error) {
+		return s.check(ctx, req.(*checkRequest)), nil
+	})
+}
+
+type checkServer struct{ a *Authorizer }
+
+// check answers every request with a CheckResponse, never a Go error:
 // Envoy treats a failed RPC per its failure_mode_allow setting, and a
 // decision must not depend on that.
-func (s *checkServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	h := req.GetAttributes().GetRequest().GetHttp()
-	headers := h.GetHeaders()
-	if len(headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
-		headers = rawHeaders(h.GetHeaderMap())
-	}
-	path := h.GetPath()
-	if path == "" {
-		path = headers[":path"]
-	}
-	method := h.GetMethod()
-	if method == "" {
-		method = headers[":method"]
-	}
-	if headers == nil {
-		headers = map[string]string{} // Headers == nil would mean "use Header"
-	}
-	d := s.a.Decide(ctx, &Request{Method: method, Path: path, Headers: headers, Adapter: "grpc"})
-	return checkResponse(d), nil
-}
-
-// rawHeaders flattens header_map (sent instead of headers when Envoy's
-// encode_raw_headers is on) the way Envoy builds headers: lower-case keys,
-// repeated values joined with ",".
-func rawHeaders(m *corev3.HeaderMap) map[string]string {
-	out := make(map[string]string, len(m.GetHeaders()))
-	for _, hv := range m.GetHeaders() {
-		k := strings.ToLower(hv.GetKey())
-		v := hv.GetValue()
-		if len(hv.GetRawValue()) > 0 {
-			v = string(hv.GetRawValue())
-		}
-		if old, ok := out[k]; ok {
-			v = old + "," + v
-		}
-		out[k] = v
-	}
-	return out
+func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
+	d := s.a.Decide(ctx, &Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"})
+	return &checkAnswer{wire: appendCheckResponse(nil, d)}
 }
 
 // grpcCode is the CheckResponse status for a decision. Envoy denies on any

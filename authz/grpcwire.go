@@ -15,21 +15,22 @@ import (
 )
 
 // The Check answer is written straight in the protobuf wire format and
-// handed to gRPC as the unknown fields of an empty CheckResponse, which
-// proto.Marshal copies out verbatim. Building the response as messages and
-// marshalling them (checkResponseMessage, kept as the reference) cost about
-// as much as the decision itself — ~30 small allocations, and a reflective
-// walk of the metadata Struct's map — on every MCP request. Receivers decode
-// the bytes into exactly the message checkResponseMessage builds
-// (TestCheckResponseWire compares the two for every kind of decision).
-
-// checkResponse is the CheckResponse for d.
-func checkResponse(d *Decision) *authv3.CheckResponse {
-	b := appendCheckResponse(nil, d)
-	resp := &authv3.CheckResponse{}
-	resp.ProtoReflect().SetUnknown(b)
-	return resp
-}
+// handed to gRPC as it is (checkCodec). Building the response as messages
+// and marshalling them cost about as much as the decision itself — ~30
+// small allocations, and a reflective walk of the metadata Struct's map —
+// on every MCP request. Receivers decode the bytes into exactly the message
+// checkResponseMessage (in the tests) builds; TestCheckResponseWire compares
+// the two for every kind of decision.
+//
+// What the answer carries, and why no more: Envoy and the load generator
+// decode every field of it on every MCP request, so an allow is only the
+// ok_response (identity headers, headers to remove). Its gRPC status is
+// left out — an absent status is code 0, OK — and so is dynamic_metadata:
+// the identity is already in the x-mcp-* request headers, which Envoy's
+// access log reads with %REQ(x-mcp-user)% in both the gRPC and the HTTP
+// mode. A denial carries the status, the denied_response and
+// dynamic_metadata with the reason and what is known of the caller, for
+// the access log's %DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%.
 
 // Field numbers, from the generated descriptors rather than retyped.
 var (
@@ -268,37 +269,38 @@ func (w *wireDecision) metadataSize() int {
 }
 
 // appendCheckResponse appends the wire form of the CheckResponse for d:
-// status, ok_response or denied_response, and dynamic_metadata (reason,
-// agent, user, client_id, credential, key_id for Envoy's access logs).
+// ok_response for an allow; status, denied_response and dynamic_metadata
+// (reason, agent, user, client_id, credential, key_id) for a denial.
 func appendCheckResponse(b []byte, d *Decision) []byte {
 	var w wireDecision
 	newWireDecision(d, &w)
-	statusSize, httpSize, mdSize := w.statusSize(), w.httpSize(), w.metadataSize()
-	httpField := fRespOK
-	if !w.allow {
-		httpField = fRespDenied
-	}
-	total := sizeMsg(fRespStatus, statusSize) + sizeMsg(httpField, httpSize) + sizeMsg(fRespMetadata, mdSize)
-	if b == nil {
-		b = make([]byte, 0, total)
-	}
-
-	b = appendMsgHeader(b, fRespStatus, statusSize)
-	b = appendVarint(b, fStatusCode, w.code)
-	b = appendStr(b, fStatusMsg, w.message)
-
-	b = appendMsgHeader(b, httpField, httpSize)
 	if w.allow {
+		httpSize := w.httpSize()
+		if b == nil {
+			b = make([]byte, 0, sizeMsg(fRespOK, httpSize))
+		}
+		b = appendMsgHeader(b, fRespOK, httpSize)
 		b = appendOptions(b, fOKHeaders, w.headers)
 		for _, r := range w.remove {
 			b = appendBytesField(b, fOKRemove, r) // repeated: written even if empty
 		}
-	} else {
-		b = appendMsgHeader(b, fDenStatus, sizeVarint(fHTTPCode, w.status))
-		b = appendVarint(b, fHTTPCode, w.status)
-		b = appendOptions(b, fDenHeaders, w.headers)
-		b = appendStr(b, fDenBody, w.body)
+		return b
 	}
+
+	statusSize, httpSize, mdSize := w.statusSize(), w.httpSize(), w.metadataSize()
+	total := sizeMsg(fRespStatus, statusSize) + sizeMsg(fRespDenied, httpSize) + sizeMsg(fRespMetadata, mdSize)
+	if b == nil {
+		b = make([]byte, 0, total)
+	}
+	b = appendMsgHeader(b, fRespStatus, statusSize)
+	b = appendVarint(b, fStatusCode, w.code)
+	b = appendStr(b, fStatusMsg, w.message)
+
+	b = appendMsgHeader(b, fRespDenied, httpSize)
+	b = appendMsgHeader(b, fDenStatus, sizeVarint(fHTTPCode, w.status))
+	b = appendVarint(b, fHTTPCode, w.status)
+	b = appendOptions(b, fDenHeaders, w.headers)
+	b = appendStr(b, fDenBody, w.body)
 
 	b = appendMsgHeader(b, fRespMetadata, mdSize)
 	for i := 0; i < w.nMetadata; i += 2 {
@@ -310,49 +312,4 @@ func appendCheckResponse(b []byte, d *Decision) []byte {
 		b = appendBytesField(b, fValueString, v) // a oneof member: written even if empty
 	}
 	return b
-}
-
-// checkResponseMessage builds the same CheckResponse as messages: the
-// plain form of what appendCheckResponse writes, and the reference its
-// test compares against.
-func checkResponseMessage(d *Decision) *authv3.CheckResponse {
-	md := &structpb.Struct{Fields: map[string]*structpb.Value{
-		"reason":     structpb.NewStringValue(d.Reason),
-		"agent":      structpb.NewStringValue(d.Identity.Agent),
-		"user":       structpb.NewStringValue(d.Identity.User),
-		"client_id":  structpb.NewStringValue(d.Identity.ClientID),
-		"credential": structpb.NewStringValue(d.Identity.Credential),
-	}}
-	if d.KeyID != "" {
-		md.Fields["key_id"] = structpb.NewStringValue(d.KeyID)
-	}
-	resp := &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(grpcCode(d.Status))},
-		DynamicMetadata: md,
-	}
-	if d.Allow {
-		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         headerOptions(d.UpstreamHeaders),
-			HeadersToRemove: d.RemoveHeaders,
-		}}
-		return resp
-	}
-	resp.Status.Message = d.Reason
-	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-		Headers: headerOptions(d.Headers),
-		Body:    string(d.Body),
-	}}
-	return resp
-}
-
-func headerOptions(hs []HeaderValue) []*corev3.HeaderValueOption {
-	out := make([]*corev3.HeaderValueOption, len(hs))
-	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Key, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
-	}
-	return out
 }

@@ -6,22 +6,27 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/golang-jwt/jwt/v5"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
-// wireRoundTrip marshals checkResponse(d) as gRPC does and decodes it the
-// way Envoy (or any client) does.
+// wireRoundTrip encodes d's answer as checkCodec sends it and decodes it
+// the way Envoy (or any client) does.
 func wireRoundTrip(t *testing.T, d *Decision) *authv3.CheckResponse {
 	t.Helper()
-	raw, err := proto.Marshal(checkResponse(d))
+	bs, err := newCheckCodec().Marshal(&checkAnswer{wire: appendCheckResponse(nil, d)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	raw := bs.Materialize()
 	var got authv3.CheckResponse
 	if err := proto.Unmarshal(raw, &got); err != nil {
 		t.Fatalf("the hand-encoded response does not decode: %v", err)
@@ -110,7 +115,8 @@ func TestCheckResponseWireEdges(t *testing.T) {
 		RemoveHeaders:   []string{"authorization", "x-mcp-\xff"},
 	}
 	got := wireRoundTrip(t, d)
-	if u := got.GetDynamicMetadata().GetFields()["user"].GetStringValue(); u != "al\uFFFDice" {
+	deny := wireRoundTrip(t, &Decision{Status: 403, Reason: "forbidden", Identity: d.Identity})
+	if u := deny.GetDynamicMetadata().GetFields()["user"].GetStringValue(); u != "al\uFFFDice" {
 		t.Fatalf("metadata user %q", u)
 	}
 	ok := got.GetOkResponse()
@@ -121,4 +127,48 @@ func TestCheckResponseWireEdges(t *testing.T) {
 	if d.Identity.User != "al\xffice" || d.UpstreamHeaders[0].Value != "al\xffice" || d.RemoveHeaders[1] != "x-mcp-\xff" {
 		t.Fatal("encoding changed the decision")
 	}
+}
+
+// checkResponseMessage builds the CheckResponse for d as messages: the
+// plain form of what appendCheckResponse writes, and the reference it is
+// compared against.
+func checkResponseMessage(d *Decision) *authv3.CheckResponse {
+	if d.Allow {
+		return &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:         headerOptions(d.UpstreamHeaders),
+			HeadersToRemove: d.RemoveHeaders,
+		}}}
+	}
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"reason":     structpb.NewStringValue(d.Reason),
+		"agent":      structpb.NewStringValue(d.Identity.Agent),
+		"user":       structpb.NewStringValue(d.Identity.User),
+		"client_id":  structpb.NewStringValue(d.Identity.ClientID),
+		"credential": structpb.NewStringValue(d.Identity.Credential),
+	}}
+	if d.KeyID != "" {
+		md.Fields["key_id"] = structpb.NewStringValue(d.KeyID)
+	}
+	resp := &authv3.CheckResponse{
+		Status:          &rpcstatus.Status{Code: int32(grpcCode(d.Status))},
+		DynamicMetadata: md,
+	}
+	resp.Status.Message = d.Reason
+	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Headers: headerOptions(d.Headers),
+		Body:    string(d.Body),
+	}}
+	return resp
+}
+
+func headerOptions(hs []HeaderValue) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Key, Value: h.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	return out
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# bench/run.sh — `make bench`: the gateway's Check against two floors — a
-# no-op Check server answering an empty OK, and the same no-op answering with
-# the gateway's own recorded answers — driven by ghz with Envoy-shaped
+# bench/run.sh — `make bench`: the gateway's Check against three floors — a
+# plain no-op Check server answering an empty OK (the floor), the same no-op
+# on the gateway's tuned transport, and that tuned no-op answering with the
+# gateway's own recorded answers — driven by ghz with Envoy-shaped
 # CheckRequests, then the in-process Go benchmarks. One command; prints
 # markdown to stdout (BENCHMARKS.md explains it) and keeps the raw ghz reports
 # in $OUT (default: a new directory under $TMPDIR).
@@ -55,11 +56,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mapfile -t ports < <("$bt" ports 5)
+mapfile -t ports < <("$bt" ports 6)
 noop_addr=127.0.0.1:${ports[0]}
 "$OUT/noop" -listen "$noop_addr" 2>"$OUT/noop.log" &
 noop_pid=$!
 pids+=("$noop_pid")
+tuned_addr=127.0.0.1:${ports[5]}
+"$OUT/noop" -tuned -listen "$tuned_addr" 2>"$OUT/noop-tuned.log" &
+tuned_pid=$!
+pids+=("$tuned_pid")
 
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 admin_token=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=')
@@ -137,9 +142,10 @@ prepare_requests() {
     "$bt" request -binary -auth "${authz[$s]}" -o "$dir/$s.bin"
     "$bt" check -addr "127.0.0.1:${ports[2]}" -data "$dir/$s.bin" -want "${want[$s]}" -save "$dir/$s.answer"
     "$bt" check -addr "$noop_addr" -data "$dir/$s.bin" -want 200
+    "$bt" check -addr "$tuned_addr" -data "$dir/$s.bin" -want 200
     printf '%s\t%s\n' "${authz[$s]}" "$dir/$s.answer" >>"$dir/answers.tsv"
   done
-  "$OUT/noop" -listen "$same_addr" -answers "$dir/answers.tsv" 2>>"$OUT/noop-same.log" &
+  "$OUT/noop" -tuned -listen "$same_addr" -answers "$dir/answers.tsv" 2>>"$OUT/noop-same.log" &
   same_pid=$!
   pids+=("$same_pid")
   for s in "${scenarios[@]}"; do
@@ -161,21 +167,21 @@ ghz_run() {
     -B "$2" -c "$3" --connections "$CONNECTIONS" -z "$DURATION" -O json "$1" >"$4"
 }
 
-# matrix SECTION DIR: every scenario × concurrency against the three
+# matrix SECTION DIR: every scenario × concurrency against the four
 # servers, the order rotating from one run to the next so that no server
 # always goes first.
 matrix() {
   local section=$1 dir=$2 r c s i=0 k t
-  local names=(floor same gateway) addrs=("$noop_addr" "$same_addr" "127.0.0.1:${ports[2]}")
-  local procs=("$noop_pid" "$same_pid" "$gw_pid")
+  local names=(floor tuned same gateway) addrs=("$noop_addr" "$tuned_addr" "$same_addr" "127.0.0.1:${ports[2]}")
+  local procs=("$noop_pid" "$tuned_pid" "$same_pid" "$gw_pid")
   log "$section: warm-up"
-  for k in 0 1 2; do ghz_run "${addrs[$k]}" "$dir/jwt.bin" 16 /dev/null; done
+  for k in 0 1 2 3; do ghz_run "${addrs[$k]}" "$dir/jwt.bin" 16 /dev/null; done
   for r in $(seq "$ROUNDS"); do
     for c in $CONCURRENCY; do
       for s in "${scenarios[@]}"; do
         log "$section: round $r, c=$c, $s  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-        for k in 0 1 2; do
-          t=$(( (k + i) % 3 ))
+        for k in 0 1 2 3; do
+          t=$(( (k + i) % 4 ))
           f=$OUT/${section// /-}-$s-c$c-r$r-${names[$t]}.json
           t0=$(cpu_ticks "${procs[$t]}")
           ghz_run "${addrs[$t]}" "$dir/$s.bin" "$c" "$f"
@@ -233,6 +239,7 @@ else
   log "no Redis (set MCPGW_TEST_REDIS_URL or install redis-server): Redis variant skipped"
 fi
 rss_lines+=("empty-OK floor: peak RSS (VmHWM) $(hwm "$noop_pid")")
+rss_lines+=("tuned empty-OK floor: peak RSS (VmHWM) $(hwm "$tuned_pid")")
 
 {
   echo "## gRPC Check under ghz $GHZ_VERSION (-z $DURATION per run, $ROUNDS round(s), --connections $CONNECTIONS)"

@@ -403,7 +403,8 @@ func (s *walkState) checkExtAuthz(h *hcmOf, clusters map[string]*clusterv3.Clust
 		s.fail("%s: neither grpc_service nor http_service", where)
 	}
 
-	// The access log must carry who was let in (gRPC mode fills these).
+	// The access log must carry who was let in (the identity headers the
+	// answer set) and why a request was refused (a denial's metadata).
 	var formats []string
 	for _, al := range h.hcm.GetAccessLog() {
 		so := &streamv3.StdoutAccessLog{}
@@ -411,8 +412,10 @@ func (s *walkState) checkExtAuthz(h *hcmOf, clusters map[string]*clusterv3.Clust
 			formats = append(formats, protojson.Format(so.GetLogFormat()))
 		}
 	}
-	for _, key := range []string{"user", "agent", "client_id", "credential"} {
-		want := "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:" + key + ")%"
+	for _, want := range []string{
+		"%REQ(X-MCP-USER)%", "%REQ(X-MCP-AGENT)%", "%REQ(X-MCP-CLIENT-ID)%", "%REQ(X-MCP-CREDENTIAL)%",
+		"%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%",
+	} {
 		if !slices.ContainsFunc(formats, func(f string) bool { return strings.Contains(f, want) }) {
 			s.fail("listener %s: no stdout access log with %s", h.listener, want)
 		}
@@ -941,7 +944,11 @@ func TestValidationBites(t *testing.T) {
 		{"access log without the user", "envoy.yaml", func(t *testing.T, d map[string]any) {
 			al := publicHCM(t, d)["access_log"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
 			delete(al["log_format"].(map[string]any)["json_format"].(map[string]any), "mcp_user")
-		}, "ext_authz:user"},
+		}, "%REQ(X-MCP-USER)%"},
+		{"access log without the denial reason", "envoy.yaml", func(t *testing.T, d map[string]any) {
+			al := publicHCM(t, d)["access_log"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+			delete(al["log_format"].(map[string]any)["json_format"].(map[string]any), "mcp_deny_reason")
+		}, "ext_authz:reason"},
 		{"http_service not passing an identity header", "envoy-http-service.yaml", func(t *testing.T, d map[string]any) {
 			tc := httpFilter(t, d, filterExtAuthz)["typed_config"].(map[string]any)
 			ar := tc["http_service"].(map[string]any)["authorization_response"].(map[string]any)

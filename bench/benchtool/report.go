@@ -53,7 +53,9 @@ func (r *run) cpuPerCheck() float64 {
 // cmdReport reads a manifest (tab-separated: section, scenario,
 // concurrency, target, round, ghz JSON file, server CPU seconds during the
 // run) and prints one markdown table per section. Targets: "floor" (empty
-// OK), "same" (the gateway's own answers, canned) and "gateway". Every
+// OK, plain gRPC server), "tuned" (empty OK on the gateway's transport),
+// "same" (the gateway's own answers, canned, on that transport) and
+// "gateway". Every
 // gateway run is paired with the floor runs of the same scenario,
 // concurrency and round, made next to it; figures are medians over rounds
 // and ratios are medians of the paired ratios (pairing cancels most of the
@@ -127,10 +129,10 @@ func cmdReport(args []string) error {
 		if k.section != section {
 			section = k.section
 			fmt.Printf("\n#### %s\n\n", section)
-			fmt.Println("| scenario | c | gateway req/s | p50 | p99 | floor req/s | **ratio to floor** | same-answer floor req/s | ratio to same-answer floor | CPU/Check: gateway | floor | same-answer floor | rounds |")
-			fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+			fmt.Println("| scenario | c | gateway req/s | p50 | p99 | floor req/s | **ratio to floor** | tuned floor req/s | ratio to tuned floor | same-answer floor req/s | ratio to same-answer floor | CPU/Check: gateway | floor | tuned floor | same-answer floor | rounds |")
+			fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		}
-		var rps, p50, p99, frps, ratio, srps, sratio, gcpu, fcpu, scpu []float64
+		var rps, p50, p99, frps, ratio, trps, tratio, srps, sratio, gcpu, fcpu, tcpu, scpu []float64
 		for round, g := range runs[k]["gateway"] {
 			rps = append(rps, g.rep.RPS)
 			p50 = append(p50, float64(g.rep.pct(50)))
@@ -141,16 +143,21 @@ func cmdReport(args []string) error {
 				ratio = append(ratio, g.rep.RPS/fl.rep.RPS)
 				fcpu = append(fcpu, fl.cpuPerCheck())
 			}
+			if tu := runs[k]["tuned"][round]; tu != nil && tu.rep.RPS > 0 {
+				trps = append(trps, tu.rep.RPS)
+				tratio = append(tratio, g.rep.RPS/tu.rep.RPS)
+				tcpu = append(tcpu, tu.cpuPerCheck())
+			}
 			if sm := runs[k]["same"][round]; sm != nil && sm.rep.RPS > 0 {
 				srps = append(srps, sm.rep.RPS)
 				sratio = append(sratio, g.rep.RPS/sm.rep.RPS)
 				scpu = append(scpu, sm.cpuPerCheck())
 			}
 		}
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %.0f | **%.2f** | %.0f | %.2f | %.0f µs | %.0f µs | %.0f µs | %d |\n",
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %.0f | **%.2f** | %.0f | %.2f | %.0f | %.2f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %d |\n",
 			k.scenario, k.conc, median(rps), dur(median(p50)), dur(median(p99)),
-			median(frps), median(ratio), median(srps), median(sratio),
-			median(gcpu), median(fcpu), median(scpu), len(rps))
+			median(frps), median(ratio), median(trps), median(tratio), median(srps), median(sratio),
+			median(gcpu), median(fcpu), median(tcpu), median(scpu), len(rps))
 	}
 	fmt.Println()
 	for _, fk := range slices.SortedFunc(maps.Keys(floorByConc), func(a, b key) int {

@@ -55,9 +55,11 @@ func TestReport(t *testing.T) {
 	manifest := strings.Join([]string{
 		"mem\tjwt\t16\tfloor\t1\t" + ghz("f1", 10000, 1000, 1000000) + "\t1.0",
 		"mem\tjwt\t16\tsame\t1\t" + ghz("s1", 9000, 900, 1000000) + "\t0.9",
+		"mem\tjwt\t16\ttuned\t1\t" + ghz("t1", 10000, 1000, 1000000) + "\t0.8",
 		"mem\tjwt\t16\tgateway\t1\t" + ghz("g1", 8000, 800, 2000000) + "\t1.2",
 		"mem\tjwt\t16\tfloor\t2\t" + ghz("f2", 10000, 2000, 1000000) + "\t1.0",
 		"mem\tjwt\t16\tsame\t2\t" + ghz("s2", 9000, 1800, 1000000) + "\t0.9",
+		"mem\tjwt\t16\ttuned\t2\t" + ghz("t2", 10000, 3000, 1000000) + "\t0.8",
 		"mem\tjwt\t16\tgateway\t2\t" + ghz("g2", 8000, 1800, 4000000) + "\t1.2",
 	}, "\n")
 	mf := filepath.Join(dir, "manifest.tsv")
@@ -66,8 +68,9 @@ func TestReport(t *testing.T) {
 	}
 	out := captureStdout(t, func() error { return cmdReport([]string{mf}) })
 	// rps median (800, 1800) = 1300; ratios 0.8 and 0.9 → 0.85; vs same 0.889, 1.0 → 0.94;
-	// p50 median 3 ms; CPU per Check 1.2 s / 8000 = 150 µs, floor 100 µs, same 100 µs.
-	want := "| jwt | 16 | 1300 | 3.00 ms | 12.00 ms | 1500 | **0.85** | 1350 | 0.94 | 150 µs | 100 µs | 100 µs | 2 |"
+	// tuned (1000, 3000) → 2000, ratios 0.8 and 0.6 → 0.70;
+	// p50 median 3 ms; CPU per Check 1.2 s / 8000 = 150 µs, floor 100 µs, tuned 80 µs, same 100 µs.
+	want := "| jwt | 16 | 1300 | 3.00 ms | 12.00 ms | 1500 | **0.85** | 2000 | 0.70 | 1350 | 0.94 | 150 µs | 100 µs | 80 µs | 100 µs | 2 |"
 	if !strings.Contains(out, want) {
 		t.Fatalf("report:\n%s\nwant a row\n%s", out, want)
 	}

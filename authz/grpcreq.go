@@ -1,0 +1,303 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/encoding"
+	protoenc "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The Check request is read straight from the wire, like the answer is
+// written (grpcwire.go). A CheckRequest carries everything Envoy knows about
+// the request: all headers, addresses, route metadata, sometimes a body.
+// Unmarshalling it into messages was a fifth of the server's CPU per Check
+// (most of it the headers map, built through reflection) and most of its
+// garbage, yet the decision reads four things: the method, the path, the
+// Authorization header and the names of any x-mcp-* headers. checkRequest
+// is those, and decodeCheckRequest reads only them, skipping the rest after
+// checking its framing. TestDecodeCheckRequest and FuzzDecodeCheckRequest
+// compare it with proto.Unmarshal followed by what the Check read before.
+
+// checkRequest is what the decision needs from a CheckRequest.
+type checkRequest struct {
+	method, path string
+	// headers holds the request headers the decision reads (keepHeader),
+	// lower-case name → value, repeats joined with "," as Envoy does.
+	headers map[string]string
+}
+
+// keepHeader reports whether the decision reads header name: the
+// credential, the pseudo-headers the method and path fall back to, and
+// every x-mcp-* header (they are stripped before the request goes on).
+func keepHeader(name string) bool {
+	switch {
+	case len(name) >= len("x-mcp-") && strings.EqualFold(name[:len("x-mcp-")], "x-mcp-"):
+		return true
+	case len(name) == len("authorization"):
+		return strings.EqualFold(name, "authorization")
+	case len(name) == len(":path"):
+		return strings.EqualFold(name, ":path")
+	case len(name) == len(":method"):
+		return strings.EqualFold(name, ":method")
+	}
+	return false
+}
+
+// Field numbers, from the generated descriptors.
+var (
+	fReqAttributes = fieldNum(&authv3.CheckRequest{}, "attributes")
+	fAttrRequest   = fieldNum(&authv3.AttributeContext{}, "request")
+	fRequestHTTP   = fieldNum(&authv3.AttributeContext_Request{}, "http")
+	fHTTPMethod    = fieldNum(&authv3.AttributeContext_HttpRequest{}, "method")
+	fHTTPHeaders   = fieldNum(&authv3.AttributeContext_HttpRequest{}, "headers")
+	fHTTPPath      = fieldNum(&authv3.AttributeContext_HttpRequest{}, "path")
+	fHTTPHeaderMap = fieldNum(&authv3.AttributeContext_HttpRequest{}, "header_map")
+	fHeaderMapList = fieldNum(&corev3.HeaderMap{}, "headers")
+	fHVRawValue    = fieldNum(&corev3.HeaderValue{}, "raw_value")
+)
+
+var errUTF8 = errors.New("string field contains invalid UTF-8")
+
+// decodeCheckRequest reads a wire-format CheckRequest into r. It accepts
+// every message proto.Unmarshal accepts and reads the same values from it
+// (repeated message fields merge, the last scalar wins, a field of an
+// unexpected wire type is an unknown field), validating UTF-8 in the strings
+// it reads; the fields it skips are only checked for framing.
+func decodeCheckRequest(b []byte, r *checkRequest) error {
+	var d requestDecoder
+	err := eachLenField(b, func(n protowire.Number, v []byte) error {
+		if n != fReqAttributes {
+			return nil
+		}
+		return eachLenField(v, func(n protowire.Number, v []byte) error {
+			if n != fAttrRequest {
+				return nil
+			}
+			return eachLenField(v, func(n protowire.Number, v []byte) error {
+				if n != fRequestHTTP {
+					return nil
+				}
+				return eachLenField(v, d.httpField)
+			})
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("decoding CheckRequest: %w", err)
+	}
+	d.finish(r)
+	return nil
+}
+
+// requestDecoder accumulates AttributeContext.HttpRequest fields over
+// every occurrence of the message, as proto.Unmarshal merges them.
+type requestDecoder struct {
+	method, path string
+	nHeaders     int               // entries in headers, kept or not
+	headers      map[string]string // the kept ones
+	raw          []rawHeader       // header_map entries, kept ones only
+	nRaw         int               // entries in header_map, kept or not
+}
+
+type rawHeader struct{ key, value string }
+
+func (d *requestDecoder) httpField(n protowire.Number, v []byte) error {
+	switch n {
+	case fHTTPMethod:
+		s, err := utf8String(v)
+		d.method = s
+		return err
+	case fHTTPPath:
+		s, err := utf8String(v)
+		d.path = s
+		return err
+	case fHTTPHeaders:
+		return d.mapEntry(v)
+	case fHTTPHeaderMap:
+		return eachLenField(v, func(n protowire.Number, v []byte) error {
+			if n != fHeaderMapList {
+				return nil
+			}
+			return d.headerValue(v)
+		})
+	}
+	return nil
+}
+
+// mapEntry reads one headers entry: {key = 1; value = 2}, both strings.
+func (d *requestDecoder) mapEntry(v []byte) error {
+	var key, value []byte
+	err := eachLenField(v, func(n protowire.Number, v []byte) error {
+		switch n {
+		case fMapKey:
+			key = v
+		case fMapValue:
+			value = v
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !utf8.Valid(key) || !utf8.Valid(value) {
+		return errUTF8
+	}
+	d.nHeaders++
+	name, ok := keptName(key)
+	if !ok {
+		return nil
+	}
+	if d.headers == nil {
+		d.headers = make(map[string]string, 4)
+	}
+	d.headers[name] = string(value)
+	return nil
+}
+
+// keptName is the map key for header name b if the decision reads it;
+// the names Envoy always sends come without an allocation.
+func keptName(b []byte) (string, bool) {
+	switch string(b) { // compared without a conversion
+	case "authorization":
+		return "authorization", true
+	case ":path":
+		return ":path", true
+	case ":method":
+		return ":method", true
+	}
+	if keepHeader(string(b)) {
+		return string(b), true
+	}
+	return "", false
+}
+
+// headerValue reads one header_map entry: HeaderValue{key, value, raw_value}.
+func (d *requestDecoder) headerValue(v []byte) error {
+	var key, value, rawValue []byte
+	err := eachLenField(v, func(n protowire.Number, v []byte) error {
+		switch n {
+		case fHVKey:
+			key = v
+		case fHVValue:
+			value = v
+		case fHVRawValue:
+			rawValue = v
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !utf8.Valid(key) || !utf8.Valid(value) { // raw_value is bytes: not checked
+		return errUTF8
+	}
+	d.nRaw++
+	if !keepHeader(string(key)) {
+		return nil
+	}
+	if len(rawValue) > 0 {
+		value = rawValue
+	}
+	d.raw = append(d.raw, rawHeader{strings.ToLower(string(key)), string(value)})
+	return nil
+}
+
+// finish turns the fields into what the Check reads: headers when Envoy
+// sent the headers map, else header_map flattened the way Envoy builds
+// headers (lower-case names, repeats joined with ","); then the method and
+// path, falling back to the pseudo-headers.
+func (d *requestDecoder) finish(r *checkRequest) {
+	r.headers = d.headers
+	if d.nHeaders == 0 && d.nRaw > 0 {
+		r.headers = make(map[string]string, len(d.raw))
+		for _, h := range d.raw {
+			if old, ok := r.headers[h.key]; ok {
+				h.value = old + "," + h.value
+			}
+			r.headers[h.key] = h.value
+		}
+	}
+	if r.headers == nil {
+		r.headers = map[string]string{} // Headers == nil would mean "use Header"
+	}
+	r.method, r.path = d.method, d.path
+	if r.path == "" {
+		r.path = r.headers[":path"]
+	}
+	if r.method == "" {
+		r.method = r.headers[":method"]
+	}
+}
+
+func utf8String(v []byte) (string, error) {
+	if !utf8.Valid(v) {
+		return "", errUTF8
+	}
+	return string(v), nil
+}
+
+// eachLenField calls fn with the number and value of every
+// length-delimited field of the message in b, in order, and checks the
+// framing of the others. A field number the reader expects as a message or
+// string but that arrives with another wire type is unknown to
+// proto.Unmarshal too, so fn never sees it.
+func eachLenField(b []byte, fn func(protowire.Number, []byte) error) error {
+	for len(b) > 0 {
+		n, t, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if t != protowire.BytesType {
+			l = protowire.ConsumeFieldValue(n, t, b)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			b = b[l:]
+			continue
+		}
+		v, l := protowire.ConsumeBytes(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if err := fn(n, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCodec is the gateway's gRPC codec: the standard protobuf codec,
+// except that a Check request is decoded by decodeCheckRequest and a Check
+// answer is already in the wire format. Health and reflection messages go
+// through the standard codec.
+type checkCodec struct{ encoding.CodecV2 }
+
+func newCheckCodec() checkCodec { return checkCodec{encoding.GetCodecV2(protoenc.Name)} }
+
+func (c checkCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	r, ok := v.(*checkRequest)
+	if !ok {
+		return c.CodecV2.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return decodeCheckRequest(buf.ReadOnlyData(), r)
+}
+
+func (c checkCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if a, ok := v.(*checkAnswer); ok {
+		return mem.BufferSlice{mem.SliceBuffer(a.wire)}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+// checkAnswer is a CheckResponse in the wire format (appendCheckResponse).
+type checkAnswer struct{ wire []byte }

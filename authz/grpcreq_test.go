@@ -1,0 +1,222 @@
+package authz
+
+import (
+	"maps"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// requestOf is the reference for decodeCheckRequest: the Request the Check
+// decided on when it unmarshalled the whole CheckRequest into messages.
+func requestOf(req *authv3.CheckRequest) *Request {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	headers := h.GetHeaders()
+	if len(headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
+		headers = rawHeaders(h.GetHeaderMap())
+	}
+	path := h.GetPath()
+	if path == "" {
+		path = headers[":path"]
+	}
+	method := h.GetMethod()
+	if method == "" {
+		method = headers[":method"]
+	}
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	return &Request{Method: method, Path: path, Headers: headers, Adapter: "grpc"}
+}
+
+// rawHeaders flattens header_map (sent instead of headers when Envoy's
+// encode_raw_headers is on) the way Envoy builds headers: lower-case keys,
+// repeated values joined with ",".
+func rawHeaders(m *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(m.GetHeaders()))
+	for _, hv := range m.GetHeaders() {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if len(hv.GetRawValue()) > 0 {
+			v = string(hv.GetRawValue())
+		}
+		if old, ok := out[k]; ok {
+			v = old + "," + v
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// viewOf is what decodeCheckRequest must read from raw: requestOf on the
+// fully unmarshalled message, headers narrowed to the ones the decision
+// reads. ok is false when proto.Unmarshal refuses raw.
+func viewOf(raw []byte) (checkRequest, bool) {
+	var full authv3.CheckRequest
+	if proto.Unmarshal(raw, &full) != nil {
+		return checkRequest{}, false
+	}
+	r := requestOf(&full)
+	kept := map[string]string{}
+	for k, v := range r.Headers {
+		if keepHeader(k) {
+			kept[k] = v
+		}
+	}
+	return checkRequest{method: r.Method, path: r.Path, headers: kept}, true
+}
+
+// checkDecode fails t unless decodeCheckRequest reads from raw what the
+// message path reads, whenever proto.Unmarshal accepts raw.
+func checkDecode(t *testing.T, raw []byte) {
+	t.Helper()
+	want, ok := viewOf(raw)
+	var got checkRequest
+	err := decodeCheckRequest(raw, &got)
+	if !ok {
+		return // refused by proto.Unmarshal: either answer is fine, no panic is the test
+	}
+	if err != nil {
+		t.Fatalf("proto.Unmarshal accepts what decodeCheckRequest refuses: %v", err)
+	}
+	if got.method != want.method || got.path != want.path || !maps.Equal(got.headers, want.headers) {
+		t.Fatalf("decoded %q %q %q\nmessages give %q %q %q", got.method, got.path, got.headers, want.method, want.path, want.headers)
+	}
+	if got.headers == nil {
+		t.Fatal("nil headers would make Decide use Header")
+	}
+}
+
+func marshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// httpRequest wraps h in a CheckRequest.
+func httpRequest(h *authv3.AttributeContext_HttpRequest) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: h}}}
+}
+
+// decodeSeeds are requests Envoy sends and the wire-format corners a
+// reader of only some fields could get wrong.
+func decodeSeeds(t testing.TB) map[string][]byte {
+	envoy := marshal(t, envoyCheckRequest("POST", "/alpha/mcp", "gw.example", map[string]string{
+		"authorization": "Bearer abc", "x-mcp-user": "mallory", "X-MCP-Extra": "1", "x-mcpx": "no",
+	}))
+	hm := func(hs ...*corev3.HeaderValue) *authv3.AttributeContext_HttpRequest {
+		return &authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{Headers: hs}}
+	}
+	seeds := map[string][]byte{
+		"envoy":   envoy,
+		"empty":   nil,
+		"no http": marshal(t, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{}}),
+		"pseudo headers only": marshal(t, httpRequest(&authv3.AttributeContext_HttpRequest{Headers: map[string]string{
+			":path": "/alpha/mcp", ":method": "GET", "authorization": "Bearer x",
+		}})),
+		"header_map (encode_raw_headers)": marshal(t, httpRequest(hm(
+			&corev3.HeaderValue{Key: ":path", RawValue: []byte("/alpha/mcp")},
+			&corev3.HeaderValue{Key: "Authorization", RawValue: []byte("Bearer raw")},
+			&corev3.HeaderValue{Key: "x-mcp-a", Value: "1"}, &corev3.HeaderValue{Key: "X-MCP-A", RawValue: []byte("2")},
+			&corev3.HeaderValue{Key: "host", Value: "h"},
+		))),
+		// headers wins over header_map when it has any entry, even one the
+		// decision does not read.
+		"headers and header_map": marshal(t, httpRequest(&authv3.AttributeContext_HttpRequest{
+			Headers:   map[string]string{"host": "h"},
+			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "authorization", Value: "Bearer hidden"}}},
+		})),
+		"path field and :path differ": marshal(t, httpRequest(&authv3.AttributeContext_HttpRequest{
+			Path: "/alpha/mcp", Method: "POST", Headers: map[string]string{":path": "/beta/mcp", ":method": "GET"},
+		})),
+	}
+	// Messages split over repeated occurrences merge; the last scalar wins.
+	a := marshal(t, httpRequest(&authv3.AttributeContext_HttpRequest{Path: "/a/mcp", Headers: map[string]string{"authorization": "Bearer 1", "x-mcp-one": "1"}}))
+	b := marshal(t, httpRequest(&authv3.AttributeContext_HttpRequest{Method: "GET", Headers: map[string]string{"authorization": "Bearer 2"}}))
+	seeds["merged occurrences"] = append(append([]byte{}, a...), b...)
+	// A field number the reader wants, with another wire type: unknown.
+	var odd []byte
+	odd = protowire.AppendTag(odd, fReqAttributes, protowire.VarintType)
+	odd = protowire.AppendVarint(odd, 7)
+	seeds["attributes as varint"] = append(odd, envoy...)
+	// Unknown fields of every wire type around the ones read.
+	var unk []byte
+	unk = protowire.AppendTag(unk, 999, protowire.Fixed64Type)
+	unk = protowire.AppendFixed64(unk, 1)
+	unk = protowire.AppendTag(unk, 998, protowire.StartGroupType)
+	unk = protowire.AppendTag(unk, 998, protowire.EndGroupType)
+	unk = protowire.AppendTag(unk, 997, protowire.Fixed32Type)
+	unk = protowire.AppendFixed32(unk, 1)
+	seeds["unknown fields"] = append(unk, envoy...)
+	seeds["truncated"] = envoy[:len(envoy)/2]
+	seeds["bad utf-8 authorization"] = headerEntryRequest("authorization", "Bearer \xff")
+	seeds["bad utf-8 in a header not read"] = headerEntryRequest("x-other", "\xff")
+	return seeds
+}
+
+// headerEntryRequest is a CheckRequest with one headers entry, written by
+// hand: proto.Marshal refuses invalid UTF-8, and that is what it is for.
+func headerEntryRequest(k, v string) []byte {
+	wrap := func(n protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, n, protowire.BytesType), v)
+	}
+	entry := append(wrap(fMapKey, []byte(k)), wrap(fMapValue, []byte(v))...)
+	return wrap(fReqAttributes, wrap(fAttrRequest, wrap(fRequestHTTP, wrap(fHTTPHeaders, entry))))
+}
+
+func TestDecodeCheckRequest(t *testing.T) {
+	for name, raw := range decodeSeeds(t) {
+		t.Run(name, func(t *testing.T) { checkDecode(t, raw) })
+	}
+	// Spot checks that the reference itself reads what Envoy means.
+	var r checkRequest
+	if err := decodeCheckRequest(decodeSeeds(t)["header_map (encode_raw_headers)"], &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.path != "/alpha/mcp" || r.headers["authorization"] != "Bearer raw" || r.headers["x-mcp-a"] != "1,2" || len(r.headers) != 3 {
+		t.Fatalf("header_map read as %q %q", r.path, r.headers)
+	}
+	if err := decodeCheckRequest(decodeSeeds(t)["bad utf-8 authorization"], &r); err == nil {
+		t.Fatal("invalid UTF-8 in the authorization header accepted")
+	}
+	if err := decodeCheckRequest(decodeSeeds(t)["truncated"], &r); err == nil {
+		t.Fatal("truncated request accepted")
+	}
+}
+
+// The codec is the standard one for every other message.
+func TestCheckCodecPassesOthersThrough(t *testing.T) {
+	c := newCheckCodec()
+	req := envoyCheckRequest("GET", "/alpha/mcp", "h", nil)
+	bs, err := c.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back authv3.CheckRequest
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bs.Materialize())}, &back); err != nil || !proto.Equal(&back, req) {
+		t.Fatalf("round trip through the codec: %v", err)
+	}
+	if c.Name() != "proto" {
+		t.Fatalf("codec name %q", c.Name())
+	}
+}
+
+// FuzzDecodeCheckRequest: for any bytes proto.Unmarshal accepts,
+// decodeCheckRequest reads the same method, path and headers; for any
+// bytes, it does not panic.
+func FuzzDecodeCheckRequest(f *testing.F) {
+	for _, raw := range decodeSeeds(f) {
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkDecode(t, raw)
+	})
+}
