@@ -277,3 +277,69 @@ func TestVerifyRejectsNonCanonicalSignature(t *testing.T) {
 		}
 	}
 }
+
+// A forged token (right shape, right kid, another key's signature) is
+// refused by the MAC check before any JSON is parsed.
+func BenchmarkVerifyForged(b *testing.B) {
+	r := ring(b)
+	other, err := NewRing(issuer, []Key{{ID: "a", Secret: []byte(strings.Repeat("f", MinSecretLen))}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := other.Mint(claims(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Verify(raw); !errors.Is(err, ErrInvalid) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The MAC check refuses before parsing whatever no key signed, and lets
+// through exactly what golang-jwt would verify: each key of the ring, and
+// tokens whose claims golang-jwt then refuses (expired, unknown kid).
+func TestMACByRing(t *testing.T) {
+	r := ring(t)
+	good, _ := r.Mint(claims(time.Hour))
+	if !r.macByRing(good) {
+		t.Fatal("a token the ring minted fails the MAC check")
+	}
+	parts := strings.Split(good, ".")
+	for name, raw := range map[string]string{
+		"other payload":     parts[0] + "." + parts[0] + "." + parts[2],
+		"short signature":   parts[0] + "." + parts[1] + "." + parts[2][:len(parts[2])-1],
+		"padded signature":  good + "=",
+		"four segments":     good + ".x",
+		"two segments":      parts[0] + "." + parts[1],
+		"std base64":        parts[0] + "." + parts[1] + "." + strings.NewReplacer("-", "+", "_", "/").Replace(parts[2]) + "+",
+		"empty":             "",
+		"signature of junk": "a.b." + parts[2],
+	} {
+		if r.macByRing(raw) {
+			t.Errorf("%s: passes the MAC check", name)
+		}
+		if _, err := r.Verify(raw); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Verify err = %v", name, err)
+		}
+	}
+	// A second key of the ring: its tokens pass, and verify under their kid.
+	rotated, err := NewRing(issuer, []Key{{ID: "new", Secret: []byte(strings.Repeat("n", MinSecretLen))}, {ID: "a", Secret: secretA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rotated.macByRing(good) {
+		t.Fatal("a token of the ring's second key fails the MAC check")
+	}
+	if _, err := rotated.Verify(good); err != nil {
+		t.Fatalf("a token of the ring's second key: %v", err)
+	}
+	// Signed by a ring key but under an unknown kid: through the MAC check,
+	// refused by golang-jwt.
+	unknownKid := sign(t, jwt.SigningMethodHS256, secretA, "zz", claims(time.Hour))
+	if !r.macByRing(unknownKid) {
+		t.Fatal("MAC check depends on the kid")
+	}
+	if _, err := r.Verify(unknownKid); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown kid: %v", err)
+	}
+}
