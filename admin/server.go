@@ -185,7 +185,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "reason": "state not loaded yet"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "reason": "state not loaded yet, or shutting down"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

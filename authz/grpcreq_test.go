@@ -1,13 +1,20 @@
 package authz
 
 import (
+	"context"
 	"maps"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -219,4 +226,66 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		checkDecode(t, raw)
 	})
+}
+
+// rawMsg and rawCodec let a test client send any bytes as the request.
+type rawMsg struct{ b []byte }
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMsg).b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	v.(*rawMsg).b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// Bytes the decoder refuses end the RPC with an error, which Envoy (with
+// failure_mode_allow off) turns into a denial: never an allow.
+func TestCheckRefusesUndecodableRequest(t *testing.T) {
+	e := newEnv(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewGRPCServer(e.a)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	call := func(b []byte) (*authv3.CheckResponse, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var out rawMsg
+		if err := conn.Invoke(ctx, checkFullMethod, &rawMsg{b}, &out); err != nil {
+			return nil, err
+		}
+		var resp authv3.CheckResponse
+		if err := proto.Unmarshal(out.b, &resp); err != nil {
+			t.Fatalf("answer does not decode: %v", err)
+		}
+		return &resp, nil
+	}
+	good := marshal(t, envoyCheckRequest("POST", "/alpha/mcp", "h", auth(e.mint("", "alice"))))
+	if resp, err := call(good); err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("well-formed request: %v, %v", resp, err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated":                   good[:len(good)-3],
+		"invalid UTF-8 authorization": headerEntryRequest("authorization", "Bearer "+e.mint("", "alice")+"\xff"),
+		"stray end-group":             protowire.AppendTag(nil, 5, protowire.EndGroupType),
+	} {
+		resp, err := call(b)
+		if status.Code(err) != codes.Internal {
+			t.Errorf("%s: answer %v, error %v; want an Internal RPC error", name, resp, err)
+		}
+	}
 }
