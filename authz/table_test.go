@@ -403,6 +403,12 @@ func checkDenied(t *testing.T, tc tcase, status int, challenge, ctype string, bo
 // ---- gRPC ----
 
 func startGRPC(t testing.TB, a *Authorizer) authv3.AuthorizationClient {
+	return authv3.NewAuthorizationClient(startGRPCConn(t, a))
+}
+
+// startGRPCConn serves a's gRPC server on loopback for the test's lifetime
+// and returns a client connection to it, dialled with opts.
+func startGRPCConn(t testing.TB, a *Authorizer, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -411,12 +417,12 @@ func startGRPC(t testing.TB, a *Authorizer) authv3.AuthorizationClient {
 	s := NewGRPCServer(a)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return authv3.NewAuthorizationClient(conn)
+	return conn
 }
 
 // envoyCheckRequest is shaped like what Envoy's ext_authz filter sends:

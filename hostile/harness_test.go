@@ -23,7 +23,10 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
@@ -190,6 +193,7 @@ type gw struct {
 	st    *countingStore
 	ring  *token.Ring
 	az    *authz.Authorizer
+	grpc  authv3.AuthorizationClient // the Envoy gRPC Check on the same authorizer
 	oauth *oauthsrv.Server
 	ts    *httptest.Server
 	url   string
@@ -276,6 +280,19 @@ func newGWWith(t *testing.T, b backend, opts gwOptions) *gw {
 	if err := g.az.Start(actx); err != nil {
 		t.Fatal(err)
 	}
+	gs := authz.NewGRPCServer(g.az)
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(glis) }()
+	t.Cleanup(gs.Stop)
+	gconn, err := grpc.NewClient(glis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gconn.Close() })
+	g.grpc = authv3.NewAuthorizationClient(gconn)
 	g.oauth, err = oauthsrv.New(oauthsrv.Options{Config: cfg, Store: g.st, Ring: ring, Agents: g.az, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -544,13 +561,89 @@ func (g *gw) raw(method, target string, hdr [][2]string, body string) *reply {
 	return &reply{status: resp.StatusCode, hdr: resp.Header, body: rb}
 }
 
-// check asks the HTTP check adapter (Envoy http_service form) about target.
+// check asks the HTTP check adapter (Envoy http_service form) about target,
+// and the gRPC Check the same question in the shape Envoy sends it: the two
+// must agree (status as the HTTP check maps it, error, user). An answer can
+// change between the two calls (a revocation arriving, a cache expiring),
+// so a disagreement is asked again before it fails the test.
 func (g *gw) check(target, authorization string, hdr ...[2]string) *reply {
 	g.t.Helper()
 	if authorization != "" {
 		hdr = append(hdr, [2]string{"Authorization", authorization})
 	}
-	return g.raw(http.MethodGet, authz.CheckPath+target, hdr, "")
+	for try := 1; ; try++ {
+		via := g.grpcCheck(target, hdr)
+		r := g.raw(http.MethodGet, authz.CheckPath+target, hdr, "")
+		if r.status != http.StatusOK && r.status != http.StatusUnauthorized && r.status != http.StatusForbidden {
+			return r // refused before the check (oversized, malformed): no decision to compare
+		}
+		got := grpcVerdict{r.status, r.hdr.Get("X-Mcp-User"), ""}
+		if r.status != http.StatusOK {
+			var body struct {
+				Error string `json:"error"`
+			}
+			_ = json.Unmarshal(r.body, &body)
+			got.err = body.Error
+		}
+		if via == got {
+			return r
+		}
+		if try == 3 {
+			g.t.Errorf("gRPC Check %+v, HTTP check %+v for %s", via, got, trunc(target))
+			return r
+		}
+	}
+}
+
+// grpcVerdict is a Check answer in the HTTP check's terms.
+type grpcVerdict struct {
+	status    int
+	user, err string
+}
+
+// grpcCheck sends target and hdr as an Envoy-shaped CheckRequest: lower-case
+// names, pseudo-headers, repeated headers joined with ",".
+func (g *gw) grpcCheck(target string, hdr [][2]string) grpcVerdict {
+	g.t.Helper()
+	h := map[string]string{":method": http.MethodGet, ":path": target, ":authority": g.ts.Listener.Addr().String(), ":scheme": "http"}
+	for _, kv := range hdr {
+		k := strings.ToLower(kv[0])
+		if old, ok := h[k]; ok {
+			h[k] = old + "," + kv[1]
+		} else {
+			h[k] = kv[1]
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := g.grpc.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: http.MethodGet, Path: target, Headers: h},
+	}}})
+	if err != nil {
+		g.t.Fatalf("gRPC Check %s: %v", trunc(target), err)
+	}
+	if ok := resp.GetOkResponse(); ok != nil {
+		v := grpcVerdict{status: http.StatusOK}
+		for _, o := range ok.GetHeaders() {
+			if o.GetHeader().GetKey() == authz.HeaderUser {
+				v.user = o.GetHeader().GetValue()
+			}
+		}
+		return v
+	}
+	den := resp.GetDeniedResponse()
+	v := grpcVerdict{status: http.StatusForbidden} // 403, 404 and 503 are 403 on the HTTP check
+	if den.GetStatus().GetCode() == http.StatusUnauthorized {
+		v.status = http.StatusUnauthorized
+	}
+	var body struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(den.GetBody()), &body); err != nil {
+		g.t.Fatalf("gRPC denial body %q: %v", den.GetBody(), err)
+	}
+	v.err = body.Error
+	return v
 }
 
 // checkAllowed: the credential is allowed at agent as user.
