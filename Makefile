@@ -27,7 +27,7 @@ e2e:
 	$(GO) test -count=1 -tags e2e -timeout 20m ./e2e/...
 
 # The Check against the no-op floor under ghz, then the Go benchmarks
-# (figures in BENCHMARKS.md). DURATION=3s ROUNDS=1 by default.
+# (figures in BENCHMARKS.md). DURATION=3s ROUNDS=3 by default (~20 min).
 bench:
 	bash bench/run.sh
 

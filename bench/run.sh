@@ -9,7 +9,7 @@
 #
 # Environment:
 #   DURATION=3s        length of one ghz run (ghz -z)
-#   ROUNDS=1           rounds of the whole ghz matrix; figures are medians
+#   ROUNDS=3           rounds of the whole ghz matrix; figures are medians
 #   CONCURRENCY="16 64"
 #   CONNECTIONS=1      gRPC connections ghz opens (ghz --connections)
 #   GO_BENCH=1         0 skips the Go benchmarks
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 DURATION=${DURATION:-3s}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-16 64}
 CONNECTIONS=${CONNECTIONS:-1}
 GO_BENCH=${GO_BENCH:-1}
