@@ -275,10 +275,13 @@ func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
 			slog.String("ip", ip), slog.String("reason", reason))
 	}
 	limited, retry, err := s.rateLimit(ctx, "rl:login:"+ip, s.cfg.RateLimit.Login, time.Minute)
-	if err == nil && !limited && username != "" {
-		// The limiter cannot peek, so every attempt on a username counts; a
-		// successful login starts a session, so real users rarely come back.
-		limited, retry, err = s.rateLimit(ctx, "rl:login_user:"+token.Hash(strings.ToLower(username)), s.cfg.RateLimit.LoginPerUser, userLockWindow)
+	// The per-username limit counts failures: the attempt takes its hit
+	// first, so parallel guesses cannot all get past the limit, and a
+	// successful login gives it back.
+	userKey := ""
+	if err == nil && !limited && username != "" && s.cfg.RateLimit.LoginPerUser > 0 {
+		userKey = "rl:login_user:" + token.Hash(strings.ToLower(username))
+		limited, retry, err = s.rateLimit(ctx, userKey, s.cfg.RateLimit.LoginPerUser, userLockWindow)
 	}
 	if err != nil {
 		s.storeError(ctx, "rate_limit", err)
@@ -298,6 +301,12 @@ func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
 		fail("bad_credentials")
 		b.form(w, r, http.StatusUnauthorized, p, trunc(username, maxUsernameLen), "Wrong username or password.")
 		return
+	}
+	if userKey != "" {
+		if err := s.st.Refund(ctx, userKey); err != nil {
+			// The login stands; the user's budget of failures is one lower.
+			s.storeError(ctx, "rate_limit_refund", err)
+		}
 	}
 	s.CompleteLogin(w, r, p.ID, username)
 }

@@ -147,6 +147,26 @@ func TestLoginRateLimits(t *testing.T) {
 		}
 		resp.Body.Close()
 	})
+	t.Run("per user counts failures only", func(t *testing.T) {
+		e := newEnv(t, func(c *config.Config, _ *Options) { c.RateLimit.LoginPerUser = 2 })
+		clientID := e.register("busy user")
+		// More successful logins than the limit: a user with several MCP
+		// clients signs in again and again.
+		for i := range 4 {
+			b := e.browser()
+			resp := b.submit(parseForm(t, b.startLogin(clientID)), url.Values{"username": {"alice"}, "password": {passwords["alice"]}})
+			if resp.Request.URL.Path != "/consent" {
+				t.Fatalf("login %d: %d %s", i+1, resp.StatusCode, resp.Request.URL)
+			}
+			resp.Body.Close()
+		}
+		b := e.browser()
+		f := parseForm(t, b.startLogin(clientID))
+		for range 2 {
+			expectPage(t, b.submit(f, url.Values{"username": {"alice"}, "password": {"guess"}}), http.StatusUnauthorized, "Wrong")
+		}
+		expectPage(t, b.submit(f, url.Values{"username": {"alice"}, "password": {passwords["alice"]}}), http.StatusTooManyRequests, "Too many")
+	})
 	t.Run("per ip", func(t *testing.T) {
 		e := newEnv(t, func(c *config.Config, _ *Options) { c.RateLimit.Login = 2 })
 		clientID := e.register("spray")

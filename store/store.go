@@ -320,6 +320,11 @@ type RateLimiter interface {
 	// Allow counts one hit on key in a fixed window; when over limit it
 	// returns false and how long until the window ends.
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
+	// Refund takes back one hit on key in its current window; nothing when
+	// the window has ended or holds no hit. A limit on failures only takes
+	// its hit before the attempt, so that parallel attempts cannot all get
+	// past it, and refunds it when the attempt succeeds.
+	Refund(ctx context.Context, key string) error
 }
 
 // Markers remember that something happened once, for a while: a used

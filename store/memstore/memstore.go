@@ -941,6 +941,18 @@ func (s *Store) Allow(_ context.Context, key string, limit int, win time.Duratio
 	return w.count <= limit, w.end.Sub(now), nil
 }
 
+// Refund takes back one hit on key's live window.
+func (s *Store) Refund(_ context.Context, key string) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if w, ok := s.windows[key]; ok && s.now().Before(w.end) && w.count > 0 {
+		w.count--
+	}
+	return nil
+}
+
 // ---- markers ----
 
 // MarkOnce records key until now+ttl; only the first call while the mark

@@ -1044,6 +1044,16 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 	return v[0] <= int64(limit), time.Duration(v[1]) * time.Millisecond, nil
 }
 
+// Refund decrements rl:<key> when it is live and positive; it never creates
+// the key or touches its expiry.
+func (s *Store) Refund(ctx context.Context, key string) (err error) {
+	defer observe("Refund", time.Now(), &err)
+	if err := refund.Run(ctx, s.rdb, []string{s.p + "rl:" + key}).Err(); err != nil {
+		return unavailable("Refund", err)
+	}
+	return nil
+}
+
 // ---- markers ----
 
 // MarkOnce sets mark:<key> with SET NX PX: one atomic step decides which

@@ -189,3 +189,13 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 return {c, ttl}`)
+
+// refund: takes one hit back from a live window. KEYS: rl:<key>. DECR
+// keeps the TTL; a missing key is not created (nor one without a TTL
+// left behind).
+var refund = redis.NewScript(`
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c > 0 and redis.call('PTTL', KEYS[1]) > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 0`)

@@ -872,6 +872,53 @@ func testRateLimit(t *testing.T, h *harness) {
 	if allowed.Load() != 10 {
 		t.Fatalf("%d of 50 concurrent hits allowed, want 10", allowed.Load())
 	}
+
+	// Refund takes one hit back each: key holds 4 (3 allowed, 1 refused),
+	// two refunds leave 2, so one more hit is within the limit of 3.
+	must(t, s.Refund(ctx, key))
+	must(t, s.Refund(ctx, key))
+	if ok, _, _ := s.Allow(ctx, key, 3, window); !ok {
+		t.Fatal("the hit after a refund was refused")
+	}
+	if ok, _, _ := s.Allow(ctx, key, 3, window); ok {
+		t.Fatal("a refund gave back more than one hit")
+	}
+	// Never below zero, and nothing created for a key without hits.
+	fresh := id("rl")
+	must(t, s.Refund(ctx, fresh))
+	must(t, s.Refund(ctx, fresh))
+	if ok, _, _ := s.Allow(ctx, fresh, 1, window); !ok {
+		t.Fatal("first hit on a refunded fresh key refused")
+	}
+	must(t, s.Refund(ctx, fresh))
+	must(t, s.Refund(ctx, fresh))
+	if ok, _, _ := s.Allow(ctx, fresh, 1, window); !ok {
+		t.Fatal("hit after refunding the only hit refused")
+	}
+	if ok, _, _ := s.Allow(ctx, fresh, 1, window); ok {
+		t.Fatal("refunds below zero: a second hit within limit 1 allowed")
+	}
+	// Take-then-refund from many goroutines at once leaves nothing behind:
+	// no update is lost between the two.
+	pair := id("rl")
+	var wg2 sync.WaitGroup
+	for range 50 {
+		wg2.Go(func() {
+			if _, _, err := s.Allow(ctx, pair, 1000, window); err != nil {
+				t.Errorf("Allow: %v", err)
+			}
+			if err := s.Refund(ctx, pair); err != nil {
+				t.Errorf("Refund: %v", err)
+			}
+		})
+	}
+	wg2.Wait()
+	if ok, _, _ := s.Allow(ctx, pair, 1, window); !ok {
+		t.Fatal("hits left over after 50 concurrent take-and-refund pairs")
+	}
+	if ok, _, _ := s.Allow(ctx, pair, 1, window); ok {
+		t.Fatal("the counter went below zero under concurrent refunds")
+	}
 }
 
 // ---- markers ----
