@@ -67,23 +67,17 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists (static, from the config file)", req.ID))
 		return
 	}
-	// PutAgent replaces, so look first. Two admins creating the same id at
-	// the same instant could both pass; the later one wins.
-	_, err := s.store.GetAgent(r.Context(), req.ID)
-	switch {
-	case err == nil:
-		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists", req.ID))
-		return
-	case !errors.Is(err, store.ErrNotFound):
-		s.storeError(w, "get_agent", err, "")
-		return
-	}
 	a := &store.Agent{
 		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
 		Upstream: req.Upstream, Scopes: req.Scopes, Created: s.now().UTC(),
 	}
-	if err := s.store.PutAgent(r.Context(), a); err != nil {
-		s.storeError(w, "put_agent", err, "")
+	// One atomic create: of two admins creating one id, one gets 409.
+	if err := s.store.CreateAgent(r.Context(), a); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists", req.ID))
+			return
+		}
+		s.storeError(w, "create_agent", err, "")
 		return
 	}
 	s.audit(r, "agent_created", a.ID, "owner", a.Owner, "upstream", a.Upstream)

@@ -154,6 +154,13 @@ func (f *faultyStore) PutAgent(ctx context.Context, a *store.Agent) error {
 	return f.Store.PutAgent(ctx, a)
 }
 
+func (f *faultyStore) CreateAgent(ctx context.Context, a *store.Agent) error {
+	if f.err != nil {
+		return f.err
+	}
+	return f.Store.CreateAgent(ctx, a)
+}
+
 func (f *faultyStore) DeleteAgent(ctx context.Context, id string) error {
 	if f.err != nil {
 		return f.err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -566,5 +567,34 @@ func TestPprof(t *testing.T) {
 	// The standard library's handlers are not on any public mux.
 	if status, _, _ := e.call(t, "GET", "/debug/pprof/", "", ""); status != 404 {
 		t.Fatalf("/debug/pprof/ without the token: %d, want 404", status)
+	}
+}
+
+// Two admins creating one agent id at once: one 201, the rest 409, and the
+// stored agent is the winner's.
+func TestAgentCreateRace(t *testing.T) {
+	e := newEnv(t, nil)
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	winner := ""
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			owner := fmt.Sprintf("owner%d", i)
+			status, _, _ := e.call(t, "POST", "/admin/v1/agents", testToken, `{"id":"contested","owner":"`+owner+`"}`)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[status]++
+			if status == 201 {
+				winner = owner
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[201] != 1 || statuses[409] != 15 {
+		t.Fatalf("statuses %v, want one 201 and fifteen 409", statuses)
+	}
+	if a, err := e.mem.GetAgent(context.Background(), "contested"); err != nil || a.Owner != winner {
+		t.Fatalf("stored %+v, %v; the winner was %s", a, err, winner)
 	}
 }

@@ -311,6 +311,10 @@ type Keys interface {
 
 type Agents interface {
 	PutAgent(ctx context.Context, a *Agent) error // create or replace; publishes EventAgent
+	// CreateAgent stores a new agent in one atomic step: ErrConflict when
+	// the id exists, so of two callers creating one id exactly one wins.
+	// Publishes EventAgent.
+	CreateAgent(ctx context.Context, a *Agent) error
 	GetAgent(ctx context.Context, id string) (*Agent, error)
 	ListAgents(ctx context.Context) ([]*Agent, error)
 	DeleteAgent(ctx context.Context, id string) error // publishes EventAgent

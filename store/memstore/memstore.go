@@ -880,6 +880,22 @@ func (s *Store) PutAgent(ctx context.Context, a *store.Agent) error {
 	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
 }
 
+func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) error {
+	if a == nil || a.ID == "" {
+		return errors.New("memstore: agent id required")
+	}
+	if err := s.lock(); err != nil {
+		return err
+	}
+	if _, ok := s.agents[a.ID]; ok {
+		s.mu.Unlock()
+		return store.ErrConflict
+	}
+	s.agents[a.ID] = cloneAgent(a)
+	s.mu.Unlock()
+	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
+}
+
 func (s *Store) GetAgent(_ context.Context, id string) (*store.Agent, error) {
 	if err := s.lock(); err != nil {
 		return nil, err

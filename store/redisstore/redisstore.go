@@ -986,6 +986,22 @@ func (s *Store) PutAgent(ctx context.Context, a *store.Agent) (err error) {
 	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
 }
 
+// CreateAgent sets agent:<id> only if absent and indexes it, in one script.
+func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) (err error) {
+	defer observe("CreateAgent", time.Now(), &err)
+	if a == nil || a.ID == "" {
+		return errors.New("redisstore: agent id required")
+	}
+	n, err := createAgent.Run(ctx, s.rdb, []string{s.p + "agent:" + a.ID, s.p + "agents"}, encode(a), a.ID).Int()
+	if err != nil {
+		return unavailable("CreateAgent", err)
+	}
+	if n == 0 {
+		return store.ErrConflict
+	}
+	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
+}
+
 func (s *Store) GetAgent(ctx context.Context, id string) (a *store.Agent, err error) {
 	defer observe("GetAgent", time.Now(), &err)
 	a = new(store.Agent)

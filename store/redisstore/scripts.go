@@ -179,6 +179,15 @@ if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'lu', ARGV[1])
 return 1`)
 
+// createAgent: KEYS agent:<id>, agents; ARGV record, id. 1 if created,
+// 0 if the id exists.
+var createAgent = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  return 1
+end
+return 0`)
+
 // allow: fixed-window counter. KEYS: rl:<key>. ARGV: window.
 // Returns {count, remaining ms}.
 var allow = redis.NewScript(`

@@ -826,6 +826,39 @@ func testAgents(t *testing.T, h *harness) {
 	if len(list) != 1 || list[0].ID != b.ID {
 		t.Fatalf("ListAgents after delete = %+v", list)
 	}
+
+	// Create refuses an existing id and keeps the first record.
+	c := &store.Agent{ID: id("agent"), Owner: "carol", Created: h.now()}
+	must(t, s.CreateAgent(ctx, c))
+	wantErr(t, s.CreateAgent(ctx, &store.Agent{ID: c.ID, Owner: "mallory"}), store.ErrConflict)
+	wantErr(t, s.CreateAgent(ctx, &store.Agent{ID: b.ID, Owner: "mallory"}), store.ErrConflict) // made by Put
+	got, err = s.GetAgent(ctx, c.ID)
+	must(t, err)
+	sameJSON(t, "GetAgent after a refused create", got, c)
+	// Of many concurrent creates of one id, exactly one wins.
+	race := id("agent")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			err := s.CreateAgent(ctx, &store.Agent{ID: race, Owner: fmt.Sprintf("owner%d", i)})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, store.ErrConflict):
+				t.Errorf("CreateAgent: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d of 20 concurrent creates of one id succeeded, want 1", wins.Load())
+	}
+	list, err = s.ListAgents(ctx)
+	must(t, err)
+	if len(list) != 3 {
+		t.Fatalf("ListAgents after creates = %d agents, want 3", len(list))
+	}
 }
 
 // ---- rate limiting ----
