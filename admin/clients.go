@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/token"
 )
 
 // ClientList is the body of GET /admin/v1/clients.
@@ -36,10 +38,21 @@ func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid client id")
 		return
 	}
+	// Its refresh tokens die with the record (the token endpoint no longer
+	// knows the client). Its access tokens are denied on every replica by
+	// one denylist entry that lasts until the last token issued before now
+	// has expired; tokens expiring later (a CIMD client fetched again) are
+	// not affected. Revoked first, so that a failure leaves the client in
+	// place for a retry rather than its tokens alive.
+	until := s.now().Add(s.accessTTL + token.Leeway)
+	if err := s.store.RevokeJTI(r.Context(), store.RevokedClientJTI(id), until); err != nil {
+		s.storeError(w, "revoke_client_tokens", err, "")
+		return
+	}
 	if err := s.store.DeleteClient(r.Context(), id); err != nil {
 		s.storeError(w, "delete_client", err, fmt.Sprintf("client %q not found", id))
 		return
 	}
-	s.audit(r, "client_deleted", id)
+	s.audit(r, "client_deleted", id, "access_tokens_revoked_until", until.UTC().Format(time.RFC3339))
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": id})
 }

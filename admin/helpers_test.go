@@ -202,3 +202,10 @@ func (f *faultyStore) DeleteClient(ctx context.Context, id string) error {
 	}
 	return f.Store.DeleteClient(ctx, id)
 }
+
+func (f *faultyStore) RevokeJTI(ctx context.Context, jti string, exp time.Time) error {
+	if f.err != nil {
+		return f.err
+	}
+	return f.Store.RevokeJTI(ctx, jti, exp)
+}

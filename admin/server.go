@@ -40,6 +40,8 @@ type Store interface {
 	RevokeKey(ctx context.Context, id string) (*store.APIKey, error)
 	ListClients(ctx context.Context) ([]*store.Client, error)
 	DeleteClient(ctx context.Context, id string) error
+	// RevokeJTI denylists; with store.RevokedClientJTI, a client's tokens.
+	RevokeJTI(ctx context.Context, jti string, exp time.Time) error
 	Ping(ctx context.Context) error
 }
 
@@ -53,21 +55,26 @@ type Options struct {
 	StaticAgents []store.Agent
 	// Ready reports whether in-process state (e.g. the revocation mirror) is
 	// loaded; nil means always ready.
-	Ready  func() bool
-	Logger *slog.Logger
-	Now    func() time.Time
+	Ready func() bool
+	// AccessTTL is the access-token lifetime: deleting a client revokes its
+	// tokens for that long (plus the clock leeway), by when the last one
+	// has expired. Zero: 24 hours.
+	AccessTTL time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Server is the admin listener's handler.
 type Server struct {
-	tokenSum [sha256.Size]byte
-	enabled  bool
-	store    Store
-	static   map[string]store.Agent
-	ready    func() bool
-	log      *slog.Logger
-	now      func() time.Time
-	handler  http.Handler
+	tokenSum  [sha256.Size]byte
+	enabled   bool
+	store     Store
+	static    map[string]store.Agent
+	ready     func() bool
+	accessTTL time.Duration
+	log       *slog.Logger
+	now       func() time.Time
+	handler   http.Handler
 }
 
 // New builds the server. Static agents are copied and marked Static.
@@ -76,12 +83,13 @@ func New(opts Options) *Server {
 		enabled: opts.Token != "",
 		// Compare digests so neither the token's bytes nor its length leak
 		// through timing.
-		tokenSum: sha256.Sum256([]byte(opts.Token)),
-		store:    opts.Store,
-		static:   make(map[string]store.Agent, len(opts.StaticAgents)),
-		ready:    opts.Ready,
-		log:      opts.Logger,
-		now:      opts.Now,
+		tokenSum:  sha256.Sum256([]byte(opts.Token)),
+		store:     opts.Store,
+		static:    make(map[string]store.Agent, len(opts.StaticAgents)),
+		ready:     opts.Ready,
+		accessTTL: opts.AccessTTL,
+		log:       opts.Logger,
+		now:       opts.Now,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -91,6 +99,9 @@ func New(opts Options) *Server {
 	}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
+	}
+	if s.accessTTL <= 0 {
+		s.accessTTL = 24 * time.Hour
 	}
 	for _, a := range opts.StaticAgents {
 		a.Static = true

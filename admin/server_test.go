@@ -354,6 +354,17 @@ func TestClientsListDelete(t *testing.T) {
 	}
 	e.api(t, "DELETE", "/admin/v1/clients/c1", "", 200)
 	e.api(t, "DELETE", "/admin/v1/clients/https:%2F%2Fapp.example%2Foauth%2Fclient.json", "", 200)
+	// The tokens they were issued are revoked until the last has expired
+	// (24 h when the access TTL is not given, plus the clock leeway).
+	revoked, err := e.mem.RevokedJTIs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", cimd} {
+		if until := revoked[store.RevokedClientJTI(id)]; !until.Equal(fixedNow.Add(24*time.Hour + token.Leeway)) {
+			t.Fatalf("client %s: tokens revoked until %v", id, until)
+		}
+	}
 	if _, err := e.mem.GetClient(ctx, cimd); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("URL client still there: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // cache is a small bounded TTL map in front of the store for API keys and
@@ -185,10 +186,13 @@ func (c *cache[V]) len() int {
 }
 
 // mirror is the in-memory copy of the access-token denylist (jti → exp),
-// so a JWT decision needs no store round trip.
+// so a JWT decision needs no store round trip. Entries that revoke a whole
+// client (store.RevokedClientJTI) are kept by client id, so the decision
+// looks the token's client_id up without building a key.
 type mirror struct {
-	mu sync.RWMutex
-	m  map[string]time.Time
+	mu      sync.RWMutex
+	m       map[string]time.Time
+	clients map[string]time.Time
 }
 
 // unknownExpKeep is how long a revoked jti without an expiry is kept; no
@@ -202,6 +206,19 @@ func (r *mirror) has(jti string) bool {
 	return ok
 }
 
+// clientRevoked reports whether a token of clientID expiring at exp is
+// revoked. A client's entry lasts until the last token issued before the
+// revocation has expired, so it covers exactly the tokens expiring by
+// then: a client that comes back under the same id (a CIMD client's
+// document is fetched again) gets working tokens once the clock leeway in
+// the entry has passed.
+func (r *mirror) clientRevoked(clientID string, exp time.Time) bool {
+	r.mu.RLock()
+	until, ok := r.clients[clientID]
+	r.mu.RUnlock()
+	return ok && !exp.After(until)
+}
+
 func (r *mirror) add(jti string, exp, now time.Time) {
 	if exp.IsZero() {
 		exp = now.Add(unknownExpKeep)
@@ -209,9 +226,14 @@ func (r *mirror) add(jti string, exp, now time.Time) {
 	r.mu.Lock()
 	if r.m == nil {
 		r.m = make(map[string]time.Time)
+		r.clients = make(map[string]time.Time)
 	}
-	if old, ok := r.m[jti]; !ok || exp.After(old) {
-		r.m[jti] = exp
+	m := r.m
+	if id, ok := store.RevokedClient(jti); ok {
+		m, jti = r.clients, id
+	}
+	if old, ok := m[jti]; !ok || exp.After(old) {
+		m[jti] = exp
 	}
 	r.mu.Unlock()
 }
@@ -227,9 +249,11 @@ func (r *mirror) merge(all map[string]time.Time, now time.Time) {
 // prune forgets entries whose token can no longer verify anyway.
 func (r *mirror) prune(now time.Time, leeway time.Duration) {
 	r.mu.Lock()
-	for j, exp := range r.m {
-		if now.After(exp.Add(leeway)) {
-			delete(r.m, j)
+	for _, m := range []map[string]time.Time{r.m, r.clients} {
+		for j, exp := range m {
+			if now.After(exp.Add(leeway)) {
+				delete(m, j)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -238,5 +262,5 @@ func (r *mirror) prune(now time.Time, leeway time.Duration) {
 func (r *mirror) len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.m)
+	return len(r.m) + len(r.clients)
 }

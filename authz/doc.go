@@ -64,7 +64,8 @@
 // API keys and store agents are cached in-process (Options.CacheTTL,
 // CacheSize; "not found" for NegativeCacheTTL, at most half the entries).
 // Store events (EventKey with the key hash, EventAgent) drop entries on
-// every replica; EventRevokedJTI feeds the denylist mirror, which is also
+// every replica; EventRevokedJTI feeds the denylist mirror (a jti, or with
+// store.RevokedClientJTI every token a deleted client was issued), which is also
 // re-read every ResyncInterval so a missed event is healed. Key last-used
 // times are batched to Store.TouchKeys every TouchInterval, off the
 // request path.

@@ -121,8 +121,9 @@ func (e *env) addKey(name, prefix string, k store.APIKey) string {
 
 type claimOpt func(*token.Claims)
 
-func aud(a ...string) claimOpt { return func(c *token.Claims) { c.Audience = a } }
-func scope(s string) claimOpt  { return func(c *token.Claims) { c.Scope = s } }
+func aud(a ...string) claimOpt  { return func(c *token.Claims) { c.Audience = a } }
+func scope(s string) claimOpt   { return func(c *token.Claims) { c.Scope = s } }
+func client(id string) claimOpt { return func(c *token.Claims) { c.ClientID = id } }
 func expIn(d time.Duration) claimOpt {
 	return func(c *token.Claims) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(d)) }
 }

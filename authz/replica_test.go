@@ -72,6 +72,31 @@ func replicaScenario(t *testing.T, st store.Store) {
 		return !d.Allow && d.Reason == ReasonRevoked
 	})
 
+	// Delete a client (as the admin API does): the tokens it was issued are
+	// denied on both replicas, and on one that starts afterwards; another
+	// client's are not, nor one of the same id expiring after the entry
+	// (the client came back, as a CIMD client can).
+	issued := a.mint("", "alice", client("deleted-client"))
+	other := a.mint("", "alice", client("other-client"))
+	until := time.Now().Add(time.Hour + token.Leeway)
+	if err := st.RevokeJTI(ctx, store.RevokedClientJTI("deleted-client"), until); err != nil {
+		t.Fatal(err)
+	}
+	late := newEnvOn(t, st, long)
+	for name, e := range map[string]*env{"A": a, "B": b, "started later": late} {
+		eventually(t, "deleted client's token denied on replica "+name, func() bool {
+			d := check(e, issued, "alpha")
+			return !d.Allow && d.Reason == ReasonRevoked
+		})
+		if d := check(e, other, "alpha"); !d.Allow {
+			t.Fatalf("replica %s: another client's token denied: %s", name, d.Reason)
+		}
+		back := e.mint("", "alice", client("deleted-client"), expIn(time.Hour+2*token.Leeway))
+		if d := check(e, back, "alpha"); !d.Allow {
+			t.Fatalf("replica %s: a token issued after the entry denied: %s", name, d.Reason)
+		}
+	}
+
 	// Take bob's access to alpha away.
 	if err := st.PutAgent(ctx, &store.Agent{ID: "alpha", Owner: "alice"}); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -173,6 +174,45 @@ func TestEnvoyGRPCCheck(t *testing.T) {
 			checkResponse(t, resp, base, c.want)
 		})
 	}
+
+	t.Run("deleting a client ends its tokens", func(t *testing.T) {
+		gone := oauthTokens(t, base, "alice", alice, gw.MCPURL("demo"))
+		req := envoyCheck(host, "POST", "/demo/mcp", bearer(gone.AccessToken))
+		resp, err := client.Check(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResponse(t, resp, base, okAs("alice", "demo", "oauth", gone.ClientID))
+		gw.CLI(t, "clients", "delete", gone.ClientID)
+		deadline := time.Now().Add(5 * time.Second) // a store event, not a cache TTL
+		for {
+			resp, err := client.Check(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+				checkResponse(t, resp, base, checkWant{code: codes.Unauthenticated, status: 401, challenge: true, agent: "demo", errCode: "invalid_token"})
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a deleted client's access token is still allowed")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// Its refresh token is refused; another client of the same user is untouched.
+		var tok struct {
+			Error string `json:"error"`
+		}
+		if st := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {gone.ClientID},
+			"refresh_token": {gone.RefreshToken}}, &tok); st != http.StatusUnauthorized || tok.Error != "invalid_client" {
+			t.Fatalf("refresh by a deleted client: %d %s", st, tok.Error)
+		}
+		resp, err = client.Check(ctx, envoyCheck(host, "POST", "/demo/mcp", bearer(demoTok.AccessToken)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResponse(t, resp, base, okAs("alice", "demo", "oauth", demoTok.ClientID))
+	})
 
 	t.Run("revoked key is refused within the cache TTL", func(t *testing.T) {
 		k := gw.CreateKey(t, "user", "alice", "to-revoke")

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -290,8 +291,21 @@ type Sessions interface {
 	DeleteSession(ctx context.Context, hash string) error
 }
 
+// RevokedClientJTI is the denylist entry that revokes every access token
+// issued to clientID, as a jti would revoke one token. Token ids never
+// contain ':', so the two cannot meet.
+func RevokedClientJTI(clientID string) string { return revokedClientPrefix + clientID }
+
+// RevokedClient is the client id of a RevokedClientJTI entry.
+func RevokedClient(jti string) (clientID string, ok bool) {
+	return strings.CutPrefix(jti, revokedClientPrefix)
+}
+
+const revokedClientPrefix = "client:"
+
 type Revocations interface {
-	// RevokeJTI denylists an access token until exp and publishes EventRevokedJTI.
+	// RevokeJTI denylists an access token until exp and publishes
+	// EventRevokedJTI; with RevokedClientJTI, every token of a client.
 	RevokeJTI(ctx context.Context, jti string, exp time.Time) error
 	IsRevoked(ctx context.Context, jti string) (bool, error)
 	// RevokedJTIs lists the live denylist (used to fill an in-memory mirror).

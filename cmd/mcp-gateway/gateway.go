@@ -96,6 +96,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Store:        st,
 		StaticAgents: g.static,
 		Ready:        g.authz.Ready,
+		AccessTTL:    cfg.TTL.Access.D(),
 		Logger:       log,
 	})
 	g.grpc = authz.NewGRPCServer(g.authz)
