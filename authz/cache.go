@@ -258,9 +258,3 @@ func (r *mirror) prune(now time.Time, leeway time.Duration) {
 	}
 	r.mu.Unlock()
 }
-
-func (r *mirror) len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.m) + len(r.clients)
-}

@@ -151,16 +151,7 @@ func (g *gateway) redeem(resp *http.Response, f *flow) string {
 }
 
 // audits returns the audit lines of one event.
-func (g *gateway) audits(event string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(g.logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "audit" && m["event"] == event {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (g *gateway) audits(event string) []map[string]any { return g.logs.AuditEvents(g.t, event) }
 
 // expectAudit checks that a login_failed line with reason was written.
 func (g *gateway) expectAudit(event, reason string) {

@@ -321,14 +321,7 @@ func (s *Server) accountLogin(w http.ResponseWriter, r *http.Request) {
 		s.accountDone(w, r, "")
 		return
 	}
-	limited, retry, err := s.rateLimit(ctx, "rl:authorize:"+s.clientIP(r), s.cfg.RateLimit.Authorize, time.Minute)
-	if err != nil {
-		s.storeError(ctx, "rate_limit", err)
-		s.pageUnavailable(w)
-		return
-	}
-	if limited {
-		s.pageRateLimited(w, "authorize", retry)
+	if pass, _ := s.limitIP(w, r, "authorize", s.cfg.RateLimit.Authorize, true); !pass {
 		return
 	}
 	now := s.now()

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -29,14 +28,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	limited, retry, err := s.rateLimit(ctx, "rl:authorize:"+s.clientIP(r), s.cfg.RateLimit.Authorize, time.Minute)
-	if err != nil {
-		s.storeError(ctx, "rate_limit", err)
-		s.pageUnavailable(w)
-		return
-	}
-	if limited {
-		s.pageRateLimited(w, "authorize", retry)
+	if pass, _ := s.limitIP(w, r, "authorize", s.cfg.RateLimit.Authorize, true); !pass {
 		return
 	}
 	if len(r.URL.RawQuery) > maxQueryLen {
@@ -359,14 +351,8 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, p *store.Aut
 		return
 	}
 	if ok {
-		taken, err := s.st.TakeAuthRequest(ctx, p.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			s.ErrorPage(w, http.StatusBadRequest, "Request already used", "This sign-in request was already completed. Go back to the application and start again.")
-			return
-		}
-		if err != nil {
-			s.storeError(ctx, "take_auth_request", err)
-			s.pageUnavailable(w)
+		taken, ok := s.takePending(w, r, p.ID, "This sign-in request was already completed.")
+		if !ok {
 			return
 		}
 		s.issueCode(w, r, taken, user)

@@ -136,14 +136,8 @@ func (s *Server) decideConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	// Take: one pending request yields at most one code, even if the form
 	// is posted twice.
-	p, err := s.st.TakeAuthRequest(ctx, p.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		s.ErrorPage(w, http.StatusBadRequest, "Request already used", "This request was already answered. Go back to the application and start again.")
-		return
-	}
-	if err != nil {
-		s.storeError(ctx, "take_auth_request", err)
-		s.pageUnavailable(w)
+	p, ok = s.takePending(w, r, p.ID, "This request was already answered.")
+	if !ok {
 		return
 	}
 	if p.UserID != user {
@@ -156,12 +150,29 @@ func (s *Server) decideConsent(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, p.RedirectURI, p.State, "access_denied", "the user denied the request")
 		return
 	}
-	err = s.st.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: p.ClientID, Scope: p.Scope, Resource: p.Resource, CreatedAt: s.now()})
-	if err != nil {
+	if err := s.st.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: p.ClientID, Scope: p.Scope, Resource: p.Resource, CreatedAt: s.now()}); err != nil {
 		s.storeError(ctx, "save_consent", err)
 		s.redirectError(w, r, p.RedirectURI, p.State, "temporarily_unavailable", "the service is temporarily unavailable")
 		return
 	}
 	s.audit(ctx, "consent_granted", attrs...)
 	s.issueCode(w, r, p, user)
+}
+
+// takePending takes the pending authorization request id for good: one
+// request yields at most one code. When it is gone already (used) or the
+// store fails, it has answered with a page and returns false; used says
+// how this page names the first use.
+func (s *Server) takePending(w http.ResponseWriter, r *http.Request, id, used string) (*store.AuthRequest, bool) {
+	p, err := s.st.TakeAuthRequest(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.ErrorPage(w, http.StatusBadRequest, "Request already used", used+" Go back to the application and start again.")
+		return nil, false
+	}
+	if err != nil {
+		s.storeError(r.Context(), "take_auth_request", err)
+		s.pageUnavailable(w)
+		return nil, false
+	}
+	return p, true
 }

@@ -467,16 +467,7 @@ func (e *env) revoked(jti string) bool {
 }
 
 // auditEvents returns the audit lines with event ev.
-func (e *env) auditEvents(ev string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(e.logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "audit" && m["event"] == ev {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (e *env) auditEvents(ev string) []map[string]any { return e.logs.AuditEvents(e.t, ev) }
 
 var errDown = fmt.Errorf("%w: connection refused (test)", store.ErrUnavailable)
 

@@ -65,15 +65,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	ip := s.clientIP(r)
-	limited, retry, err := s.rateLimit(ctx, "rl:register:"+ip, s.cfg.RateLimit.Register, time.Minute)
-	if err != nil {
-		s.storeError(ctx, "rate_limit", err)
-		writeUnavailable(w)
-		return
-	}
-	if limited {
-		metrics.Registrations.WithLabelValues("rate_limited").Inc()
-		writeRateLimited(w, "register", retry)
+	if pass, limited := s.limitIP(w, r, "register", s.cfg.RateLimit.Register, false); !pass {
+		if limited {
+			metrics.Registrations.WithLabelValues("rate_limited").Inc()
+		}
 		return
 	}
 	reject := func(status int, code, desc string) {

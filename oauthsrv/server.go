@@ -270,6 +270,31 @@ func (s *Server) rateLimit(ctx context.Context, key string, limit int, window ti
 	return !ok, retry, nil
 }
 
+// limitIP counts one request from the client's IP against endpoint's
+// per-minute limit. When the request may not go on — over the limit (429
+// with Retry-After) or the store failing (503) — it has answered, as an
+// HTML page or as an OAuth JSON error, and returns pass false; limited
+// tells the two apart.
+func (s *Server) limitIP(w http.ResponseWriter, r *http.Request, endpoint string, limit int, page bool) (pass, limited bool) {
+	ctx := r.Context()
+	limited, retry, err := s.rateLimit(ctx, "rl:"+endpoint+":"+s.clientIP(r), limit, time.Minute)
+	switch {
+	case err != nil && page:
+		s.storeError(ctx, "rate_limit", err)
+		s.pageUnavailable(w)
+	case err != nil:
+		s.storeError(ctx, "rate_limit", err)
+		writeUnavailable(w)
+	case limited && page:
+		s.pageRateLimited(w, endpoint, retry)
+	case limited:
+		writeRateLimited(w, endpoint, retry)
+	default:
+		return true, false
+	}
+	return false, limited
+}
+
 // audit writes one audit line. Never pass a secret.
 func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", append([]slog.Attr{slog.String("event", event)}, attrs...)...)

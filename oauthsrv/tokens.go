@@ -35,15 +35,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeMethodNotAllowed(w, "POST, OPTIONS")
 		return
 	}
-	ctx := r.Context()
-	limited, retry, err := s.rateLimit(ctx, "rl:token:"+s.clientIP(r), s.cfg.RateLimit.Token, time.Minute)
-	if err != nil {
-		s.storeError(ctx, "rate_limit", err)
-		writeUnavailable(w)
-		return
-	}
-	if limited {
-		writeRateLimited(w, "token", retry)
+	if pass, _ := s.limitIP(w, r, "token", s.cfg.RateLimit.Token, false); !pass {
 		return
 	}
 	form, ok := readForm(w, r)

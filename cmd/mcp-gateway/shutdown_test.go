@@ -67,7 +67,7 @@ func mcpPost(t *testing.T, c *http.Client, url, key, session, body string) (*htt
 // the drain delay work), the open stream is closed within the shutdown
 // deadline, and the process exits 0 within it.
 func TestSIGTERMDrainsDevMode(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && os.Getenv("CI") != "true" { // CI never skips it
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)

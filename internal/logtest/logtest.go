@@ -57,3 +57,15 @@ func (s *Buffer) Audit(t testing.TB) []map[string]any {
 	}
 	return out
 }
+
+// AuditEvents returns the audit records of one event.
+func (s *Buffer) AuditEvents(t testing.TB, event string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, m := range s.Audit(t) {
+		if m["event"] == event {
+			out = append(out, m)
+		}
+	}
+	return out
+}
