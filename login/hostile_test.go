@@ -122,6 +122,12 @@ func TestOIDCHostileProvider(t *testing.T) {
 			case tc.reason != "":
 				expectClientError(t, resp, f, "access_denied")
 				e.expectAudit("login_failed", tc.reason)
+				// The refused id is logged, escaped: it cannot pass for another.
+				for _, m := range e.audits("login_failed") {
+					if u, _ := m["user"].(string); strings.IndexFunc(u, func(r rune) bool { return r != ' ' && !visible(r) }) >= 0 {
+						t.Fatalf("audit line names the user as %q", u)
+					}
+				}
 			default:
 				expectPage(t, resp, http.StatusBadGateway, "could not be verified")
 				e.expectAudit("login_failed", "upstream_response_invalid")
@@ -200,6 +206,9 @@ func TestTrunc(t *testing.T) {
 		{"aaaaaé", 10, "aaaaaé"},
 		{"aaaaaaééé", 10, "aaaaaa…"}, // never half of é
 		{"bad\xffbyte", 64, "bad?byte"},
+		{"a b\u202ec\u200b\n\U000e0041", 64, `a b\u202ec\u200b\u000a\U000e0041`},
+		{"aaaa\u202e", 10, `aaaa\u202e`},
+		{"aaaaa\u202e", 10, "aaaaa…"}, // never half an escape
 	} {
 		got := trunc(tc.in, tc.n)
 		if got != tc.want || len(got) > tc.n {

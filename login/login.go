@@ -205,19 +205,36 @@ func validRandom(v string) bool {
 // page quoted in an error) in one log line.
 const maxLogText = 512
 
-// trunc shortens untrusted text for a log line to at most n bytes of valid
-// UTF-8 (never cutting a character in two), marking a cut with "…".
+// trunc makes untrusted text fit for one log line: invalid UTF-8 becomes
+// "?", characters that would not show (see visible; a space is kept) are
+// written as \u escapes so that "\u202ealice" cannot pass for "alice", and
+// the result is cut to at most n bytes, never inside a character or an
+// escape, with "…" marking the cut. n is far larger than the mark.
 func trunc(s string, n int) string {
-	s = strings.ToValidUTF8(s, "?")
-	if len(s) <= n {
-		return s
+	const mark = "…"
+	var b strings.Builder
+	keep := 0 // how much of b leaves room for the mark
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteByte('?')
+		case r == ' ' || visible(r):
+			b.WriteString(s[i : i+size])
+		case r <= 0xffff:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+		i += size
+		if b.Len() <= n-len(mark) {
+			keep = b.Len()
+		}
+		if b.Len() > n {
+			return b.String()[:keep] + mark
+		}
 	}
-	const mark = "…" // n is always far larger than the mark
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
+	return b.String()
 }
 
 // errText is err's message for a log line: errors from the code exchange,
