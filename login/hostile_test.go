@@ -12,6 +12,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/oauthsrv"
+	"github.com/mcpgateway/mcp-gateway/token"
 )
 
 // The attacks of issue 10 (items 11 to 15) by a hostile OpenID Provider.
@@ -251,5 +253,26 @@ func TestValidUserID(t *testing.T) {
 		if got := validUserID(s); got != want {
 			t.Errorf("validUserID(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// 13: the allow-list is normalised once, at startup; an entry IDNA cannot
+// map stops the gateway rather than matching nothing.
+func TestOIDCDomainListAtStartup(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	defer ts.Close()
+	cfg := config.Default()
+	cfg.PublicURL = "http://" + ts.Listener.Addr().String()
+	cfg.Login.Provider = config.LoginOIDC
+	cfg.Login.OIDC.Issuer, cfg.Login.OIDC.ClientID = "https://accounts.example.com", opClientID
+	cfg.Login.OIDC.AllowedEmailDomains = []string{"example.com", "exa_mple.com"}
+	st := storeFactory(t)
+	ring, err := token.NewRing(cfg.PublicURL, []token.Key{{ID: "k", Secret: []byte(ringSecret)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = oauthsrv.New(oauthsrv.Options{Config: cfg, Store: st, Ring: ring, Login: Provider(cfg, st)})
+	if err == nil || !strings.Contains(err.Error(), "allowed_email_domains[1]") {
+		t.Fatalf("err = %v, want one naming allowed_email_domains[1]", err)
 	}
 }
