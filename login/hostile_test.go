@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -275,4 +276,29 @@ func TestOIDCDomainListAtStartup(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "allowed_email_domains[1]") {
 		t.Fatalf("err = %v, want one naming allowed_email_domains[1]", err)
 	}
+}
+
+// FuzzTrunc: whatever a provider sends, the log gets at most n bytes of
+// valid UTF-8 in which every character shows, and short visible text as is.
+func FuzzTrunc(f *testing.F) {
+	for _, s := range []string{"", "alice", "\u202ealice\u200b", "a\xffb", strings.Repeat("é", 40), "x\U000e0041y"} {
+		f.Add(s, 16)
+	}
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		n = 8 + abs(n)%512
+		got := trunc(s, n)
+		if len(got) > n || !utf8.ValidString(got) || strings.IndexFunc(got, func(r rune) bool { return r != ' ' && !visible(r) }) >= 0 {
+			t.Fatalf("trunc(%q, %d) = %q", s, n, got)
+		}
+		if len(s) <= n && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return r != ' ' && !visible(r) }) < 0 && got != s {
+			t.Fatalf("trunc(%q, %d) = %q, want it unchanged", s, n, got)
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
