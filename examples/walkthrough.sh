@@ -31,6 +31,7 @@ BASE=${BASE:-http://127.0.0.1:8000} AGENT_ID=${AGENT_ID:-demo} MCPGW_USER=${MCPG
 #    discovers the authorization server.
 curl -si -X POST "$BASE/$AGENT_ID/mcp" -H "Content-Type: application/json" \
   -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' | grep -i '^www-authenticate: Bearer realm="MCP", resource_metadata="http'
+#   Www-Authenticate: Bearer realm="MCP", resource_metadata="http://127.0.0.1:8000/.well-known/oauth-protected-resource/demo/mcp", scope="mcp"
 curl -sf "$BASE/.well-known/oauth-protected-resource/$AGENT_ID/mcp" | jq -e '.authorization_servers[0]'
 curl -sf "$BASE/.well-known/oauth-authorization-server" | jq -e '.registration_endpoint, .authorization_endpoint, .token_endpoint'
 
@@ -38,6 +39,7 @@ curl -sf "$BASE/.well-known/oauth-authorization-server" | jq -e '.registration_e
 REDIRECT_URI=http://127.0.0.1:9999/callback
 CLIENT_ID=$(curl -sf -X POST "$BASE/oauth/register" -H "Content-Type: application/json" \
   -d "{\"client_name\":\"My MCP Client\",\"redirect_uris\":[\"$REDIRECT_URI\"]}" | jq -er .client_id)
+#   the answer: {"client_id":"…","client_name":"My MCP Client","redirect_uris":[…],"token_endpoint_auth_method":"none",…}
 
 # 2. Authorize with PKCE (S256). In a browser you would open $AUTHORIZE_URL,
 #    sign in, approve, and read code= from the address bar it lands on
@@ -67,6 +69,7 @@ TOKENS=$(curl -sf -X POST "$BASE/oauth/token" \
   -d "client_id=$CLIENT_ID" \
   -d "code_verifier=$CODE_VERIFIER")
 jq -e 'select(.token_type == "Bearer" and .expires_in == 3600) | {token_type, expires_in, scope}' <<<"$TOKENS"
+#   the answer: {"access_token":"eyJ…","token_type":"Bearer","expires_in":3600,"refresh_token":"…","scope":"mcp"}
 ACCESS_TOKEN=$(jq -er .access_token <<<"$TOKENS")
 REFRESH_TOKEN=$(jq -er .refresh_token <<<"$TOKENS")
 
@@ -76,11 +79,13 @@ curl -sf -X POST "$BASE/$AGENT_ID/mcp" \
   -H "Authorization: Bearer $ACCESS_TOKEN" \
   -H "Content-Type: application/json" \
   -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' | jq -ec '[.result.tools[].name] | select(index("whoami"))'
+#   ["echo","whoami"]
 curl -sf -X POST "$BASE/$AGENT_ID/mcp" \
   -H "Authorization: Bearer $ACCESS_TOKEN" \
   -H "Content-Type: application/json" \
   -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}' \
   | jq -e --arg user "$MCPGW_USER" '.result.structuredContent | select(.user == $user and .credential == "oauth")'
+#   {"agent":"demo","authorization_present":false,"credential":"oauth","user":"demo",…}
 
 # 5. Refresh: the refresh token is rotated (use the new one from now on).
 NEW_TOKENS=$(curl -sf -X POST "$BASE/oauth/token" -d grant_type=refresh_token \
@@ -94,5 +99,6 @@ NEW_REFRESH_TOKEN=$(jq -er .refresh_token <<<"$NEW_TOKENS")
 curl -sf -X POST "$BASE/oauth/revoke" -d "client_id=$CLIENT_ID" -d "token=$REFRESH_TOKEN"
 curl -s -X POST "$BASE/oauth/token" -d grant_type=refresh_token \
   -d "client_id=$CLIENT_ID" -d "refresh_token=$NEW_REFRESH_TOKEN" | jq -e 'select(.error == "invalid_grant")'
+#   {"error":"invalid_grant","error_description":"invalid refresh token"}
 # --- end of the walk-through
 echo "walkthrough: OK"
