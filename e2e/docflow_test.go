@@ -9,7 +9,8 @@ package e2e
 // the real login and consent forms) against dev mode and against nginx +
 // serve + Redis. TestWalkthroughScript runs the README's walk-through,
 // examples/walkthrough.sh, which TestREADMEQuotesWalkthrough keeps equal to
-// the README's block.
+// the README's block; TestDocsStandAlone keeps the Markdown links inside the
+// repository.
 
 import (
 	"bytes"
@@ -314,5 +315,54 @@ func TestREADMEHashPassword(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "$2a$") {
 		t.Fatalf("%s: %v: %s", m[1], err, out)
+	}
+}
+
+// TestDocsStandAlone: every relative link in the repository's Markdown
+// files names a file or directory inside the repository (no ../shared/…).
+func TestDocsStandAlone(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(?:#[^)]*)?\)`)
+	checked := 0
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git" || d.Name() == "out") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".md") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range link.FindAllSubmatch(b, -1) {
+			target := string(m[1])
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			abs := filepath.Join(filepath.Dir(p), target)
+			rel, _ := filepath.Rel(root, abs)
+			if strings.HasPrefix(rel, "..") {
+				t.Errorf("%s links %s, outside the repository", p[len(root)+1:], target)
+				continue
+			}
+			if _, err := os.Stat(abs); err != nil {
+				t.Errorf("%s links %s: %v", p[len(root)+1:], target, err)
+			}
+			checked++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked == 0 {
+		t.Fatal("no relative links found: the pattern is broken")
 	}
 }
