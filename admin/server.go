@@ -229,6 +229,7 @@ func (s *Server) takeAuthHit(w http.ResponseWriter, r *http.Request) (key string
 		// Not checked, so not a failure: the count stays at the budget.
 		s.refundAuthHit(r.Context(), key)
 		s.log.Warn("admin authentication throttled", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		metrics.RateLimited.WithLabelValues("admin_auth").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 		writeError(w, http.StatusTooManyRequests, "too many failed admin authentications from this address; try again later")
 		return "", false

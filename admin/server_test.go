@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -122,6 +123,7 @@ func TestAdminAuthThrottled(t *testing.T) {
 			t.Fatalf("failure %d: %d, want 401", i, r.Code)
 		}
 	}
+	before := adminThrottled(t)
 	for _, tok := range []string{"wrong-again", testToken} {
 		r := call("192.0.2.1", tok)
 		if r.Code != 429 || r.Header().Get("Retry-After") == "" {
@@ -129,9 +131,22 @@ func TestAdminAuthThrottled(t *testing.T) {
 		}
 		errorMessage(t, r.Body.Bytes(), "too many failed admin authentications from this address; try again later")
 	}
+	if got := adminThrottled(t) - before; got != 2 {
+		t.Errorf("mcp_gateway_rate_limited_total{endpoint=admin_auth} rose by %v, want 2", got)
+	}
 	if r := call("192.0.2.2", testToken); r.Code != 200 {
 		t.Fatalf("another address: %d, want 200", r.Code)
 	}
+}
+
+// adminThrottled reads mcp_gateway_rate_limited_total{endpoint="admin_auth"}.
+func adminThrottled(t *testing.T) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := metrics.RateLimited.WithLabelValues("admin_auth").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 func TestAgentsCRUD(t *testing.T) {
