@@ -132,7 +132,8 @@ type RateLimit struct {
 	Token     int `json:"token"`
 	Authorize int `json:"authorize"`
 	Login     int `json:"login"`
-	// LoginPerUser caps failed logins per username per 15 minutes.
+	// LoginPerUser caps failed logins per (IP, username) per 15 minutes,
+	// and per username from browsers that never signed in as that user.
 	LoginPerUser int `json:"login_per_user"`
 	// AdminAuth caps failed admin-token authentications per IP per minute.
 	AdminAuth int `json:"admin_auth"`

@@ -240,8 +240,12 @@ func (s *Server) clientIP(r *http.Request) string {
 	if !s.trusted(addr) {
 		return addr.String()
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	if len(r.Header.Values("X-Forwarded-For")) == 0 || len(hops) < s.hops {
+	lines := r.Header.Values("X-Forwarded-For")
+	if len(lines) == 0 {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(lines, ","), ",")
+	if len(hops) < s.hops {
 		return addr.String()
 	}
 	if a, ok := parseHop(hops[len(hops)-s.hops]); ok {
