@@ -219,6 +219,21 @@ func loginAttacks() []attack {
 				v.Set("password", passwords["victim"])
 				return b.postFrom("198.51.100.9", v)
 			}},
+		{name: "login/stolen_device_cookie_capped_across_addresses", tweak: behind, want: want{429, "", kPage, nil},
+			run: func(t *testing.T, g *gw) *reply {
+				id := g.register()
+				b := g.laterBrowser(g.signIn(id, "victim"), "")
+				v := loginForm(t, g, b, id, "victim", "")
+				g.begin()
+				for i := range g.cfg.RateLimit.LoginPerUser {
+					v.Set("password", fmt.Sprintf("guess-%d", i))
+					if r := b.postFrom(fmt.Sprintf("203.0.113.%d", i+1), v); r.status != http.StatusUnauthorized {
+						t.Fatalf("guess %d: %d", i, r.status)
+					}
+				}
+				v.Set("password", passwords["victim"])
+				return b.postFrom("198.51.100.77", v)
+			}},
 
 		// Item 8: a client whose own address is a trusted (private) one
 		// wrote any address to its left and got a fresh budget each time.

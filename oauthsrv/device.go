@@ -14,7 +14,7 @@ import (
 // signed in as a user carries a cookie saying so, MACed with the signing
 // keys. The per-username budget of failed logins binds only browsers
 // without one, so strangers who use it up cannot lock the user out of the
-// browsers they already use.
+// browsers they already use; a browser with one has a budget of its own.
 
 const (
 	deviceCookieTTL  = 90 * 24 * time.Hour
@@ -47,23 +47,25 @@ func (s *Server) setDeviceCookie(w http.ResponseWriter, user string) {
 	http.SetCookie(w, s.cookie(s.deviceCookieName(), v, deviceCookieTTL))
 }
 
-// knownDevice reports whether the request carries a live device cookie,
-// MACed by a key of the ring, for user (compared case-insensitively, as the
-// budgets of failed logins count names).
-func (s *Server) knownDevice(r *http.Request, user string) bool {
+// knownDevice returns the id (its nonce) of the request's device cookie
+// when it is live, MACed by a key of the ring, and for user (compared
+// case-insensitively, as the budgets of failed logins count names); ""
+// for any other browser.
+func (s *Server) knownDevice(r *http.Request, user string) string {
 	c, err := r.Cookie(s.deviceCookieName())
 	if err != nil || len(c.Value) > maxDeviceCookie {
-		return false
+		return ""
 	}
 	parts := strings.Split(c.Value, ".")
 	if len(parts) != 4 {
-		return false
+		return ""
 	}
 	kid, err1 := base64.RawURLEncoding.Strict().DecodeString(parts[0])
 	mac, err2 := base64.RawURLEncoding.Strict().DecodeString(parts[3])
 	exp, err3 := strconv.ParseInt(parts[1], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil || !s.now().Before(time.Unix(exp, 0)) {
-		return false
+	if err1 != nil || err2 != nil || err3 != nil || !s.now().Before(time.Unix(exp, 0)) ||
+		!s.ring.CheckMAC(deviceMACPurpose, string(kid), deviceMsg(user, parts[1], parts[2]), mac) {
+		return ""
 	}
-	return s.ring.CheckMAC(deviceMACPurpose, string(kid), deviceMsg(user, parts[1], parts[2]), mac)
+	return parts[2]
 }

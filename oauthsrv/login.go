@@ -303,9 +303,11 @@ func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
 
 // takeFailureHits takes one hit on each budget of failed logins (15-minute
 // windows of rate_limit.login_per_user) that binds this attempt: per
-// (IP, username) always, and per username unless this browser has signed
-// in as that user before (OWASP's device cookie). Strangers who use up a
-// user's budget so lock out only browsers that never signed in as them.
+// (IP, username) always; per username from a browser that never signed in
+// as that user, and per device from one that did (OWASP's device cookies).
+// Strangers who use up a user's budget so lock out only browsers that never
+// signed in as them, and a stolen device cookie guesses no faster than a
+// stranger, from however many addresses.
 // The hit comes before the password check, so that parallel guesses cannot
 // all get past a budget; a success, or a refusal (nothing was checked),
 // gives it back. When the attempt may not go on (over a budget: 429; the
@@ -318,7 +320,9 @@ func (b *builtinLogin) takeFailureHits(w http.ResponseWriter, r *http.Request, i
 	}
 	user := strings.ToLower(username)
 	budgets := []string{"rl:login_ip_user:" + token.Hash(ip+"\x00"+user)}
-	if !s.knownDevice(r, user) {
+	if dev := s.knownDevice(r, user); dev != "" {
+		budgets = append(budgets, "rl:login_device:"+token.Hash(dev))
+	} else {
 		budgets = append(budgets, "rl:login_user:"+token.Hash(user))
 	}
 	for _, key := range budgets {
