@@ -56,9 +56,15 @@ type Config struct {
 	AdminToken  string        `json:"admin_token"`
 	Agents      []StaticAgent `json:"agents"`
 	RateLimit   RateLimit     `json:"rate_limit"`
-	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client IP.
+	// TrustedProxies are CIDRs of the proxies that may set X-Forwarded-For:
+	// from any other peer the header is ignored.
 	TrustedProxies []string `json:"trusted_proxies"`
-	Cache          Cache    `json:"cache"`
+	// TrustedHops is how many proxies in front of the gateway append to
+	// X-Forwarded-For: the client is that many entries from its right end.
+	// Entries further left are written by the client and never believed
+	// (as Envoy's xff_num_trusted_hops, which counts one fewer).
+	TrustedHops int   `json:"trusted_hops"`
+	Cache       Cache `json:"cache"`
 	// CIMD: client_ids that are https URLs of Client ID Metadata Documents.
 	CIMD CIMD `json:"cimd"`
 	// Clients: hygiene of dynamically registered clients.
@@ -126,8 +132,11 @@ type RateLimit struct {
 	Token     int `json:"token"`
 	Authorize int `json:"authorize"`
 	Login     int `json:"login"`
-	// LoginPerUser caps failed logins per username per 15 minutes.
+	// LoginPerUser caps failed logins per (IP, username) per 15 minutes,
+	// and per username from browsers that never signed in as that user.
 	LoginPerUser int `json:"login_per_user"`
+	// AdminAuth caps failed admin-token authentications per IP per minute.
+	AdminAuth int `json:"admin_auth"`
 }
 
 // Cache bounds the in-process caches of API keys and agents.
@@ -157,6 +166,14 @@ type Clients struct {
 	MaxPerIP int `json:"max_per_ip"`
 }
 
+const (
+	// MaxTrustedHops bounds trusted_hops: no real chain of proxies is longer.
+	MaxTrustedHops = 10
+	// MinAdminTokenLen is the shortest admin token serve accepts, as for
+	// signing keys: a guessable token would open the whole admin API.
+	MinAdminTokenLen = 32
+)
+
 // Default returns the defaults every loaded config starts from.
 func Default() *Config {
 	return &Config{
@@ -174,10 +191,12 @@ func Default() *Config {
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    []string{"mcp"},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
-		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10},
+		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
 		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50},
+
+		TrustedHops: 1,
 	}
 }
 
@@ -358,10 +377,17 @@ func (c *Config) Validate(dev bool) error {
 			}
 		}
 	}
+	// Client addresses behind proxies, and the admin token's strength.
 	for i, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {
 			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR", p)
 		}
+	}
+	if c.TrustedHops < 1 || c.TrustedHops > MaxTrustedHops {
+		bad("trusted_hops", "must be between 1 and %d (the proxies that append to X-Forwarded-For)", MaxTrustedHops)
+	}
+	if !dev && c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
+		bad("admin_token", "is %d bytes, need at least %d (e.g. head -c 32 /dev/urandom | base64)", len(c.AdminToken), MinAdminTokenLen)
 	}
 	if c.Cache.TTL <= 0 || c.Cache.MaxSize <= 0 {
 		bad("cache", "ttl and max_size must be positive")

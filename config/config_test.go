@@ -92,6 +92,10 @@ func TestValidateNamesTheField(t *testing.T) {
 		"agents: [{id: 'a/b', owner: x}]":                       "agents[0].id",
 		"agents: [{id: a, owner: x, upstream: 'nope'}]":         "agents[0].upstream",
 		"trusted_proxies: [10.0.0.1]":                           "trusted_proxies[0]",
+		"trusted_hops: 0":                                       "trusted_hops",
+		"trusted_hops: 11":                                      "trusted_hops",
+		"admin_token: x":                                        "admin_token",
+		"admin_token: 0123456789abcdef0123456789abcde":          "admin_token", // 31 bytes
 		"listen: {http: 8080}":                                  "listen.http",
 		"scopes: ['a b']":                                       "scopes[0]",
 	}
@@ -153,5 +157,25 @@ func TestValidAgentID(t *testing.T) {
 		if ValidAgentID(bad) {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestAdminTokenStrength: serve refuses a short admin token (as a short
+// signing key); 32 bytes pass, no token disables the API, and dev, which
+// generates its own, lets a developer's short one through.
+func TestAdminTokenStrength(t *testing.T) {
+	key := "\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"
+	for body, refused := range map[string]bool{
+		"admin_token: x": true,
+		"admin_token: 0123456789abcdef0123456789abcdef": false,
+		"admin_token: ''": false,
+	} {
+		_, err := Load(write(t, body+key), false)
+		if (err != nil) != refused {
+			t.Errorf("serve, %q: err = %v, want refused %v", body, err, refused)
+		}
+	}
+	if _, err := Load(write(t, "admin_token: x"), true); err != nil {
+		t.Errorf("dev refused a short admin token: %v", err)
 	}
 }

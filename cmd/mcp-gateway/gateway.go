@@ -92,12 +92,13 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		return nil, err
 	}
 	g.admin = admin.New(admin.Options{
-		Token:        cfg.AdminToken,
-		Store:        st,
-		StaticAgents: g.static,
-		Ready:        g.authz.Ready,
-		AccessTTL:    cfg.TTL.Access.D(),
-		Logger:       log,
+		Token:         cfg.AdminToken,
+		AuthFailLimit: cfg.RateLimit.AdminAuth,
+		Store:         st,
+		StaticAgents:  g.static,
+		Ready:         g.authz.Ready,
+		AccessTTL:     cfg.TTL.Access.D(),
+		Logger:        log,
 	})
 	g.grpc = authz.NewGRPCServer(g.authz)
 	return g, nil
