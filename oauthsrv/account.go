@@ -173,7 +173,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 		if res == s.issuer {
 			res = "all agents you may use"
 		}
-		ac.Resources = append(ac.Resources, res+" ("+c.Scope+")")
+		ac.Resources = append(ac.Resources, consentLabel(res, c))
 	}
 	for _, f := range families {
 		if len(d.Families) == maxAccountItems {
@@ -201,6 +201,16 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 	}
 	d.CanCreateKey = len(keys) < maxAccountKeys
 	s.render(w, status, s.pages.account, d)
+}
+
+// consentLabel describes one remembered approval: resource, scopes and
+// where it returns. A record from before redirect URIs were remembered
+// still shows (and is revoked with its client) but approves nothing.
+func consentLabel(res string, c *store.Consent) string {
+	if c.RedirectURI == "" {
+		return res + " (" + c.Scope + "), from an earlier version: no longer used, you will be asked again"
+	}
+	return res + " (" + c.Scope + "), returns to " + redirectHost(c.RedirectURI)
 }
 
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
