@@ -134,3 +134,23 @@ func TestOtherBrowserWithOwnBinding(t *testing.T) {
 		t.Fatalf("%d codes issued, want 2 (B's own, A's)", n)
 	}
 }
+
+// TestAccountListsUnrememberedClients: a loopback client's approval is not
+// stored, but while it holds a sign-in /account lists it among the allowed
+// applications, and revoking it there ends that sign-in.
+func TestAccountListsUnrememberedClients(t *testing.T) {
+	e := newEnv(t)
+	clientID := e.register("Loopback CLI")
+	b := e.browser()
+	code, verifier := b.authorizeCode(clientID, "alice", e.url+"/demo/mcp")
+	tok := e.tokens(clientID, code, verifier)
+	body, forms := b.account()
+	if !strings.Contains(body, "Loopback CLI") || !strings.Contains(body, e.url+"/demo/mcp (mcp), asked at each sign-in") {
+		t.Fatalf("account page does not list the loopback client: %s", body)
+	}
+	resp := b.submit(findForm(t, forms, "/account/revoke", "client", clientID), nil)
+	if body, _ := pageForms(t, resp); !strings.Contains(body, "You have not allowed any application") {
+		t.Fatalf("after revoking: %s", body)
+	}
+	expectOAuthError(t, e.refresh(clientID, tok["refresh_token"].(string), nil), http.StatusBadRequest, "invalid_grant")
+}
