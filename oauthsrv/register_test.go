@@ -181,3 +181,17 @@ func TestAuthorizeRechecksScheme(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterRealClients: what Cursor, claude.ai and ChatGPT register
+// keeps working with the default configuration.
+func TestRegisterRealClients(t *testing.T) {
+	e := newEnv(t)
+	for name, uris := range map[string][]string{
+		"Cursor":    {"cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback", "https://cursor.com/oauth/callback", "http://127.0.0.1:33418/callback"},
+		"claude.ai": {"https://claude.ai/api/mcp/auth_callback"},
+		"ChatGPT":   {"https://chatgpt.com/connector_platform_oauth_redirect"},
+		"VS Code":   {"http://127.0.0.1:33418/", "https://vscode.dev/redirect"},
+	} {
+		e.register(name, uris...)
+	}
+}

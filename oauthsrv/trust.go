@@ -119,7 +119,7 @@ func (s *Server) authorizationErrorPage(w http.ResponseWriter, p *store.AuthRequ
 		Title: title, Message: msg,
 		// template.URL: html/template would blank a private-use scheme
 		// (cursor://, com.example.app:); checkRedirectURI vetted it.
-		Back:      template.URL(back), //nolint:gosec // validated redirect URI, see above
+		Back:      template.URL(back),
 		BackLabel: redirectHost(p.RedirectURI),
 	})
 }
