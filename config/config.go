@@ -164,6 +164,10 @@ type Clients struct {
 	IdleTTL Duration `json:"idle_ttl"`
 	// MaxPerIP caps the live clients registered from one IP; 0: no cap.
 	MaxPerIP int `json:"max_per_ip"`
+	// AllowedSchemes are custom redirect URI schemes accepted besides https,
+	// loopback http and reverse-DNS private-use schemes (RFC 8252 §7.1),
+	// for native apps that register a plain scheme (Cursor: cursor://).
+	AllowedSchemes []string `json:"allowed_schemes"`
 }
 
 const (
@@ -194,7 +198,7 @@ func Default() *Config {
 		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
-		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50},
+		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50, AllowedSchemes: []string{"cursor"}},
 
 		TrustedHops: 1,
 	}
@@ -409,7 +413,51 @@ func (c *Config) Validate(dev bool) error {
 	if c.Clients.MaxPerIP < 0 {
 		bad("clients.max_per_ip", "must not be negative (0: no cap)")
 	}
+	// clients.allowed_schemes: plain custom schemes a native app may
+	// register; never one that runs code or a system handler.
+	for i, sc := range c.Clients.AllowedSchemes {
+		field := fmt.Sprintf("clients.allowed_schemes[%d]", i)
+		switch {
+		case !validScheme(sc):
+			bad(field, "%q is not a lower-case URI scheme (RFC 3986: a letter, then letters, digits, '+', '-', '.')", sc)
+		case sc == "http" || sc == "https":
+			bad(field, "%q is always allowed under its own rules; list only custom schemes", sc)
+		case RefusedRedirectScheme(sc):
+			bad(field, "%q can run code or launch a system handler and is never allowed", sc)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// refusedSchemes can run code, read local data, launch system handlers or
+// are no redirect target at all.
+var refusedSchemes = map[string]bool{
+	"javascript": true, "data": true, "file": true, "vbscript": true, "blob": true, "about": true,
+	"filesystem": true, "view-source": true, "jar": true, "mailto": true, "tel": true, "sms": true,
+	"ftp": true, "ws": true, "wss": true, "intent": true, "search-ms": true, "search": true,
+	"shell": true, "res": true, "mk": true, "its": true, "ms-its": true, "hcp": true, "chrome": true,
+	"chrome-extension": true, "moz-extension": true, "resource": true, "x-apple.systempreferences": true,
+}
+
+// RefusedRedirectScheme reports whether a redirect URI scheme (lower-case)
+// is refused whatever the configuration says: the list above and every
+// ms-* scheme (Windows protocol handlers: ms-msdt, ms-officecmd, …).
+func RefusedRedirectScheme(scheme string) bool {
+	return refusedSchemes[scheme] || strings.HasPrefix(scheme, "ms-")
+}
+
+// validScheme: RFC 3986 scheme syntax, lower-case, at most 64 bytes.
+func validScheme(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // validHostOrCIDR: an IP, a CIDR or a DNS hostname (letters, digits, '-', '.').

@@ -148,11 +148,11 @@ func TestCIMDFullFlow(t *testing.T) {
 	if cs, _ := e.st.ListClients(t.Context()); len(cs) != 0 {
 		t.Fatalf("CIMD stored clients: %+v", cs)
 	}
-	// Remembered consent: a second authorization goes straight to a code.
-	code, _ := b.authorizeCode(id, "alice", e.url+"/demo/mcp")
-	if code == "" {
-		t.Fatal("no code")
-	}
+	// A loopback redirect is never auto-approved (trust.go): the second
+	// authorization shows the consent page again, without a login.
+	_, challenge = pkce()
+	resp = b.get(e.authorizeURL(authzParams{clientID: id, redirect: loopbackRedirect, challenge: challenge, resource: e.url + "/demo/mcp"}))
+	callback(t, b.consent(resp, "approve"), loopbackRedirect)
 }
 
 func TestCIMDConsentNoLoopbackWarning(t *testing.T) {
@@ -264,6 +264,8 @@ func TestCIMDRejections(t *testing.T) {
 		{"client secret", serve("/secret.json", map[string]any{"client_id": d.url("/secret.json"), "client_name": "x", "redirect_uris": []string{loopbackRedirect}, "client_secret": "s"}), "", "must not contain a client secret"},
 		{"confidential auth method", serve("/basic.json", map[string]any{"client_id": d.url("/basic.json"), "client_name": "x", "redirect_uris": []string{loopbackRedirect}, "token_endpoint_auth_method": "client_secret_basic"}), "", "token_endpoint_auth_method"},
 		{"javascript redirect", serve("/js.json", map[string]any{"client_id": d.url("/js.json"), "client_name": "x", "redirect_uris": []string{"javascript:alert(1)"}}), "", "invalid_redirect_uri"},
+		{"ms-msdt redirect", serve("/msdt.json", map[string]any{"client_id": d.url("/msdt.json"), "client_name": "x", "redirect_uris": []string{"ms-msdt:/id"}}), "", "invalid_redirect_uri"},
+		{"plain custom scheme", serve("/myapp.json", map[string]any{"client_id": d.url("/myapp.json"), "client_name": "x", "redirect_uris": []string{"myapp://cb"}}), "", "custom scheme"},
 		{"oversize", d.url("/big.json"), "", "larger than 5120 bytes"},
 		{"oversize streamed", d.url("/big-stream.json"), "", "larger than 5120 bytes"},
 		{"slow", d.url("/slow.json"), "", "not received within 300ms"},
