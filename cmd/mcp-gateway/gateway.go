@@ -160,9 +160,9 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 			go func() { errc <- g.grpc.Serve(ln) }()
 			continue
 		}
-		// No ReadTimeout: the guard bounds bodies alone, so responses may
-		// stream; its cap is per listener, so public floods leave the admin
-		// listener alone.
+		// Bodies are bounded by the guard (time and number; ReadTimeout has
+		// no cap), one per listener so a flood on the public port leaves
+		// the admin listener alone. No WriteTimeout: responses may stream.
 		lim := g.cfg.HTTPLimits
 		srv := &http.Server{
 			Handler:           slowbody.New(lim.BodyTimeout.D(), lim.MaxBodyReads).Wrap(l.http),
