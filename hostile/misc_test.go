@@ -244,6 +244,16 @@ func miscCases() []miscCase {
 				connClosed(t, g, r)
 				upstreamUntouched(t, g, r)
 			}}},
+		{attack: attack{name: "http/slow_body/proxy_allowed", tweak: shortBodyTimeout,
+			want: want{http.StatusRequestTimeout, "request_timeout", kJSON, nil},
+			run: func(t *testing.T, g *gw) *reply {
+				tok := g.good(nil)
+				g.begin()
+				// Allowed, so the proxy sends the body on as it arrives: the
+				// client is too slow, not the agent (no 502).
+				return g.slowBody(http.MethodPost, "/alpha/mcp", [][2]string{{"Content-Type", "application/json"}, {"Authorization", "Bearer " + tok}}, 4096, `{"jsonrpc":`)
+			},
+			then: connClosed}},
 		{attack: attack{name: "http/slow_body/cap_full",
 			tweak: func(c *config.Config) {
 				c.HTTPLimits.BodyTimeout = config.Duration(time.Second)

@@ -14,11 +14,13 @@
 package slowbody
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/metrics"
@@ -58,6 +60,7 @@ func (g *Guard) Wrap(h http.Handler) http.Handler {
 			return
 		}
 		b := &body{ReadCloser: r.Body, rc: rc, release: func() { <-g.slots }}
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, b))
 		r.Body = b
 		defer b.finish(false) // leaves the deadline on for net/http's drain
 		h.ServeHTTP(w, r)
@@ -74,12 +77,25 @@ func refuse(w http.ResponseWriter) {
 	_, _ = io.WriteString(w, `{"error":"temporarily_unavailable","error_description":"too many request bodies are being received; retry shortly"}`)
 }
 
+type ctxKey struct{}
+
+// TimedOut reports whether the body of the request that ctx belongs to was
+// cut off by its deadline: net/http then cancels the request's context, so
+// a handler that sees only "context canceled" (a reverse proxy sending the
+// body upstream) can still answer 408 rather than blame the upstream.
+func TimedOut(ctx context.Context) bool {
+	b, _ := ctx.Value(ctxKey{}).(*body)
+	return b != nil && b.timedOut.Load()
+}
+
 // body holds a slot until the body has been read to its end, has failed,
 // or the handler has returned, whichever comes first.
 type body struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	release func()
+
+	timedOut atomic.Bool
 
 	mu   sync.Mutex
 	done bool
@@ -88,7 +104,7 @@ type body struct {
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !b.timedOut.Swap(true) {
 			metrics.SlowBodies.WithLabelValues("timeout").Inc()
 		}
 		b.finish(err == io.EOF)
