@@ -225,6 +225,13 @@ func miscCases() []miscCase {
 		slowBodyCase("register", "/oauth/register", "application/json", `{"redirect_uris":["`),
 		slowBodyCase("token", "/oauth/token", "application/x-www-form-urlencoded", "grant_type=authorization_code&code="),
 		slowBodyCase("revoke", "/oauth/revoke", "application/x-www-form-urlencoded", "token="),
+		{attack: attack{name: "http/slow_body/login_form", tweak: shortBodyTimeout,
+			want: want{http.StatusBadRequest, "", kPage, nil},
+			run: func(t *testing.T, g *gw) *reply {
+				g.begin()
+				return g.slowBody(http.MethodPost, "/login", [][2]string{{"Content-Type", "application/x-www-form-urlencoded"}}, 4096, "request=")
+			},
+			then: connClosed}},
 		{attack: attack{name: "http/slow_body/check_never_reads_it", tweak: shortBodyTimeout,
 			want: want{http.StatusUnauthorized, "unauthorized", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
