@@ -48,24 +48,29 @@ func (g *Guard) Wrap(h http.Handler) http.Handler {
 			return
 		}
 		rc := http.NewResponseController(w)
-		// Set even when refusing: net/http drains up to 256 KiB of an unread
-		// body after the handler returns, and that read needs a bound too.
-		_ = rc.SetReadDeadline(time.Now().Add(g.timeout)) // ErrNotSupported: not a net/http connection
 		select {
 		case g.slots <- struct{}{}:
 		default:
 			metrics.SlowBodies.WithLabelValues("busy").Inc()
-			_ = rc.SetReadDeadline(time.Now()) // do not wait for a body that is not wanted
+			abandon(rc)
 			refuse(w)
 			return
 		}
+		_ = rc.SetReadDeadline(time.Now().Add(g.timeout)) // ErrNotSupported: not a net/http connection
 		b := &body{ReadCloser: r.Body, rc: rc, release: func() { <-g.slots }}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, b))
 		r.Body = b
-		defer b.finish(false) // leaves the deadline on for net/http's drain
+		defer b.finish(false)
 		h.ServeHTTP(w, r)
 	})
 }
+
+// abandon stops waiting for the rest of a body nobody will read: after the
+// handler, net/http drains up to 256 KiB of it to reuse the connection,
+// and a slow client would hold the goroutine (outside any slot) meanwhile.
+// What has arrived already is drained from the buffer; needing more closes
+// the connection.
+func abandon(rc *http.ResponseController) { _ = rc.SetReadDeadline(time.Now()) }
 
 func refuse(w http.ResponseWriter) {
 	h := w.Header()
@@ -112,13 +117,14 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// finish releases the slot once. complete (the body was read to EOF while
-// the handler runs) clears the read deadline, so the rest of the exchange
-// (a streamed response) is not bounded by it; net/http clears it as well
-// when it starts watching for the client's disconnect, but that is not
-// documented. The controller is never used after the handler has
-// returned: the connection may serve the next request by then, whose
-// deadlines are not ours to change.
+// finish releases the slot once: at the body's end, on a read error, or
+// when the handler returns. complete (read to EOF while the handler runs)
+// clears the read deadline, so the rest of the exchange (a streamed
+// response) is not bounded by it; net/http clears it as well when it starts
+// watching for the client's disconnect, but that is not documented.
+// Otherwise the rest of the body is abandoned. The controller is never used
+// after the handler has returned: the connection may serve the next
+// request by then, whose deadlines are not ours to change.
 func (b *body) finish(complete bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -129,5 +135,7 @@ func (b *body) finish(complete bool) {
 	b.release()
 	if complete {
 		_ = b.rc.SetReadDeadline(time.Time{})
+	} else {
+		abandon(b.rc)
 	}
 }

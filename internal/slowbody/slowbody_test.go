@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"os"
 	"runtime"
 	"strings"
@@ -103,6 +104,40 @@ func TestUnreadSlowBodyIsCutOff(t *testing.T) {
 	st, closed := answer(t, slowPost(t, ts, "/"))
 	if st != http.StatusNoContent || !closed {
 		t.Fatalf("unread slow body: status %d, closed %v; want 204 and the connection closed", st, closed)
+	}
+}
+
+// The rest of a body its handler did not read is not waited for at all,
+// however long the deadline: the slow client's connection closes at once.
+func TestUnreadSlowBodyIsNotWaitedFor(t *testing.T) {
+	ts := serve(t, New(time.Hour, 8), func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	st, closed := answer(t, slowPost(t, ts, "/"))
+	if st != http.StatusNoContent || !closed {
+		t.Fatalf("unread slow body: status %d, closed %v; want 204 and the connection closed", st, closed)
+	}
+}
+
+// An unread body that had arrived in full is drained from the buffer and
+// the connection is reused.
+func TestUnreadCompleteBodyKeepsTheConnection(t *testing.T) {
+	ts := serve(t, New(deadline, 8), func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	c := ts.Client()
+	reused := false
+	for i := range 2 {
+		trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { reused = ci.Reused }}
+		req, _ := http.NewRequest(http.MethodPost, ts.URL, strings.NewReader(`{"unread":true}`))
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	if !reused {
+		t.Fatal("the second request did not reuse the connection")
 	}
 }
 
