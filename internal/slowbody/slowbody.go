@@ -7,7 +7,8 @@
 // The read deadline covers the body alone: it is set when the handler
 // starts and cleared the moment the body has been read to its end, so a
 // response may then stream (an SSE stream through the dev proxy) for as long
-// as it likes, and a request without a body gets no deadline at all. Unlike
+// as it likes, and a request without a body gets no deadline at all; the
+// rest of a body its handler did not read is abandoned when it returns. Unlike
 // http.Server's ReadTimeout, the guard also caps how many bodies may be
 // arriving at once, so the goroutines and connections a slow client can
 // hold are bounded by number as well as by time.
