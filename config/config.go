@@ -47,6 +47,7 @@ type Config struct {
 	// base of every resource URL. No trailing slash.
 	PublicURL   string        `json:"public_url"`
 	Listen      Listen        `json:"listen"`
+	HTTPLimits  HTTPLimits    `json:"http_limits"`
 	Store       Store         `json:"store"`
 	SigningKeys []SigningKey  `json:"signing_keys"`
 	TTL         TTL           `json:"ttl"`
@@ -75,6 +76,20 @@ type Listen struct {
 	HTTP  string `json:"http"`
 	GRPC  string `json:"grpc"`
 	Admin string `json:"admin"`
+}
+
+// HTTPLimits bound slow clients on every HTTP listener (public and admin):
+// a trickled request body holds a connection and a goroutine only so long,
+// and only so many at once.
+type HTTPLimits struct {
+	// BodyTimeout is how long a request body may take to arrive in full,
+	// from the end of its headers; slower ones are cut off (408).
+	BodyTimeout Duration `json:"body_timeout"`
+	// MaxBodyReads caps the request bodies being received at once per
+	// listener; beyond it a request with a body gets 503 + Retry-After.
+	MaxBodyReads int `json:"max_body_reads"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout Duration `json:"idle_timeout"`
 }
 
 type Store struct {
@@ -191,6 +206,9 @@ func Default() *Config {
 			Session:      Duration(12 * time.Hour),
 			AuthRequest:  Duration(10 * time.Minute),
 			RefreshGrace: Duration(5 * time.Second),
+		},
+		HTTPLimits: HTTPLimits{
+			BodyTimeout: Duration(10 * time.Second), MaxBodyReads: 256, IdleTimeout: Duration(2 * time.Minute),
 		},
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    []string{"mcp"},
@@ -320,6 +338,15 @@ func (c *Config) Validate(dev bool) error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad(name, "%q is not host:port", a)
 		}
+	}
+	if c.HTTPLimits.BodyTimeout <= 0 || c.HTTPLimits.BodyTimeout.D() > 10*time.Minute {
+		bad("http_limits.body_timeout", "must be between 0 and 10m")
+	}
+	if c.HTTPLimits.MaxBodyReads < 1 {
+		bad("http_limits.max_body_reads", "must be at least 1")
+	}
+	if c.HTTPLimits.IdleTimeout <= 0 {
+		bad("http_limits.idle_timeout", "must be positive")
 	}
 	if c.Store.URL != "memory" {
 		if u, err := url.Parse(c.Store.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {

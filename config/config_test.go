@@ -179,3 +179,29 @@ func TestAdminTokenStrength(t *testing.T) {
 		t.Errorf("dev refused a short admin token: %v", err)
 	}
 }
+
+func TestHTTPLimits(t *testing.T) {
+	d := Default().HTTPLimits
+	if d.BodyTimeout.D() != 10*time.Second || d.MaxBodyReads != 256 || d.IdleTimeout.D() != 2*time.Minute {
+		t.Fatalf("defaults: %+v", d)
+	}
+	c := Default()
+	env := map[string]string{"MCPGW_HTTP_LIMITS_BODY_TIMEOUT": "250ms", "MCPGW_HTTP_LIMITS_MAX_BODY_READS": "3", "MCPGW_HTTP_LIMITS_IDLE_TIMEOUT": "5s"}
+	if err := ApplyEnv(c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if h := c.HTTPLimits; h.BodyTimeout.D() != 250*time.Millisecond || h.MaxBodyReads != 3 || h.IdleTimeout.D() != 5*time.Second {
+		t.Fatalf("env not applied: %+v", h)
+	}
+	for yaml, field := range map[string]string{
+		"http_limits: {body_timeout: 0s}":  "http_limits.body_timeout",
+		"http_limits: {body_timeout: 1h}":  "http_limits.body_timeout",
+		"http_limits: {max_body_reads: 0}": "http_limits.max_body_reads",
+		"http_limits: {idle_timeout: -1s}": "http_limits.idle_timeout",
+	} {
+		_, err := Load(write(t, yaml+"\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"), false)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%q: err = %v, want it to name %s", yaml, err, field)
+		}
+	}
+}

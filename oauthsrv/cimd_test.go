@@ -273,9 +273,9 @@ func TestCIMDRejections(t *testing.T) {
 		{"JSON array", raw("/array.json", "application/json", `[]`), "", "not one JSON object"},
 		{"HTML", raw("/page.json", "text/html", `<html></html>`), "", "not served as application/json"},
 		{"404", d.url("/missing.json"), "", "answered HTTP 404"},
-		{"too many redirects", chain("/hop", 4, "/target.json"), "", "redirected more than 3 times"},
-		{"redirect to http", chain("/tohttp", 1, "http://127.0.0.1:9/x.json"), "", "not plain https"},
-		{"redirect to metadata address", chain("/tometa", 1, "https://169.254.169.254/latest/meta-data"), "", "loopback, private or link-local"},
+		{"redirect to a valid document", chain("/hop", 1, "/target.json"), "", "answered a redirect (HTTP 302)"},
+		{"redirect to http", chain("/tohttp", 1, "http://127.0.0.1:9/x.json"), "", "answered a redirect (HTTP 302)"},
+		{"redirect to metadata address", chain("/tometa", 1, "https://169.254.169.254/latest/meta-data"), "", "answered a redirect (HTTP 302)"},
 		{"redirect_uri not in document", serve("/cb.json", nil), "http://127.0.0.1:9/elsewhere", "not one listed in the application"},
 		{"http client_id", "http://127.0.0.1/client.json", "", "must use https"},
 		{"root path", d.url("/"), "", "must have a path"},
@@ -308,9 +308,29 @@ func TestCIMDRejections(t *testing.T) {
 			}
 		})
 	}
-	// A short chain of redirects is fine; client_id stays the first URL.
-	if st, body := e.authorizePage(chain("/ok", 2, "/target.json"), loopbackRedirect); st != http.StatusFound {
-		t.Fatalf("two redirects: %d %s", st, body)
+	// The draft: the server must not follow redirects automatically. The
+	// target, a valid document, was never fetched.
+	if n := d.hitCount("/target.json"); n != 0 {
+		t.Fatalf("the redirect target was fetched %d times, want 0", n)
+	}
+}
+
+// Every redirect status is refused as such, whatever its target.
+func TestCIMDRefusesEveryRedirectStatus(t *testing.T) {
+	d := newDocServer(t)
+	e := newEnv(t, withCIMD(d, "127.0.0.1"))
+	d.serveDoc("/target.json", cimdDoc(d.url("/target.json")))
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		path := "/moved" + strconv.Itoa(code) + ".json"
+		d.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/target.json", code) })
+		st, body := e.authorizePage(d.url(path), loopbackRedirect)
+		want := "answered a redirect (HTTP " + strconv.Itoa(code) + ")"
+		if st != http.StatusBadRequest || !strings.Contains(body, want) {
+			t.Fatalf("HTTP %d: got %d, want 400 mentioning %q:\n%s", code, st, want, body)
+		}
+	}
+	if n := d.hitCount("/target.json"); n != 0 {
+		t.Fatalf("a redirect was followed %d times", n)
 	}
 }
 

@@ -85,6 +85,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusRequestEntityTooLarge, "invalid_client_metadata", "request body too large")
 		return
 	}
+	if errors.Is(err, errBodyTimeout) {
+		writeBodyError(w, err)
+		return
+	}
 	if err != nil {
 		reject(http.StatusBadRequest, "invalid_client_metadata", "could not read the request body")
 		return
