@@ -81,7 +81,9 @@ type checkServer struct{ a *Authorizer }
 // Envoy treats a failed RPC per its failure_mode_allow setting, and a
 // decision must not depend on that.
 func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
-	d := s.a.Decide(ctx, &Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"})
+	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"}
+	req.RouteAgent, req.HasRouteAgent = r.ext[ContextExtensionAgent]
+	d := s.a.Decide(ctx, &req)
 	return &checkAnswer{wire: appendCheckResponse(nil, d)}
 }
 
