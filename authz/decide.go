@@ -173,7 +173,7 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	if !ok {
 		return rBadPath, credNone, ""
 	}
-	if r.HasRouteAgent && r.RouteAgent != agent {
+	if r.RouteAgent != nil && *r.RouteAgent != agent {
 		return rRouteMismatch, credNone, agent
 	}
 	var authz string
@@ -515,8 +515,8 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 		}
 		attrs = append(attrs, slog.String("path", p))
 	}
-	if d.Reason == ReasonRouteMismatch {
-		ra := r.RouteAgent
+	if d.Reason == ReasonRouteMismatch && r.RouteAgent != nil {
+		ra := *r.RouteAgent
 		if len(ra) > maxAuditPath {
 			ra = ra[:maxAuditPath]
 		}

@@ -82,7 +82,11 @@ type checkServer struct{ a *Authorizer }
 // decision must not depend on that.
 func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
 	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"}
-	req.RouteAgent, req.HasRouteAgent = r.ext[ContextExtensionAgent]
+	if ext := r.extensions(); ext != nil { // v escapes: declared only when needed
+		if v, ok := ext[ContextExtensionAgent]; ok {
+			req.RouteAgent = &v
+		}
+	}
 	d := s.a.Decide(ctx, &req)
 	return &checkAnswer{wire: appendCheckResponse(nil, d)}
 }

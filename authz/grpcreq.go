@@ -34,6 +34,13 @@ type checkRequest struct {
 	// headers holds the request headers the Check reads (keepHeader),
 	// lower-case name → value, repeats joined with "," as Envoy does.
 	headers map[string]string
+	// x holds what only some Checks carry, so the common one stays in a
+	// smaller size class; nil when there is none and no body was asked for.
+	x *checkExtras
+}
+
+// checkExtras are the context extensions and the body.
+type checkExtras struct {
 	// ext is attributes.context_extensions, set per route in Envoy's
 	// ext_authz per-route config (nil when the route sets none).
 	ext map[string]string
@@ -42,6 +49,25 @@ type checkRequest struct {
 	// the buffer it sits in is reused once decoding ends.
 	wantBody bool
 	body     []byte
+}
+
+// wantingBody is an empty checkRequest that asks the decoder for the body.
+func wantingBody() checkRequest { return checkRequest{x: &checkExtras{wantBody: true}} }
+
+// extensions is attributes.context_extensions (nil when absent).
+func (r *checkRequest) extensions() map[string]string {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.ext
+}
+
+// requestBody is the body, when it was asked for (wantingBody) and sent.
+func (r *checkRequest) requestBody() []byte {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.body
 }
 
 // Header names the Check keeps besides authorization and x-mcp-*.
@@ -116,7 +142,7 @@ var errUTF8 = errors.New("string field contains invalid UTF-8")
 // The body, when r.wantBody asks for it, is copied; else it is skipped and
 // its UTF-8 is not checked.
 func decodeCheckRequest(b []byte, r *checkRequest) error {
-	d := requestDecoder{wantBody: r.wantBody}
+	d := requestDecoder{wantBody: r.x != nil && r.x.wantBody}
 	err := eachLenField(b, func(n protowire.Number, v []byte) error {
 		if n != fReqAttributes {
 			return nil
@@ -324,12 +350,18 @@ func (d *requestDecoder) finish(r *checkRequest) {
 	if r.method == "" {
 		r.method = r.headers[":method"]
 	}
-	r.ext = d.ext
+	if d.ext == nil && !d.wantBody {
+		return
+	}
+	if r.x == nil {
+		r.x = &checkExtras{}
+	}
+	r.x.ext = d.ext
 	switch {
 	case len(d.rawBody) > 0: // Envoy sends raw_body when pack_as_bytes is on
-		r.body = append([]byte(nil), d.rawBody...)
+		r.x.body = append([]byte(nil), d.rawBody...)
 	case d.body != nil:
-		r.body = append([]byte(nil), d.body...)
+		r.x.body = append([]byte(nil), d.body...)
 	}
 }
 

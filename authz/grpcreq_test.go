@@ -80,7 +80,7 @@ func viewOf(raw []byte) (checkRequest, bool) {
 	if len(body) == 0 {
 		body = []byte(h.GetBody())
 	}
-	return checkRequest{method: r.Method, path: r.Path, headers: kept, ext: full.GetAttributes().GetContextExtensions(), body: body}, true
+	return checkRequest{method: r.Method, path: r.Path, headers: kept, x: &checkExtras{ext: full.GetAttributes().GetContextExtensions(), body: body}}, true
 }
 
 // checkDecode fails t unless decodeCheckRequest reads from raw what the
@@ -90,7 +90,10 @@ func checkDecode(t *testing.T, raw []byte) {
 	t.Helper()
 	want, ok := viewOf(raw)
 	for _, wantBody := range []bool{true, false} {
-		got := checkRequest{wantBody: wantBody}
+		got := checkRequest{}
+		if wantBody {
+			got = wantingBody()
+		}
 		err := decodeCheckRequest(raw, &got)
 		if !ok {
 			continue // refused by proto.Unmarshal: either answer is fine, no panic is the test
@@ -101,14 +104,16 @@ func checkDecode(t *testing.T, raw []byte) {
 		if got.method != want.method || got.path != want.path || !maps.Equal(got.headers, want.headers) {
 			t.Fatalf("decoded %q %q %q\nmessages give %q %q %q", got.method, got.path, got.headers, want.method, want.path, want.headers)
 		}
-		if !maps.Equal(got.ext, want.ext) {
-			t.Fatalf("context_extensions decoded %q, messages give %q", got.ext, want.ext)
+		if !maps.Equal(got.extensions(), want.extensions()) {
+			t.Fatalf("context_extensions decoded %q, messages give %q", got.extensions(), want.extensions())
 		}
 		switch {
-		case wantBody && !bytes.Equal(got.body, want.body):
-			t.Fatalf("body decoded %q, messages give %q", got.body, want.body)
-		case !wantBody && got.body != nil:
-			t.Fatalf("body %q read although not asked for", got.body)
+		case wantBody && !bytes.Equal(got.requestBody(), want.requestBody()):
+			t.Fatalf("body decoded %q, messages give %q", got.requestBody(), want.requestBody())
+		case !wantBody && got.requestBody() != nil:
+			t.Fatalf("body %q read although not asked for", got.requestBody())
+		case !wantBody && got.extensions() == nil && got.x != nil:
+			t.Fatal("extras allocated with nothing in them")
 		}
 		if got.headers == nil {
 			t.Fatal("nil headers would make Decide use Header")
@@ -257,26 +262,26 @@ func TestDecodeCheckRequest(t *testing.T) {
 	if err := decodeCheckRequest(decodeSeeds(t)["truncated"], &r); err == nil {
 		t.Fatal("truncated request accepted")
 	}
-	r = checkRequest{wantBody: true}
+	r = wantingBody()
 	if err := decodeCheckRequest(decodeSeeds(t)["mcp headers, context extensions, body"], &r); err != nil {
 		t.Fatal(err)
 	}
 	if r.mcpMethod() != "tools/call" || r.mcpName() != "whoami" || r.origin() != "https://app.example" ||
-		!strings.HasPrefix(r.traceparent(), "00-4bf9") || r.ext["agent"] != "alpha" || !strings.Contains(string(r.body), "tools/call") {
-		t.Fatalf("read %q %q %q %q, extensions %q, body %q", r.mcpMethod(), r.mcpName(), r.origin(), r.traceparent(), r.ext, r.body)
+		!strings.HasPrefix(r.traceparent(), "00-4bf9") || r.extensions()["agent"] != "alpha" || !strings.Contains(string(r.requestBody()), "tools/call") {
+		t.Fatalf("read %q %q %q %q, extensions %q, body %q", r.mcpMethod(), r.mcpName(), r.origin(), r.traceparent(), r.extensions(), r.requestBody())
 	}
-	r = checkRequest{wantBody: true}
-	if err := decodeCheckRequest(decodeSeeds(t)["raw_body wins over body"], &r); err != nil || string(r.body) != "\xff\x00binary" {
-		t.Fatalf("raw_body read as %q, %v", r.body, err)
+	r = wantingBody()
+	if err := decodeCheckRequest(decodeSeeds(t)["raw_body wins over body"], &r); err != nil || string(r.requestBody()) != "\xff\x00binary" {
+		t.Fatalf("raw_body read as %q, %v", r.requestBody(), err)
 	}
 	r = checkRequest{}
-	if err := decodeCheckRequest(decodeSeeds(t)["context extensions merged"], &r); err != nil || r.ext["agent"] != "beta" || r.ext["a"] != "1" {
-		t.Fatalf("merged extensions %q, %v", r.ext, err)
+	if err := decodeCheckRequest(decodeSeeds(t)["context extensions merged"], &r); err != nil || r.extensions()["agent"] != "beta" || r.extensions()["a"] != "1" {
+		t.Fatalf("merged extensions %q, %v", r.extensions(), err)
 	}
 	if err := decodeCheckRequest(decodeSeeds(t)["bad utf-8 context extension"], &r); err == nil {
 		t.Fatal("invalid UTF-8 in a context extension accepted")
 	}
-	r = checkRequest{wantBody: true}
+	r = wantingBody()
 	if err := decodeCheckRequest(decodeSeeds(t)["bad utf-8 body"], &r); err == nil {
 		t.Fatal("invalid UTF-8 in body accepted when read")
 	}
@@ -286,14 +291,14 @@ func TestDecodeCheckRequest(t *testing.T) {
 // decoding ends.
 func TestDecodeCheckRequestBodyIsACopy(t *testing.T) {
 	raw := bytes.Clone(decodeSeeds(t)["mcp headers, context extensions, body"])
-	r := checkRequest{wantBody: true}
+	r := wantingBody()
 	if err := decodeCheckRequest(raw, &r); err != nil {
 		t.Fatal(err)
 	}
-	want := string(r.body)
+	want := string(r.requestBody())
 	clear(raw)
-	if string(r.body) != want {
-		t.Fatalf("body changed with the input buffer: %q", r.body)
+	if string(r.requestBody()) != want {
+		t.Fatalf("body changed with the input buffer: %q", r.requestBody())
 	}
 }
 

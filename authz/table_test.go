@@ -331,7 +331,9 @@ func (tc tcase) hostOr() string {
 func runCore(t *testing.T, a *Authorizer, tc tcase) {
 	h := tc.lowerHeaders()
 	r := &Request{Method: "POST", Path: tc.path, Header: func(n string) string { return h[n] }, HeaderNames: maps.Keys(h)}
-	r.RouteAgent, r.HasRouteAgent = tc.ext[ContextExtensionAgent]
+	if v, ok := tc.ext[ContextExtensionAgent]; ok {
+		r.RouteAgent = &v
+	}
 	d := a.Decide(context.Background(), r)
 	if d.Status != tc.want.status || (tc.want.reason != "" && d.Reason != tc.want.reason) {
 		t.Fatalf("got %d %s, want %d %s", d.Status, d.Reason, tc.want.status, tc.want.reason)
