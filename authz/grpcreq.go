@@ -139,7 +139,7 @@ var errUTF8 = errors.New("string field contains invalid UTF-8")
 // (repeated message fields merge, the last scalar wins, a field of an
 // unexpected wire type is an unknown field), validating UTF-8 in the strings
 // it reads; the fields it skips are only checked for framing.
-// The body, when r.wantBody asks for it, is copied; else it is skipped and
+// The body, when r asks for it (wantingBody), is copied; else it is skipped and
 // its UTF-8 is not checked.
 func decodeCheckRequest(b []byte, r *checkRequest) error {
 	d := requestDecoder{wantBody: r.x != nil && r.x.wantBody}
