@@ -245,13 +245,15 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startNginx runs nginx in the foreground on 127.0.0.1, routing agents, and
-// stops it when the test ends.
+// startNginx runs nginx in the foreground on 127.0.0.1, routing agents
+// (unless p names its own agents include), and stops it when the test ends.
 func startNginx(t *testing.T, p NginxParams, agents ...store.Agent) {
 	t.Helper()
 	bin := nginxBinary(t)
 	prefix := t.TempDir()
-	p.AgentsConf = writeAgents(t, prefix, agents...)
+	if p.AgentsConf == "" {
+		p.AgentsConf = writeAgents(t, prefix, agents...)
+	}
 	conf, err := NginxStandalone(p, prefix)
 	if err != nil {
 		t.Fatal(err)
