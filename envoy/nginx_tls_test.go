@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,9 +48,9 @@ func selfSigned(t *testing.T) (tls.Certificate, []byte) {
 // to send the request (502), never falling back to an unverified one.
 func TestNginxHTTPSAgent(t *testing.T) {
 	cert, certPEM := selfSigned(t)
-	var sni string
+	var sni atomic.Value
 	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sni = r.TLS.ServerName
+		sni.Store(r.TLS.ServerName)
 		w.Write([]byte("agent " + r.Host + " " + r.URL.Path))
 	}))
 	agent.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -96,8 +97,8 @@ func TestNginxHTTPSAgent(t *testing.T) {
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, b, c.status)
 			}
-			if c.status == 200 && (string(b) != "agent localhost:"+port+" /tls/mcp" || sni != "localhost") {
-				t.Errorf("agent answered %q with SNI %q", b, sni)
+			if c.status == 200 && (string(b) != "agent localhost:"+port+" /tls/mcp" || sni.Load() != "localhost") {
+				t.Errorf("agent answered %q with SNI %v", b, sni.Load())
 			}
 		})
 	}
