@@ -36,7 +36,14 @@ const (
 	ReasonInsufficientScope = "insufficient_scope"
 	ReasonUnknownAgent      = "unknown_agent"
 	ReasonUnavailable       = "unavailable"
+	ReasonRouteMismatch     = "route_mismatch"
 )
+
+// ContextExtensionAgent is the ext_authz context_extensions key under which
+// a data-plane route names the agent it was built for (Envoy per-route
+// check_settings). When a Check carries it, it must equal the agent in the
+// path, else the Check denies with 404 route_mismatch.
+const ContextExtensionAgent = "agent"
 
 type reason uint8
 
@@ -52,6 +59,7 @@ const (
 	rInsufficientScope
 	rUnknownAgent
 	rUnavailable
+	rRouteMismatch
 	nReasons
 )
 
@@ -75,6 +83,10 @@ var reasons = [nReasons]struct {
 	rInsufficientScope: {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "the credential's scope does not cover this agent", nil, ""},
 	rUnknownAgent:      {ReasonUnknownAgent, "deny", 404, "not_found", "no such agent", nil, ""},
 	rUnavailable:       {ReasonUnavailable, "error", 503, "temporarily_unavailable", "the authorization service cannot reach its store; retry shortly", nil, ""},
+	// A route built for one agent received another's path: the data plane
+	// and the gateway parsed the path differently, or the route table is
+	// wrong. Nothing is routed there, hence 404 like bad_path.
+	rRouteMismatch: {ReasonRouteMismatch, "deny", 404, "not_found", "this path does not belong to the agent its route was built for", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -160,6 +172,9 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	agent, ok := AgentFromPath(r.Path)
 	if !ok {
 		return rBadPath, credNone, ""
+	}
+	if r.RouteAgent != nil && *r.RouteAgent != agent {
+		return rRouteMismatch, credNone, agent
 	}
 	var authz string
 	switch {
@@ -499,6 +514,13 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 			p = p[:maxAuditPath]
 		}
 		attrs = append(attrs, slog.String("path", p))
+	}
+	if d.Reason == ReasonRouteMismatch && r.RouteAgent != nil {
+		ra := *r.RouteAgent
+		if len(ra) > maxAuditPath {
+			ra = ra[:maxAuditPath]
+		}
+		attrs = append(attrs, slog.String("route_agent", ra))
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }

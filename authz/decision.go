@@ -23,6 +23,11 @@ type Request struct {
 	// Headers, when set, replaces Header and HeaderNames: lower-case name →
 	// value (repeats joined with ","), as Envoy sends them. Allocation-free.
 	Headers map[string]string
+	// RouteAgent, when not nil, is the agent the data plane's route was
+	// built for (the gRPC Check's context_extensions[ContextExtensionAgent]):
+	// the path's agent must equal it, byte for byte. A pointer, as "absent"
+	// and "empty" differ, and the struct stays in its size class.
+	RouteAgent *string
 	// Adapter names the caller for the latency metric: "grpc", "http",
 	// "proxy"… ("direct" when empty).
 	Adapter string

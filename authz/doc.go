@@ -7,7 +7,9 @@
 //
 //  1. Path: the raw target must be /<agent>/mcp or /<agent>/mcp/ plus an
 //     optional query (AgentFromPath); anything else → 404 bad_path, before
-//     any credential is looked at.
+//     any credential is looked at. When the data plane's route names its
+//     agent (gRPC Check: context_extensions "agent"), the path's agent must
+//     be that one → else 404 route_mismatch, also before the credential.
 //  2. Credential: only `Authorization: Bearer <token>` (scheme
 //     case-insensitive, one RFC 6750 b64token). No Bearer credential
 //     (absent, or another scheme) → 401 missing_credential, challenge

@@ -81,7 +81,13 @@ type checkServer struct{ a *Authorizer }
 // Envoy treats a failed RPC per its failure_mode_allow setting, and a
 // decision must not depend on that.
 func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
-	d := s.a.Decide(ctx, &Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"})
+	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"}
+	if ext := r.extensions(); ext != nil { // v escapes: declared only when needed
+		if v, ok := ext[ContextExtensionAgent]; ok {
+			req.RouteAgent = &v
+		}
+	}
+	d := s.a.Decide(ctx, &req)
 	return &checkAnswer{wire: appendCheckResponse(nil, d)}
 }
 

@@ -19,23 +19,81 @@ import (
 // the request: all headers, addresses, route metadata, sometimes a body.
 // Unmarshalling it into messages was a fifth of the server's CPU per Check
 // (most of it the headers map, built through reflection) and most of its
-// garbage, yet the decision reads four things: the method, the path, the
-// Authorization header and the names of any x-mcp-* headers. checkRequest
-// is those, and decodeCheckRequest reads only them, skipping the rest after
-// checking its framing. TestDecodeCheckRequest and FuzzDecodeCheckRequest
-// compare it with proto.Unmarshal followed by what the Check read before.
+// garbage, yet the decision reads a few things: the method, the path, the
+// Authorization header, the names of any x-mcp-* headers, the route's
+// context_extensions, and (for the MCP-aware checks to come) the MCP method
+// and name headers, Origin, traceparent and, on request, the body.
+// checkRequest is those, and decodeCheckRequest reads only them, skipping the
+// rest after checking its framing. TestDecodeCheckRequest and
+// FuzzDecodeCheckRequest compare it with proto.Unmarshal followed by what the
+// Check read before.
 
 // checkRequest is what the decision needs from a CheckRequest.
 type checkRequest struct {
 	method, path string
-	// headers holds the request headers the decision reads (keepHeader),
+	// headers holds the request headers the Check reads (keepHeader),
 	// lower-case name → value, repeats joined with "," as Envoy does.
 	headers map[string]string
+	// x holds what only some Checks carry, so the common one stays in a
+	// smaller size class; nil when there is none and no body was asked for.
+	x *checkExtras
 }
 
-// keepHeader reports whether the decision reads header name: the
-// credential, the pseudo-headers the method and path fall back to, and
-// every x-mcp-* header (they are stripped before the request goes on).
+// checkExtras are the context extensions and the body.
+type checkExtras struct {
+	// ext is attributes.context_extensions, set per route in Envoy's
+	// ext_authz per-route config (nil when the route sets none).
+	ext map[string]string
+	// wantBody is an input: when set, the decoder copies the request body
+	// (raw_body, else body) into body. Unset, the body is skipped, uncopied:
+	// the buffer it sits in is reused once decoding ends.
+	wantBody bool
+	body     []byte
+}
+
+// wantingBody is an empty checkRequest that asks the decoder for the body.
+func wantingBody() checkRequest { return checkRequest{x: &checkExtras{wantBody: true}} }
+
+// extensions is attributes.context_extensions (nil when absent).
+func (r *checkRequest) extensions() map[string]string {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.ext
+}
+
+// requestBody is the body, when it was asked for (wantingBody) and sent.
+func (r *checkRequest) requestBody() []byte {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.body
+}
+
+// Header names the Check keeps besides authorization and x-mcp-*.
+const (
+	headerMCPMethod   = "mcp-method"
+	headerMCPName     = "mcp-name"
+	headerOrigin      = "origin"
+	headerTraceparent = "traceparent"
+)
+
+// mcpMethod is the client's Mcp-Method header ("" when absent).
+func (r *checkRequest) mcpMethod() string { return r.headers[headerMCPMethod] }
+
+// mcpName is the client's Mcp-Name header ("" when absent).
+func (r *checkRequest) mcpName() string { return r.headers[headerMCPName] }
+
+// origin is the client's Origin header ("" when absent).
+func (r *checkRequest) origin() string { return r.headers[headerOrigin] }
+
+// traceparent is the client's W3C traceparent header ("" when absent).
+func (r *checkRequest) traceparent() string { return r.headers[headerTraceparent] }
+
+// keepHeader reports whether the Check reads header name: the credential,
+// the pseudo-headers the method and path fall back to, every x-mcp-* header
+// (they are stripped before the request goes on), and the MCP method and
+// name, Origin and traceparent.
 func keepHeader(name string) bool {
 	switch {
 	case len(name) >= len("x-mcp-") && strings.EqualFold(name[:len("x-mcp-")], "x-mcp-"):
@@ -46,6 +104,14 @@ func keepHeader(name string) bool {
 		return strings.EqualFold(name, ":path")
 	case len(name) == len(":method"):
 		return strings.EqualFold(name, ":method")
+	case len(name) == len(headerMCPMethod):
+		return strings.EqualFold(name, headerMCPMethod)
+	case len(name) == len(headerMCPName):
+		return strings.EqualFold(name, headerMCPName)
+	case len(name) == len(headerOrigin):
+		return strings.EqualFold(name, headerOrigin)
+	case len(name) == len(headerTraceparent):
+		return strings.EqualFold(name, headerTraceparent)
 	}
 	return false
 }
@@ -54,11 +120,14 @@ func keepHeader(name string) bool {
 var (
 	fReqAttributes = fieldNum(&authv3.CheckRequest{}, "attributes")
 	fAttrRequest   = fieldNum(&authv3.AttributeContext{}, "request")
+	fAttrExt       = fieldNum(&authv3.AttributeContext{}, "context_extensions")
 	fRequestHTTP   = fieldNum(&authv3.AttributeContext_Request{}, "http")
 	fHTTPMethod    = fieldNum(&authv3.AttributeContext_HttpRequest{}, "method")
 	fHTTPHeaders   = fieldNum(&authv3.AttributeContext_HttpRequest{}, "headers")
 	fHTTPPath      = fieldNum(&authv3.AttributeContext_HttpRequest{}, "path")
 	fHTTPHeaderMap = fieldNum(&authv3.AttributeContext_HttpRequest{}, "header_map")
+	fHTTPBody      = fieldNum(&authv3.AttributeContext_HttpRequest{}, "body")
+	fHTTPRawBody   = fieldNum(&authv3.AttributeContext_HttpRequest{}, "raw_body")
 	fHeaderMapList = fieldNum(&corev3.HeaderMap{}, "headers")
 	fHVRawValue    = fieldNum(&corev3.HeaderValue{}, "raw_value")
 )
@@ -70,13 +139,18 @@ var errUTF8 = errors.New("string field contains invalid UTF-8")
 // (repeated message fields merge, the last scalar wins, a field of an
 // unexpected wire type is an unknown field), validating UTF-8 in the strings
 // it reads; the fields it skips are only checked for framing.
+// The body, when r asks for it (wantingBody), is copied; else it is skipped and
+// its UTF-8 is not checked.
 func decodeCheckRequest(b []byte, r *checkRequest) error {
-	var d requestDecoder
+	d := requestDecoder{wantBody: r.x != nil && r.x.wantBody}
 	err := eachLenField(b, func(n protowire.Number, v []byte) error {
 		if n != fReqAttributes {
 			return nil
 		}
 		return eachLenField(v, func(n protowire.Number, v []byte) error {
+			if n == fAttrExt {
+				return d.extEntry(v)
+			}
 			if n != fAttrRequest {
 				return nil
 			}
@@ -103,6 +177,10 @@ type requestDecoder struct {
 	headers      map[string]string // the kept ones
 	raw          []rawHeader       // header_map entries, kept ones only
 	nRaw         int               // entries in header_map, kept or not
+	ext          map[string]string // context_extensions
+
+	wantBody      bool
+	body, rawBody []byte // the last of each, pointing into the input
 }
 
 type rawHeader struct{ key, value string }
@@ -119,6 +197,18 @@ func (d *requestDecoder) httpField(n protowire.Number, v []byte) error {
 		return err
 	case fHTTPHeaders:
 		return d.mapEntry(v)
+	case fHTTPBody:
+		if !d.wantBody {
+			return nil
+		}
+		if !utf8.Valid(v) {
+			return errUTF8
+		}
+		d.body = v
+	case fHTTPRawBody:
+		if d.wantBody {
+			d.rawBody = v
+		}
 	case fHTTPHeaderMap:
 		return eachLenField(v, func(n protowire.Number, v []byte) error {
 			if n != fHeaderMapList {
@@ -130,10 +220,9 @@ func (d *requestDecoder) httpField(n protowire.Number, v []byte) error {
 	return nil
 }
 
-// mapEntry reads one headers entry: {key = 1; value = 2}, both strings.
-func (d *requestDecoder) mapEntry(v []byte) error {
-	var key, value []byte
-	err := eachLenField(v, func(n protowire.Number, v []byte) error {
+// stringEntry reads one map<string, string> entry: {key = 1; value = 2}.
+func stringEntry(v []byte) (key, value []byte, err error) {
+	err = eachLenField(v, func(n protowire.Number, v []byte) error {
 		switch n {
 		case fMapKey:
 			key = v
@@ -142,11 +231,31 @@ func (d *requestDecoder) mapEntry(v []byte) error {
 		}
 		return nil
 	})
+	if err == nil && (!utf8.Valid(key) || !utf8.Valid(value)) {
+		err = errUTF8
+	}
+	return key, value, err
+}
+
+// extEntry reads one context_extensions entry; a repeated key keeps the
+// last value, as proto.Unmarshal does.
+func (d *requestDecoder) extEntry(v []byte) error {
+	key, value, err := stringEntry(v)
 	if err != nil {
 		return err
 	}
-	if !utf8.Valid(key) || !utf8.Valid(value) {
-		return errUTF8
+	if d.ext == nil {
+		d.ext = make(map[string]string, 1)
+	}
+	d.ext[string(key)] = string(value)
+	return nil
+}
+
+// mapEntry reads one headers entry.
+func (d *requestDecoder) mapEntry(v []byte) error {
+	key, value, err := stringEntry(v)
+	if err != nil {
+		return err
 	}
 	d.nHeaders++
 	name, ok := keptName(key)
@@ -170,6 +279,14 @@ func keptName(b []byte) (string, bool) {
 		return ":path", true
 	case ":method":
 		return ":method", true
+	case headerMCPMethod:
+		return headerMCPMethod, true
+	case headerMCPName:
+		return headerMCPName, true
+	case headerOrigin:
+		return headerOrigin, true
+	case headerTraceparent:
+		return headerTraceparent, true
 	}
 	if keepHeader(string(b)) {
 		return string(b), true
@@ -232,6 +349,19 @@ func (d *requestDecoder) finish(r *checkRequest) {
 	}
 	if r.method == "" {
 		r.method = r.headers[":method"]
+	}
+	if d.ext == nil && !d.wantBody {
+		return
+	}
+	if r.x == nil {
+		r.x = &checkExtras{}
+	}
+	r.x.ext = d.ext
+	switch {
+	case len(d.rawBody) > 0: // Envoy sends raw_body when pack_as_bytes is on
+		r.x.body = append([]byte(nil), d.rawBody...)
+	case d.body != nil:
+		r.x.body = append([]byte(nil), d.body...)
 	}
 }
 

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"strings"
@@ -59,8 +60,9 @@ func rawHeaders(m *corev3.HeaderMap) map[string]string {
 }
 
 // viewOf is what decodeCheckRequest must read from raw: requestOf on the
-// fully unmarshalled message, headers narrowed to the ones the decision
-// reads. ok is false when proto.Unmarshal refuses raw.
+// fully unmarshalled message, headers narrowed to the ones the Check reads,
+// the context extensions, and the body (raw_body, else body). ok is false
+// when proto.Unmarshal refuses raw.
 func viewOf(raw []byte) (checkRequest, bool) {
 	var full authv3.CheckRequest
 	if proto.Unmarshal(raw, &full) != nil {
@@ -73,27 +75,49 @@ func viewOf(raw []byte) (checkRequest, bool) {
 			kept[k] = v
 		}
 	}
-	return checkRequest{method: r.Method, path: r.Path, headers: kept}, true
+	h := full.GetAttributes().GetRequest().GetHttp()
+	body := h.GetRawBody()
+	if len(body) == 0 {
+		body = []byte(h.GetBody())
+	}
+	return checkRequest{method: r.Method, path: r.Path, headers: kept, x: &checkExtras{ext: full.GetAttributes().GetContextExtensions(), body: body}}, true
 }
 
 // checkDecode fails t unless decodeCheckRequest reads from raw what the
-// message path reads, whenever proto.Unmarshal accepts raw.
+// message path reads, whenever proto.Unmarshal accepts raw: once asking for
+// the body, once not (then no body is read).
 func checkDecode(t *testing.T, raw []byte) {
 	t.Helper()
 	want, ok := viewOf(raw)
-	var got checkRequest
-	err := decodeCheckRequest(raw, &got)
-	if !ok {
-		return // refused by proto.Unmarshal: either answer is fine, no panic is the test
-	}
-	if err != nil {
-		t.Fatalf("proto.Unmarshal accepts what decodeCheckRequest refuses: %v", err)
-	}
-	if got.method != want.method || got.path != want.path || !maps.Equal(got.headers, want.headers) {
-		t.Fatalf("decoded %q %q %q\nmessages give %q %q %q", got.method, got.path, got.headers, want.method, want.path, want.headers)
-	}
-	if got.headers == nil {
-		t.Fatal("nil headers would make Decide use Header")
+	for _, wantBody := range []bool{true, false} {
+		got := checkRequest{}
+		if wantBody {
+			got = wantingBody()
+		}
+		err := decodeCheckRequest(raw, &got)
+		if !ok {
+			continue // refused by proto.Unmarshal: either answer is fine, no panic is the test
+		}
+		if err != nil {
+			t.Fatalf("proto.Unmarshal accepts what decodeCheckRequest (wantBody %v) refuses: %v", wantBody, err)
+		}
+		if got.method != want.method || got.path != want.path || !maps.Equal(got.headers, want.headers) {
+			t.Fatalf("decoded %q %q %q\nmessages give %q %q %q", got.method, got.path, got.headers, want.method, want.path, want.headers)
+		}
+		if !maps.Equal(got.extensions(), want.extensions()) {
+			t.Fatalf("context_extensions decoded %q, messages give %q", got.extensions(), want.extensions())
+		}
+		switch {
+		case wantBody && !bytes.Equal(got.requestBody(), want.requestBody()):
+			t.Fatalf("body decoded %q, messages give %q", got.requestBody(), want.requestBody())
+		case !wantBody && got.requestBody() != nil:
+			t.Fatalf("body %q read although not asked for", got.requestBody())
+		case !wantBody && got.extensions() == nil && got.x != nil:
+			t.Fatal("extras allocated with nothing in them")
+		}
+		if got.headers == nil {
+			t.Fatal("nil headers would make Decide use Header")
+		}
 	}
 }
 
@@ -161,6 +185,31 @@ func decodeSeeds(t testing.TB) map[string][]byte {
 	unk = protowire.AppendTag(unk, 997, protowire.Fixed32Type)
 	unk = protowire.AppendFixed32(unk, 1)
 	seeds["unknown fields"] = append(unk, envoy...)
+	// What the MCP-aware checks read: the MCP headers, Origin, traceparent,
+	// the route's context extensions and the body, in both body forms.
+	mcp := envoyCheckRequest("POST", "/alpha/mcp", "gw.example", map[string]string{
+		"authorization": "Bearer abc", "mcp-method": "tools/call", "mcp-name": "whoami",
+		"origin": "https://app.example", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	})
+	mcp.Attributes.ContextExtensions = map[string]string{"agent": "alpha", "other": "x"}
+	mcp.Attributes.Request.Http.Body = `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`
+	seeds["mcp headers, context extensions, body"] = marshal(t, mcp)
+	rawBody := proto.Clone(mcp).(*authv3.CheckRequest)
+	rawBody.Attributes.Request.Http.Body = "not this one"
+	rawBody.Attributes.Request.Http.RawBody = []byte("\xff\x00binary")
+	seeds["raw_body wins over body"] = marshal(t, rawBody)
+	seeds["header_map with mcp headers"] = marshal(t, httpRequest(hm(
+		&corev3.HeaderValue{Key: "Mcp-Method", RawValue: []byte("tools/list")},
+		&corev3.HeaderValue{Key: "ORIGIN", Value: "null"},
+		&corev3.HeaderValue{Key: "traceparent", Value: "a"}, &corev3.HeaderValue{Key: "Traceparent", Value: "b"},
+		&corev3.HeaderValue{Key: "mcp-names", Value: "not read"},
+	)))
+	// Extensions in two AttributeContext occurrences merge per key.
+	e1 := marshal(t, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: map[string]string{"agent": "alpha", "a": "1"}}})
+	e2 := marshal(t, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: map[string]string{"agent": "beta"}}})
+	seeds["context extensions merged"] = append(append(append([]byte{}, e1...), e2...), envoy...)
+	seeds["bad utf-8 context extension"] = extEntryRequest("agent", "alpha\xff")
+	seeds["bad utf-8 body"] = bodyRequest("{\xff}")
 	seeds["truncated"] = envoy[:len(envoy)/2]
 	seeds["bad utf-8 authorization"] = headerEntryRequest("authorization", "Bearer \xff")
 	seeds["bad utf-8 in a header not read"] = headerEntryRequest("x-other", "\xff")
@@ -175,6 +224,24 @@ func headerEntryRequest(k, v string) []byte {
 	}
 	entry := append(wrap(fMapKey, []byte(k)), wrap(fMapValue, []byte(v))...)
 	return wrap(fReqAttributes, wrap(fAttrRequest, wrap(fRequestHTTP, wrap(fHTTPHeaders, entry))))
+}
+
+// extEntryRequest is a CheckRequest with one context_extensions entry,
+// written by hand (invalid UTF-8 allowed).
+func extEntryRequest(k, v string) []byte {
+	wrap := func(n protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, n, protowire.BytesType), v)
+	}
+	entry := append(wrap(fMapKey, []byte(k)), wrap(fMapValue, []byte(v))...)
+	return wrap(fReqAttributes, wrap(fAttrExt, entry))
+}
+
+// bodyRequest is a CheckRequest whose http.body is b, written by hand.
+func bodyRequest(b string) []byte {
+	wrap := func(n protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, n, protowire.BytesType), v)
+	}
+	return wrap(fReqAttributes, wrap(fAttrRequest, wrap(fRequestHTTP, wrap(fHTTPBody, []byte(b)))))
 }
 
 func TestDecodeCheckRequest(t *testing.T) {
@@ -194,6 +261,44 @@ func TestDecodeCheckRequest(t *testing.T) {
 	}
 	if err := decodeCheckRequest(decodeSeeds(t)["truncated"], &r); err == nil {
 		t.Fatal("truncated request accepted")
+	}
+	r = wantingBody()
+	if err := decodeCheckRequest(decodeSeeds(t)["mcp headers, context extensions, body"], &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.mcpMethod() != "tools/call" || r.mcpName() != "whoami" || r.origin() != "https://app.example" ||
+		!strings.HasPrefix(r.traceparent(), "00-4bf9") || r.extensions()["agent"] != "alpha" || !strings.Contains(string(r.requestBody()), "tools/call") {
+		t.Fatalf("read %q %q %q %q, extensions %q, body %q", r.mcpMethod(), r.mcpName(), r.origin(), r.traceparent(), r.extensions(), r.requestBody())
+	}
+	r = wantingBody()
+	if err := decodeCheckRequest(decodeSeeds(t)["raw_body wins over body"], &r); err != nil || string(r.requestBody()) != "\xff\x00binary" {
+		t.Fatalf("raw_body read as %q, %v", r.requestBody(), err)
+	}
+	r = checkRequest{}
+	if err := decodeCheckRequest(decodeSeeds(t)["context extensions merged"], &r); err != nil || r.extensions()["agent"] != "beta" || r.extensions()["a"] != "1" {
+		t.Fatalf("merged extensions %q, %v", r.extensions(), err)
+	}
+	if err := decodeCheckRequest(decodeSeeds(t)["bad utf-8 context extension"], &r); err == nil {
+		t.Fatal("invalid UTF-8 in a context extension accepted")
+	}
+	r = wantingBody()
+	if err := decodeCheckRequest(decodeSeeds(t)["bad utf-8 body"], &r); err == nil {
+		t.Fatal("invalid UTF-8 in body accepted when read")
+	}
+}
+
+// The body is copied out of the input: the codec reuses its buffer once
+// decoding ends.
+func TestDecodeCheckRequestBodyIsACopy(t *testing.T) {
+	raw := bytes.Clone(decodeSeeds(t)["mcp headers, context extensions, body"])
+	r := wantingBody()
+	if err := decodeCheckRequest(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	want := string(r.requestBody())
+	clear(raw)
+	if string(r.requestBody()) != want {
+		t.Fatalf("body changed with the input buffer: %q", r.requestBody())
 	}
 }
 

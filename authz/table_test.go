@@ -45,6 +45,9 @@ type tcase struct {
 	auth []string          // Authorization header values as sent (0, 1 or more)
 	hdr  map[string]string // other client headers, any case
 	host string
+	// ext is the route's context_extensions: only the gRPC Check carries
+	// them, so a case with ext runs through the core and gRPC only.
+	ext  map[string]string
 	want want
 }
 
@@ -252,9 +255,26 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "spoof/host-and-forwarded", path: "/alpha/mcp", host: "evil.example",
 			hdr:  map[string]string{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https", "Forwarded": "host=evil.example"},
 			want: unauth("alpha", ReasonMissingCredential)},
+
+		// --- the route's agent (gRPC context_extensions, issue 12) ---
+		{name: "route/agent-matches", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf("alpha"), want: okAlice},
+		{name: "route/agent-matches-slash-query", path: "/alpha/mcp/?x=1", auth: bearer(aliceGW), ext: routeOf("alpha"), want: okAlice},
+		{name: "route/key-agent-matches", path: "/alpha/mcp", auth: bearer(bakAlpha), ext: routeOf("alpha"), want: allowAs("alice", "alpha", "key-bakAlpha", "mcp", CredAgent)},
+		{name: "route/other-extensions-only", path: "/alpha/mcp", auth: bearer(aliceGW), ext: map[string]string{"tenant": "demo"}, want: okAlice},
+		{name: "route/agent-differs", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf("demo"), want: notFound(ReasonRouteMismatch)},
+		{name: "route/agent-differs-no-credential", path: "/alpha/mcp", ext: routeOf("demo"), want: notFound(ReasonRouteMismatch)},
+		{name: "route/agent-differs-by-case", path: "/Alpha/mcp", auth: bearer(aliceGW), ext: routeOf("alpha"), want: notFound(ReasonRouteMismatch)},
+		{name: "route/agent-prefix", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf("alph"), want: notFound(ReasonRouteMismatch)},
+		{name: "route/agent-empty", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf(""), want: notFound(ReasonRouteMismatch)},
+		{name: "route/spoof-headers-cannot-set-it", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf("demo"),
+			hdr: map[string]string{"x-mcp-agent": "demo", "x-envoy-context-agent": "alpha"}, want: notFound(ReasonRouteMismatch)},
+		{name: "route/bad-path-first", path: "/alpha/../demo/mcp", auth: bearer(aliceGW), ext: routeOf("demo"), want: notFound(ReasonBadPath)},
 	}
 	return e, cases
 }
+
+// routeOf is the context_extensions of a route built for agent.
+func routeOf(agent string) map[string]string { return map[string]string{ContextExtensionAgent: agent} }
 
 func TestDecisionTable(t *testing.T) {
 	e, cases := tableEnv(t)
@@ -270,6 +290,9 @@ func TestDecisionTable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Run("core", func(t *testing.T) { runCore(t, e.a, tc) })
 			t.Run("grpc", func(t *testing.T) { runGRPC(t, grpcClient, tc) })
+			if tc.ext != nil {
+				return // the HTTP check has no context extensions
+			}
 			t.Run("http-nginx", func(t *testing.T) { runHTTP(t, httpSrv, checkH, tc, false) })
 			t.Run("http-envoy-prefix", func(t *testing.T) { runHTTP(t, httpSrv, checkH, tc, true) })
 		})
@@ -309,7 +332,12 @@ func (tc tcase) hostOr() string {
 }
 
 func runCore(t *testing.T, a *Authorizer, tc tcase) {
-	d := decideDirect(a, "POST", tc.path, tc.lowerHeaders())
+	h := tc.lowerHeaders()
+	r := &Request{Method: "POST", Path: tc.path, Header: func(n string) string { return h[n] }, HeaderNames: maps.Keys(h)}
+	if v, ok := tc.ext[ContextExtensionAgent]; ok {
+		r.RouteAgent = &v
+	}
+	d := a.Decide(context.Background(), r)
 	if d.Status != tc.want.status || (tc.want.reason != "" && d.Reason != tc.want.reason) {
 		t.Fatalf("got %d %s, want %d %s", d.Status, d.Reason, tc.want.status, tc.want.reason)
 	}
@@ -455,6 +483,7 @@ func envoyCheckRequest(method, path, host string, h map[string]string) *authv3.C
 
 func runGRPC(t *testing.T, c authv3.AuthorizationClient, tc tcase) {
 	req := envoyCheckRequest("POST", tc.path, tc.hostOr(), tc.lowerHeaders())
+	req.Attributes.ContextExtensions = tc.ext
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c.Check(ctx, req)

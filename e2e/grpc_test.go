@@ -175,6 +175,39 @@ func TestEnvoyGRPCCheck(t *testing.T) {
 		})
 	}
 
+	// Envoy's per-route check_settings.context_extensions name the agent
+	// the route was built for; a path for another agent is denied (404
+	// route_mismatch), the credential unread.
+	t.Run("route's agent in context_extensions", func(t *testing.T) {
+		for _, c := range []struct {
+			route, path string
+			raw         bool
+			want        checkWant
+		}{
+			{"demo", "/demo/mcp", false, okAs("alice", "demo", "agent_key", "")},
+			{"demo", "/demo/mcp/?x=1", true, okAs("alice", "demo", "agent_key", "")},
+			{"other", "/demo/mcp", false, checkWant{code: codes.NotFound, status: 404}},
+			{"demo", "/other/mcp", true, checkWant{code: codes.NotFound, status: 404}},
+			{"", "/demo/mcp", false, checkWant{code: codes.NotFound, status: 404}},
+		} {
+			req := envoyCheck(host, "POST", c.path, bearer(bak.Key))
+			if c.raw {
+				req = rawHeaderCheck(req)
+			}
+			req.Attributes.ContextExtensions = map[string]string{"agent": c.route, "virtual_host": "mcp"}
+			resp, err := client.Check(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResponse(t, resp, base, c.want)
+			if c.want.code != codes.OK {
+				if r := resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue(); r != "route_mismatch" {
+					t.Errorf("route %q, path %s: reason %q, want route_mismatch", c.route, c.path, r)
+				}
+			}
+		}
+	})
+
 	// refusedWithin polls the Check with req until it answers 401
 	// invalid_token with the challenge, failing after within.
 	refusedWithin := func(t *testing.T, req *authv3.CheckRequest, within time.Duration, what string) {

@@ -24,8 +24,12 @@
 //	    real nginx with envoy.NginxStandalone (the shipped template) in a
 //	    temp prefix, listening on gw.PublicURL's port, proxying the OAuth
 //	    paths to gw.HTTPURL, auth_request to /authz/check, and /<agent>/mcp
-//	    to the demo agent. Returns gw.PublicURL once it answers. Skips
-//	    (CI unset) or fails (CI=true) when nginx is not installed.
+//	    to each agent's upstream, from the include `mcp-gateway
+//	    nginx-config` writes for gw's registry. Returns gw.PublicURL once
+//	    it answers. Skips (CI unset) or fails (CI=true) when nginx is not
+//	    installed.
+//	(*Gateway).reloadNginx(t)
+//	    after agents change: nginx-config again, `nginx -t`, `nginx -s reload`.
 //	startFront(t, gw) string
 //	    instead of nginx (never both for one gw): an in-process reverse
 //	    proxy on gw.PublicURL's port passing everything to gw.HTTPURL, so
@@ -318,7 +322,9 @@ type Gateway struct {
 	Dir        string            // temp dir: config, logs
 	ConfigPath string
 
-	publicAddr string // host:port reserved for nginx
+	publicAddr  string // host:port reserved for nginx
+	nginxBin    string // set by startNginx
+	nginxPrefix string
 }
 
 // MCPURL is the public MCP endpoint of agent.
@@ -478,7 +484,9 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 // ---------------------------------------------------------------- nginx
 
 // startNginx runs real nginx with the shipped template in front of gw and
-// returns gw.PublicURL once nginx proxies to the gateway.
+// returns gw.PublicURL once nginx proxies to the gateway. The agents include
+// comes from `mcp-gateway nginx-config` for gw's registry (reloadNginx
+// regenerates it).
 func startNginx(t testing.TB, gw *Gateway) string {
 	t.Helper()
 	bin := requireTool(t, "nginx", "/usr/sbin/nginx")
@@ -486,11 +494,13 @@ func startNginx(t testing.TB, gw *Gateway) string {
 	if err := os.MkdirAll(prefix, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	gw.nginxBin, gw.nginxPrefix = bin, prefix
+	agentsConf := filepath.Join(prefix, "agents.conf")
+	gw.nginxConfig(t, agentsConf)
 	conf, err := envoy.NginxStandalone(envoy.NginxParams{
-		Listen:        gw.publicAddr,
-		GatewayHTTP:   strings.TrimPrefix(gw.HTTPURL, "http://"),
-		AgentUpstream: gw.AgentAddr,
-		AgentPath:     "/mcp",
+		Listen:      gw.publicAddr,
+		GatewayHTTP: strings.TrimPrefix(gw.HTTPURL, "http://"),
+		AgentsConf:  agentsConf,
 	}, prefix)
 	if err != nil {
 		t.Fatalf("nginx config from the template: %v", err)
@@ -503,6 +513,36 @@ func startNginx(t testing.TB, gw *Gateway) string {
 	p := startProc(t, "nginx", filepath.Join(prefix, "error.log"), childEnv(nil), bin, "-p", prefix+"/", "-c", confPath)
 	waitReady(t, p, "proxy to the gateway", httpOK(gw.PublicURL+"/.well-known/oauth-authorization-server"))
 	return gw.PublicURL
+}
+
+// nginxConfig runs `mcp-gateway nginx-config` for gw's registry (its config
+// file and store), writing the agents include to out.
+func (g *Gateway) nginxConfig(t testing.TB, out string) {
+	t.Helper()
+	cmd := exec.Command(gatewayBin(), "nginx-config", "--config", g.ConfigPath, "--out", out)
+	cmd.Env = childEnv(nil)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mcp-gateway nginx-config: %v\n%s", err, b)
+	}
+}
+
+// reloadNginx regenerates the agents include of the nginx startNginx runs
+// for g, then checks the config and reloads nginx the documented way
+// (`nginx -t`, `nginx -s reload`). The reload is a signal: new workers take
+// over a moment later, so callers poll for the change.
+func (g *Gateway) reloadNginx(t testing.TB) {
+	t.Helper()
+	if g.nginxPrefix == "" {
+		t.Fatal("reloadNginx without startNginx")
+	}
+	g.nginxConfig(t, filepath.Join(g.nginxPrefix, "agents.conf"))
+	conf := filepath.Join(g.nginxPrefix, "nginx.conf")
+	for _, args := range [][]string{{"-t"}, {"-s", "reload"}} {
+		cmd := exec.Command(g.nginxBin, append([]string{"-p", g.nginxPrefix + "/", "-c", conf, "-e", "stderr"}, args...)...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nginx %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+	}
 }
 
 // startFront serves gw.PublicURL with a plain reverse proxy to gw.HTTPURL

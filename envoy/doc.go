@@ -5,6 +5,7 @@
 // nested Any is unpacked and validated, and routing is simulated. The tests
 // also check compose.yaml, the Dockerfile and the Prometheus/Grafana files.
 //
-// The package's only code renders the nginx template (NginxSite,
-// NginxStandalone) for tests that run a real nginx.
+// Its code turns the agent registry into routes (AgentRoutes) and renders
+// them for nginx (NginxAgents, and the template: NginxSite, NginxStandalone)
+// and Istio (IstioConfig), for `mcp-gateway nginx-config` and `istio-config`.
 package envoy

@@ -38,6 +38,7 @@ type istioObjects struct {
 	policies     map[string]*securityv1.AuthorizationPolicy // namespace/name
 	gateways     []*networkingv1.Gateway
 	virtuals     []*networkingv1.VirtualService
+	destRules    []*networkingv1.DestinationRule
 	mesh         []*meshv1alpha1.MeshConfig
 	otherK8sKind []string
 }
@@ -103,7 +104,8 @@ func (o *istioObjects) decodeManifest(doc []byte) error {
 		}
 		o.mesh = append(o.mesh, m)
 		return deprecatedFields(m, "meshConfig")
-	case "security.istio.io/v1/AuthorizationPolicy", "networking.istio.io/v1/Gateway", "networking.istio.io/v1/VirtualService":
+	case "security.istio.io/v1/AuthorizationPolicy", "networking.istio.io/v1/Gateway", "networking.istio.io/v1/VirtualService",
+		"networking.istio.io/v1/DestinationRule":
 		var cr istioCR
 		if err := strict(&cr); err != nil {
 			return err
@@ -118,6 +120,10 @@ func (o *istioObjects) decodeManifest(doc []byte) error {
 			g := &networkingv1.Gateway{}
 			o.gateways = append(o.gateways, g)
 			spec = g
+		case "DestinationRule":
+			d := &networkingv1.DestinationRule{}
+			o.destRules = append(o.destRules, d)
+			spec = d
 		default:
 			v := &networkingv1.VirtualService{}
 			o.virtuals = append(o.virtuals, v)
@@ -329,6 +335,11 @@ func checkIstio(o *istioObjects) error {
 				}
 				if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), "authorization") {
 					fail("extension provider %s: includeRequestHeadersInCheck lacks authorization", p.GetName())
+				}
+				// The check removes the client's x-mcp-* headers it is shown;
+				// one it is not shown reaches the agent (issue 10, item 7).
+				if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), "x-mcp-*") {
+					fail("extension provider %s: includeRequestHeadersInCheck lacks \"x-mcp-*\"", p.GetName())
 				}
 			}
 		}
@@ -592,7 +603,8 @@ func TestIstioValidationBites(t *testing.T) {
 		{"PRM behind the check", "istio/authorization-policy.yaml", "        notPaths: [\"/.well-known/*\"]\n", "", "checks public path /.well-known/oauth-protected-resource/demo/mcp"},
 		{"unknown provider", "istio/authorization-policy.yaml", "    name: mcp-gateway\n", "    name: mcp-gw\n", `provider "mcp-gw"`},
 		{"provider to a wrong port", "istio/mesh-config.yaml", "port: 9191", "port: 9192", "no Service mcp-gateway.mcp-gateway.svc.cluster.local with port 9192"},
-		{"agent route keeps the token", "istio/ingress.yaml", "        remove: [authorization]\n", "        remove: [cookie]\n", "must remove authorization"},
+		{"agent route keeps the token", "istio/ingress.yaml", "        remove:\n        - authorization\n", "        remove:\n        - cookie\n", "must remove authorization"},
+		{"client x-mcp-* headers not sent to the HTTP check", "istio/mesh-config.yaml", `, "x-mcp-*"]`, "]", "includeRequestHeadersInCheck lacks \"x-mcp-*\""},
 		{"agent route to a missing Service", "istio/ingress.yaml", "host: demo-agent.mcp-gateway.svc.cluster.local", "host: demo.mcp-gateway.svc.cluster.local", "which no Service here offers"},
 	}
 	for _, c := range cases {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,10 +18,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 func TestNginxSiteRender(t *testing.T) {
-	p := NginxParams{Listen: "127.0.0.1:8000", GatewayHTTP: "gateway:8080", AgentUpstream: "demo-agent:3000"}
+	p := NginxParams{Listen: "127.0.0.1:8000", GatewayHTTP: "gateway:8080", AgentsConf: "/etc/nginx/mcp-gateway-agents.conf"}
 	out, err := NginxSite(p)
 	if err != nil {
 		t.Fatal(err)
@@ -31,8 +34,7 @@ func TestNginxSiteRender(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"listen 127.0.0.1:8000;", "server gateway:8080;", "server demo-agent:3000;",
-		"default http://mcp_agent_default/mcp;",     // AgentPath defaults to /mcp
+		"listen 127.0.0.1:8000;", "server gateway:8080;", "include /etc/nginx/mcp-gateway-agents.conf;",
 		"$request_uri", "$upstream_http_x_mcp_user", // nginx's own variables survive
 	} {
 		if !strings.Contains(out, want) {
@@ -40,12 +42,12 @@ func TestNginxSiteRender(t *testing.T) {
 		}
 	}
 	for _, bad := range []NginxParams{
-		{Listen: "8000", GatewayHTTP: "gw:8080; include /etc/passwd", AgentUpstream: "a:1"},
-		{Listen: "8000", GatewayHTTP: "gw:8080", AgentUpstream: ""},
-		{Listen: "8000 }", GatewayHTTP: "gw:8080", AgentUpstream: "a:1"},
-		{Listen: "8000", GatewayHTTP: "gw 8080", AgentUpstream: "a:1"},
-		{Listen: "8000", GatewayHTTP: "gw:8080", AgentUpstream: "a:1", AgentPath: "mcp"},
-		{Listen: "8000", GatewayHTTP: "gw:8080", AgentUpstream: "a:1", AgentPath: "/$host"},
+		{Listen: "8000", GatewayHTTP: "gw:8080; include /etc/passwd", AgentsConf: "/a.conf"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: ""},
+		{Listen: "8000 }", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf"},
+		{Listen: "8000", GatewayHTTP: "gw 8080", AgentsConf: "/a.conf"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf; include /etc/passwd"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/$host.conf"},
 	} {
 		if _, err := NginxSite(bad); err == nil {
 			t.Errorf("NginxSite(%+v) accepted a value that is not plain", bad)
@@ -68,13 +70,59 @@ func nginxBinary(t *testing.T) string {
 	return ""
 }
 
-func TestNginxConfigSyntax(t *testing.T) {
-	bin := nginxBinary(t)
-	prefix := t.TempDir()
-	conf, err := NginxStandalone(NginxParams{Listen: "127.0.0.1:18000", GatewayHTTP: "127.0.0.1:18080", AgentUpstream: "127.0.0.1:13000"}, prefix)
+// writeAgents writes the agents include for agents into dir.
+func writeAgents(t *testing.T, dir string, agents ...store.Agent) string {
+	t.Helper()
+	routes, errs := AgentRoutes(agents)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	conf, err := NginxAgents(routes, NginxAgentsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	file := filepath.Join(dir, "agents.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestNginxConfigSyntax(t *testing.T) {
+	bin := nginxBinary(t)
+	prefix := t.TempDir()
+	// Every shape of registry: none, http and https agents, ids equal but
+	// for case, and 10,000 agents (nginx's default map hash fits 2048 ids).
+	many := make([]store.Agent, 10000)
+	for i := range many {
+		many[i] = store.Agent{ID: fmt.Sprintf("agent-%05d.%s", i, strings.Repeat("x", 100)), Upstream: fmt.Sprintf("http://10.0.%d.%d:3000/mcp", i/250, i%250)}
+	}
+	registries := map[string][]store.Agent{
+		"empty": nil,
+		"mixed": {
+			{ID: "demo", Upstream: "http://127.0.0.1:13000/mcp"},
+			{ID: "secure", Upstream: "https://localhost:13443/tenant/mcp"},
+			{ID: "v6", Upstream: "http://[::1]:13001/"},
+			{ID: "Case", Upstream: "http://127.0.0.1:13000/upper"},
+			{ID: "case", Upstream: "http://127.0.0.1:13000/lower"},
+			{ID: "no.upstream"},
+		},
+		"10000 agents": many,
+	}
+	for name, agents := range registries {
+		t.Run(name, func(t *testing.T) {
+			conf, err := NginxStandalone(NginxParams{Listen: "127.0.0.1:18000", GatewayHTTP: "127.0.0.1:18080",
+				AgentsConf: writeAgents(t, prefix, agents...)}, prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nginxTest(t, bin, prefix, conf)
+		})
+	}
+}
+
+func nginxTest(t *testing.T, bin, prefix, conf string) {
+	t.Helper()
 	file := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -197,12 +245,15 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startNginx runs nginx in the foreground on 127.0.0.1 and stops it when the
-// test ends.
-func startNginx(t *testing.T, p NginxParams) {
+// startNginx runs nginx in the foreground on 127.0.0.1, routing agents
+// (unless p names its own agents include), and stops it when the test ends.
+func startNginx(t *testing.T, p NginxParams, agents ...store.Agent) {
 	t.Helper()
 	bin := nginxBinary(t)
 	prefix := t.TempDir()
+	if p.AgentsConf == "" {
+		p.AgentsConf = writeAgents(t, prefix, agents...)
+	}
 	conf, err := NginxStandalone(p, prefix)
 	if err != nil {
 		t.Fatal(err)
@@ -269,11 +320,13 @@ func TestNginxBehaviour(t *testing.T) {
 	}()
 
 	listen := freePort(t)
-	startNginx(t, NginxParams{
-		Listen:        listen,
-		GatewayHTTP:   strings.TrimPrefix(gwSrv.URL, "http://"),
-		AgentUpstream: strings.TrimPrefix(agentSrv.URL, "http://"),
-	})
+	startNginx(t, NginxParams{Listen: listen, GatewayHTTP: strings.TrimPrefix(gwSrv.URL, "http://")},
+		store.Agent{ID: "demo", Upstream: agentSrv.URL + "/mcp"},
+		store.Agent{ID: "Case.x", Upstream: agentSrv.URL + "/upper"},
+		store.Agent{ID: "case.x", Upstream: agentSrv.URL + "/lower"},
+		store.Agent{ID: "caseless", Upstream: agentSrv.URL + "/caseless"},
+		store.Agent{ID: "no-upstream"},
+	)
 	base := "http://" + listen
 	client := &http.Client{Timeout: 20 * time.Second}
 	do := func(method, path, token string, hdr map[string]string) *http.Response {
@@ -505,6 +558,33 @@ func TestNginxBehaviour(t *testing.T) {
 		rest, _ := io.ReadAll(r)
 		if !strings.Contains(string(rest), "data: two") {
 			t.Fatalf("second event missing: %q", rest)
+		}
+	})
+
+	// nginx's map ignores case; the route must not: /Demo/mcp is not demo.
+	t.Run("each agent id reaches its own upstream, byte for byte", func(t *testing.T) {
+		for path, want := range map[string]string{
+			"/Case.x/mcp": "/upper", "/case.x/mcp/": "/lower", "/caseless/mcp": "/caseless", "/demo/mcp?seen": "/mcp?seen",
+		} {
+			resp := do("POST", path, "good", nil)
+			var seen seenByAgent
+			if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil || resp.StatusCode != 200 || seen.URI != want {
+				t.Errorf("%s: status %d, agent got %q (%v), want %q", path, resp.StatusCode, seen.URI, err, want)
+			}
+			if c := gw.lastCheck(); c.URI != path {
+				t.Errorf("%s: the check saw %q", path, c.URI)
+			}
+		}
+		checks, _ := gw.counts()
+		for _, p := range []string{"/DEMO/mcp", "/Demo/mcp", "/CASE.X/mcp", "/Caseless/mcp", "/no-upstream/mcp", "/nosuch/mcp", "/case_x/mcp"} {
+			resp := do("POST", p, "good", nil)
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 404 || !strings.Contains(string(b), "no route to this agent") {
+				t.Errorf("%s: %d %s, want 404 no route", p, resp.StatusCode, b)
+			}
+		}
+		if after, _ := gw.counts(); after != checks {
+			t.Errorf("unrouted agents caused %d checks", after-checks)
 		}
 	})
 

@@ -1,0 +1,113 @@
+package envoy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+func TestAgentRoutes(t *testing.T) {
+	routes, errs := AgentRoutes([]store.Agent{
+		{ID: "zeta", Upstream: "https://z.example:8443/a/mcp"},
+		{ID: "alpha", Upstream: "http://10.0.0.1"},
+		{ID: "v6", Upstream: "http://[fd00::1]:3000/mcp"},
+		{ID: "none"},
+		{ID: "alpha", Upstream: "http://shadowed.example/mcp"}, // the first of an id wins (static before store)
+	})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := []AgentRoute{
+		{ID: "alpha", Scheme: "http", Host: "10.0.0.1", Port: "80", Path: "/", HostHeader: "10.0.0.1"},
+		{ID: "v6", Scheme: "http", Host: "fd00::1", Port: "3000", Path: "/mcp", HostHeader: "[fd00::1]:3000"},
+		{ID: "zeta", Scheme: "https", Host: "z.example", Port: "8443", Path: "/a/mcp", HostHeader: "z.example:8443"},
+	}
+	if len(routes) != len(want) {
+		t.Fatalf("routes %+v", routes)
+	}
+	for i := range want {
+		if routes[i] != want[i] {
+			t.Errorf("route %d = %+v, want %+v", i, routes[i], want[i])
+		}
+	}
+	if routes[1].Authority() != "[fd00::1]:3000" {
+		t.Errorf("authority %q", routes[1].Authority())
+	}
+
+	// Each refused upstream costs its agent the route, never the others'.
+	bad := map[string]string{
+		"ftp://h/mcp":                      "scheme",
+		"http://user:pw@h/mcp":             "userinfo",
+		"http://h/mcp?x=1":                 "query",
+		"http://h/mcp?":                    "query",
+		"http://h/mcp#f":                   "fragment",
+		"http:///mcp":                      "no host",
+		"http:opaque":                      "no host",
+		"http://h/mc'p":                    "characters",
+		"http://h/a;include /etc/passwd;b": "characters",
+		"http://h/$host":                   "characters",
+		"http://h/%7B%7D":                  "",
+	}
+	for up, why := range bad {
+		routes, errs := AgentRoutes([]store.Agent{{ID: "x", Upstream: up}, {ID: "ok", Upstream: "http://h/mcp"}})
+		if why == "" { // escaped: fine
+			if len(errs) != 0 || len(routes) != 2 {
+				t.Errorf("%s: %v %v", up, routes, errs)
+			}
+			continue
+		}
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), why) || !strings.Contains(errs[0].Error(), `"x"`) || len(routes) != 1 || routes[0].ID != "ok" {
+			t.Errorf("%s: routes %v, errors %v; want only ok routed and an error about %s", up, routes, errs, why)
+		}
+		if strings.Contains(up, "pw") && strings.Contains(errs[0].Error(), "pw") {
+			t.Errorf("the error shows the password: %v", errs[0])
+		}
+	}
+	if _, errs := AgentRoutes([]store.Agent{{ID: "oauth", Upstream: "http://h/mcp"}, {ID: "a b", Upstream: "http://h/mcp"}}); len(errs) != 2 {
+		t.Errorf("reserved or invalid ids routed: %v", errs)
+	}
+}
+
+func TestNginxAgents(t *testing.T) {
+	routes, _ := AgentRoutes([]store.Agent{
+		{ID: "b", Upstream: "http://10.0.0.2:3000/mcp"},
+		{ID: "a", Upstream: "http://10.0.0.2:3000/other"},
+		{ID: "A.b", Upstream: "https://secure.example/mcp"},
+		{ID: "a.b", Upstream: "http://10.0.0.3/mcp"},
+	})
+	out, err := NginxAgents(routes, NginxAgentsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := NginxAgents(routes, NginxAgentsOptions{})
+	if out != again {
+		t.Fatal("two renderings of one registry differ")
+	}
+	for _, want := range []string{
+		"upstream mcp_agent_1 {\n    server 10.0.0.2:3000;", // one upstream per server, sorted
+		"upstream mcp_agent_2 {\n    server 10.0.0.3:80;",
+		"upstream mcp_agent_3 {\n    server secure.example:443;",
+		"    a http://mcp_agent_1/other;", "    b http://mcp_agent_1/mcp;",
+		`    "~^A[.]b$" https://mcp_agent_3/mcp;`, `    "~^a[.]b$" http://mcp_agent_2/mcp;`, // equal but for case: regexes
+		`    "~^A[.]b$" A.b;`, "    a a;",
+		`    "~^A[.]b$" secure.example;`, // Host and SNI
+		"proxy_ssl_verify on;", "proxy_ssl_trusted_certificate " + DefaultCAFile + ";",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("agents include lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "upstream ") != 3 {
+		t.Errorf("want 3 upstream blocks:\n%s", out)
+	}
+	plainOnly, _ := NginxAgents(routes[1:2], NginxAgentsOptions{})
+	if strings.Contains(plainOnly, "proxy_ssl") {
+		t.Errorf("TLS settings without an https agent:\n%s", plainOnly)
+	}
+	for _, ca := range []string{"relative.pem", "/a b.pem", "/x;y"} {
+		if _, err := NginxAgents(routes, NginxAgentsOptions{CAFile: ca}); err == nil {
+			t.Errorf("CA file %q accepted", ca)
+		}
+	}
+}
