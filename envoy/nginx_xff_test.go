@@ -33,10 +33,10 @@ func TestNginxClientAddress(t *testing.T) {
 			next := gw
 			if hops == 2 {
 				inner := freePort(t)
-				startNginx(t, NginxParams{Listen: inner, GatewayHTTP: gw, AgentUpstream: "127.0.0.1:9"})
+				startNginx(t, NginxParams{Listen: inner, GatewayHTTP: gw})
 				next = inner
 			}
-			startNginx(t, NginxParams{Listen: front, GatewayHTTP: next, AgentUpstream: "127.0.0.1:9"})
+			startNginx(t, NginxParams{Listen: front, GatewayHTTP: next})
 
 			mallory, alice := clientFrom(t, "127.0.0.5"), clientFrom(t, "127.0.0.6")
 			register := func(c *http.Client, xff string) int {
