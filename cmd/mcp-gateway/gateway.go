@@ -68,7 +68,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	}
 	g.authz, err = authz.New(authz.Options{
 		PublicURL:    cfg.PublicURL,
-		Scopes:       cfg.Scopes,
+		Scopes:       cfg.ScopeNames(),
 		Ring:         ring,
 		Store:        st,
 		StaticAgents: g.static,
