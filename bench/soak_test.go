@@ -263,7 +263,7 @@ func startGateway(t *testing.T, redisURL string) *gateway {
 
 	bg, stopBG := context.WithCancel(ctx)
 	a, err := authz.New(authz.Options{
-		PublicURL: cfg.PublicURL, Scopes: cfg.Scopes, Ring: g.ring, Store: st,
+		PublicURL: cfg.PublicURL, Scopes: cfg.ScopeNames(), Ring: g.ring, Store: st,
 		StaticAgents: []store.Agent{{ID: "demo", Owner: "alice", Static: true}},
 		Logger:       log,
 	})

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +53,7 @@ type Config struct {
 	SigningKeys []SigningKey  `json:"signing_keys"`
 	TTL         TTL           `json:"ttl"`
 	Login       Login         `json:"login"`
-	Scopes      []string      `json:"scopes"`
+	Scopes      Scopes        `json:"scopes"`
 	CORS        CORS          `json:"cors"`
 	AdminToken  string        `json:"admin_token"`
 	Agents      []StaticAgent `json:"agents"`
@@ -211,7 +212,7 @@ func Default() *Config {
 			BodyTimeout: Duration(10 * time.Second), MaxBodyReads: 256, IdleTimeout: Duration(2 * time.Minute),
 		},
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
-		Scopes:    []string{"mcp"},
+		Scopes:    Scopes{{Name: "mcp", Description: DefaultMCPScopeDescription}},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
 		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
@@ -288,6 +289,8 @@ func setFromString(v reflect.Value, s string) error {
 		v.Set(reflect.ValueOf(Duration(d)))
 	case v.Kind() == reflect.String:
 		v.SetString(s)
+	case v.CanAddr() && v.Addr().Type().Implements(reflect.TypeFor[encoding.TextUnmarshaler]()):
+		return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s))
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
@@ -386,14 +389,7 @@ func (c *Config) Validate(dev bool) error {
 			bad(fmt.Sprintf("login.users[%d].password_hash", i), "want a bcrypt hash (mcp-gateway hash-password)")
 		}
 	}
-	if len(c.Scopes) == 0 {
-		bad("scopes", "at least one scope")
-	}
-	for i, s := range c.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") {
-			bad(fmt.Sprintf("scopes[%d]", i), "invalid scope %q", s)
-		}
-	}
+	c.Scopes.validate(bad)
 	for i, a := range c.Agents {
 		f := fmt.Sprintf("agents[%d]", i)
 		if !ValidAgentID(a.ID) {

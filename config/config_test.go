@@ -37,7 +37,7 @@ func TestLoadFileAndDefaults(t *testing.T) {
 	if c.PublicURL != "https://gw.example.com" || c.Store.Prefix != "x:" || c.TTL.Access.D() != 30*time.Minute || c.TTL.Code.D() != time.Minute {
 		t.Fatalf("file values not applied: %+v", c)
 	}
-	if c.TTL.Refresh.D() != 30*24*time.Hour || c.Listen.GRPC != ":9191" || c.Scopes[0] != "mcp" {
+	if c.TTL.Refresh.D() != 30*24*time.Hour || c.Listen.GRPC != ":9191" || c.Scopes[0].Name != "mcp" {
 		t.Fatalf("defaults lost: %+v", c)
 	}
 }
@@ -57,7 +57,7 @@ func TestEnvOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.PublicURL != "https://env.example.com" || c.Listen.Admin != "0.0.0.0:9999" || c.TTL.Access.D() != 5*time.Minute ||
-		strings.Join(c.Scopes, "|") != "mcp|tools:read" || c.RateLimit.Token != 7 || c.SigningKeys[0].ID != "e" || c.CORS.AllowedOrigins[0] != "https://a.example" {
+		strings.Join(c.ScopeNames(), "|") != "mcp|tools:read" || c.RateLimit.Token != 7 || c.SigningKeys[0].ID != "e" || c.CORS.AllowedOrigins[0] != "https://a.example" {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	if err := c.Validate(false); err != nil {

@@ -267,7 +267,7 @@ func newGWWith(t *testing.T, b backend, opts gwOptions) *gw {
 	}
 	log := slog.New(slog.NewJSONHandler(g.logs, nil))
 	ao := authz.Options{
-		PublicURL: g.url, Scopes: cfg.Scopes, Ring: ring, Store: g.st,
+		PublicURL: g.url, Scopes: cfg.ScopeNames(), Ring: ring, Store: g.st,
 		CacheTTL: cfg.Cache.TTL.D(), CacheSize: cfg.Cache.MaxSize, Logger: log,
 	}
 	if opts.authz != nil {

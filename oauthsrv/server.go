@@ -122,7 +122,7 @@ func New(opts Options) (*Server, error) {
 		issuer: cfg.PublicURL,
 		base:   base,
 		secure: base.Scheme == "https",
-		scopes: append([]string(nil), cfg.Scopes...),
+		scopes: cfg.ScopeNames(),
 	}
 	s.basePath = strings.TrimSuffix(base.Path, "/")
 	if s.log == nil {

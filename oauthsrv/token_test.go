@@ -171,7 +171,7 @@ func TestConcurrentCodeRedemption(t *testing.T) {
 
 func TestRefresh(t *testing.T) {
 	e := newEnv(t, func(c *config.Config, _ *Options) {
-		c.Scopes = []string{"mcp", "tools"}
+		c.Scopes = config.NamedScopes("mcp", "tools")
 		c.TTL.RefreshGrace = config.Duration(5 * time.Second)
 	})
 	clientID := e.register("refresh")

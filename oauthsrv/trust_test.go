@@ -77,7 +77,7 @@ func TestCustomSchemeConsentNeverRemembered(t *testing.T) {
 // byte-equal to the approved one and covered scopes skip the page; another
 // registered redirect URI, another resource or more scopes show it.
 func TestHTTPSConsentRememberedExactly(t *testing.T) {
-	e := newEnv(t, func(c *config.Config, _ *Options) { c.Scopes = []string{"mcp", "admin"} })
+	e := newEnv(t, func(c *config.Config, _ *Options) { c.Scopes = config.NamedScopes("mcp", "admin") })
 	const cb1, cb2 = "https://app.example.com/cb", "https://app.example.com/cb2"
 	clientID := e.register("web", cb1, cb2)
 	b := e.browser()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -68,7 +69,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	}
 	g.authz, err = authz.New(authz.Options{
 		PublicURL:    cfg.PublicURL,
-		Scopes:       cfg.Scopes,
+		Scopes:       cfg.ScopeNames(),
 		Ring:         ring,
 		Store:        st,
 		StaticAgents: g.static,
@@ -153,7 +154,7 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 			for _, s := range servers {
 				s.Close()
 			}
-			return fmt.Errorf("%s listener: %w", l.name, err)
+			return listenError(l.name, l.addr, err)
 		}
 		addrs[l.name] = ln.Addr()
 		if l.http == nil {
@@ -196,7 +197,11 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 		return err
 	}
 
-	g.log.Info("shutting down: readiness off", "drain", drainDelay.String())
+	// The ports stay bound through the drain on purpose (load balancers
+	// still send while they notice /readyz): say so, since a restart
+	// meanwhile fails with "address already in use".
+	g.log.Info("shutting down: readiness off; the listeners keep their ports until the drain delay and in-flight requests end, so a new process cannot bind them before",
+		"drain", drainDelay.String(), "shutdown_timeout", shutdownTimeout.String())
 	g.authz.Drain()
 	time.Sleep(drainDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -228,4 +233,13 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 	}
 	g.log.Info("stopped")
 	return nil
+}
+
+// listenError explains the usual cause of a busy port: a gateway just
+// stopped still holds it while it drains.
+func listenError(name, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s listener: %w (another process holds %s; a gateway that was just stopped keeps its ports while it drains, --drain-delay (5s for serve) plus in-flight requests: wait for its \"stopped\" log line, then start again)", name, err, addr)
+	}
+	return fmt.Errorf("%s listener: %w", name, err)
 }

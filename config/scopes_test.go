@@ -1,0 +1,83 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestScopesObjectAndPlainForms(t *testing.T) {
+	body := `scopes:
+  - mcp
+  - {name: "mcp:admin", description: "Manage the agent", implies: [mcp]}
+signing_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]
+`
+	c, err := Load(write(t, body), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ScopeNames(); !slices.Equal(got, []string{"mcp", "mcp:admin"}) {
+		t.Fatalf("names %v", got)
+	}
+	if d := c.ScopeDescription("mcp:admin"); d != "Manage the agent" {
+		t.Errorf("description of mcp:admin: %q", d)
+	}
+	if d := c.ScopeDescription("mcp"); d != DefaultMCPScopeDescription {
+		t.Errorf("plain mcp gets no default description: %q", d)
+	}
+	if d := c.ScopeDescription("nope"); d != "" {
+		t.Errorf("undeclared scope described: %q", d)
+	}
+	if !slices.Equal(c.Scopes[1].Implies, []string{"mcp"}) {
+		t.Errorf("implies not stored: %+v", c.Scopes[1])
+	}
+	// The old plain list still loads.
+	c, err = Load(write(t, "scopes: [mcp, tools]\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]\n"), false)
+	if err != nil || !slices.Equal(c.ScopeNames(), []string{"mcp", "tools"}) || c.ScopeDescription("tools") != "" {
+		t.Fatalf("plain list: %v %+v", err, c)
+	}
+}
+
+func TestScopesFromEnv(t *testing.T) {
+	for env, want := range map[string][]string{
+		"mcp, tools:read":                      {"mcp", "tools:read"},
+		`[{"name":"a","description":"A"},"b"]`: {"a", "b"},
+	} {
+		c := Default()
+		if err := ApplyEnv(c, func(k string) (string, bool) { return env, k == "MCPGW_SCOPES" }); err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		if !slices.Equal(c.ScopeNames(), want) {
+			t.Errorf("%s: names %v, want %v", env, c.ScopeNames(), want)
+		}
+	}
+	err := ApplyEnv(Default(), func(k string) (string, bool) { return `[{"name":1}]`, k == "MCPGW_SCOPES" })
+	if err == nil || !strings.Contains(err.Error(), "MCPGW_SCOPES") {
+		t.Fatalf("bad JSON scopes: %v", err)
+	}
+}
+
+func TestScopesValidation(t *testing.T) {
+	cases := map[string]string{
+		"scopes: []":                        "scopes: at least one",
+		"scopes: ['']":                      "scopes[0]",
+		"scopes: [a, a]":                    `scopes[1]: "a" declared twice`,
+		"scopes: ['é']":                     "scopes[0]",
+		"scopes: [{name: a, implies: [b]}]": `scopes[0].implies[0]: "b" is not a declared scope`,
+		"scopes: [{name: a, implies: [a]}]": `scopes[0].implies[0]: "a" implies itself`,
+		"scopes: [{name: a, implies: [b]}, {name: b, implies: [c]}, {name: c, implies: [a]}]": "cycle: a → b → c → a",
+		"scopes: [{name: a, description: \"x\\ny\"}]":                                         "scopes[0].description",
+		"scopes: [{name: a, descripton: typo}]":                                               "descripton",
+		"scopes: [{name: a, description: " + strings.Repeat("d", 201) + "}]":                  "scopes[0].description",
+	}
+	for y, want := range cases {
+		_, err := Load(write(t, y+"\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]\n"), false)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want it to contain %q", y, err, want)
+		}
+	}
+	ok := "scopes: [{name: a, implies: [b, c]}, {name: b, implies: [c]}, c]\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]\n"
+	if _, err := Load(write(t, ok), false); err != nil {
+		t.Errorf("a diamond is no cycle: %v", err)
+	}
+}
