@@ -88,7 +88,7 @@ return 0`)
 // otherwise changes nothing: whoever holds a code but not its client's
 // verifier cannot burn it. The comparisons mirror store.CodeBinding.Matches.
 // KEYS: code, used marker. ARGV: marker ttl, client id, redirect uri,
-// S256(verifier), resource (” when the request named none).
+// S256(verifier), resource (empty when the request named none).
 // Returns {'ok', record} | {'used', record} | {'mismatch', record} | {'nf'}.
 var redeemCode = redis.NewScript(`
 local function bound(v)
