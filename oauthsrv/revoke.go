@@ -13,8 +13,8 @@ import (
 
 // handleRevoke implements RFC 7009 for public clients: holding the token is
 // the proof. A refresh token revokes its whole family and every access
-// token issued from it (RFC 7009 §2.1); an access token is denylisted by jti until it expires. Unknown
-// tokens answer 200 like revoked ones.
+// token issued from it (RFC 7009 §2.1); an access token is denylisted by
+// jti until it expires. Unknown tokens answer 200 like revoked ones.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		writeMethodNotAllowed(w, "POST, OPTIONS")

@@ -221,6 +221,8 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 // or resource differs from the code's; the store left the code unconsumed.
 func (s *Server) refuseMisbound(ctx context.Context, w http.ResponseWriter, c *store.AuthCode, b store.CodeBinding) {
 	switch {
+	case c == nil:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
 	case c.ClientID != b.ClientID:
 		s.audit(ctx, "code_misuse", slog.String("client_id", b.ClientID), slog.String("reason", "code issued to another client"))
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
@@ -278,11 +280,11 @@ func (s *Server) revokeGrant(ctx context.Context, id string, until time.Time, re
 }
 
 // denyAccess denylists every access token of family f until its newest one
-// has expired: one entry for the family's fam claim (when f's newest token
-// expires after denied, what the family's entry already covers), and the
-// newest token's jti for one minted before the claim existed (a replica
-// not yet upgraded). Older tokens of such a family keep working until
-// they expire, as before the claim.
+// has expired: the family's entry, which matches their fam claim (denied
+// is how long that entry already lasts, zero for none; it is raised when
+// f's newest token expires later), and the newest token's jti, for a token
+// minted before the claim existed (by a replica not yet upgraded). Older
+// tokens without the claim keep working until they expire, as before.
 func (s *Server) denyAccess(ctx context.Context, f *store.RefreshFamily, denied time.Time, reason string) error {
 	if f == nil {
 		return nil
