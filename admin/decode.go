@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"unicode"
@@ -50,6 +51,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	switch {
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+	case errors.Is(err, os.ErrDeadlineExceeded): // http_limits.body_timeout
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "the request body was not received in time")
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, "request body is empty: want a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -13,9 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	runtimepprof "runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,13 +46,18 @@ type Store interface {
 	// RevokeJTI denylists; with store.RevokedClientJTI, a client's tokens.
 	RevokeJTI(ctx context.Context, jti string, exp time.Time) error
 	Ping(ctx context.Context) error
+	// Allow and Refund throttle failed admin authentications per IP.
+	store.RateLimiter
 }
 
 // Options configure New.
 type Options struct {
 	// Token is the admin bearer token. Empty disables /admin/v1 (503).
 	Token string
-	Store Store
+	// AuthFailLimit caps failed authentications per client IP per minute;
+	// beyond it /admin/v1 answers 429 whatever the token. 0: no cap.
+	AuthFailLimit int
+	Store         Store
 	// StaticAgents come from the config file: listed with "static": true,
 	// never deletable, and their ids cannot be created again.
 	StaticAgents []store.Agent
@@ -68,6 +76,7 @@ type Options struct {
 type Server struct {
 	tokenSum  [sha256.Size]byte
 	enabled   bool
+	authLimit int
 	store     Store
 	static    map[string]store.Agent
 	ready     func() bool
@@ -84,6 +93,7 @@ func New(opts Options) *Server {
 		// Compare digests so neither the token's bytes nor its length leak
 		// through timing.
 		tokenSum:  sha256.Sum256([]byte(opts.Token)),
+		authLimit: opts.AuthFailLimit,
 		store:     opts.Store,
 		static:    make(map[string]store.Agent, len(opts.StaticAgents)),
 		ready:     opts.Ready,
@@ -161,12 +171,19 @@ func New(opts Options) *Server {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // authenticate checks the admin token before any routing so an anonymous
-// caller learns nothing about the API's shape.
+// caller learns nothing about the API's shape. Every attempt first takes a
+// hit on its IP's budget of failures, so parallel guesses cannot all get
+// past it, and a good token gives the hit back. Over the budget the answer
+// is 429 without looking at the token, so a throttled guess learns nothing.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if !s.enabled {
 			writeError(w, http.StatusServiceUnavailable, "admin API disabled: no admin token")
+			return
+		}
+		key, ok := s.takeAuthHit(w, r)
+		if !ok {
 			return
 		}
 		scheme, presented, _ := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -183,8 +200,52 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "invalid admin token")
 			return
 		}
+		s.refundAuthHit(r.Context(), key)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// takeAuthHit counts one authentication attempt against the peer's budget
+// of failures ("" key: no budget). The admin listener is never behind a
+// proxy, so the peer address is the client and X-Forwarded-For is not read.
+// When the attempt may not go on (over the budget: 429 with Retry-After;
+// the store failing: 503) it has answered and returns false.
+func (s *Server) takeAuthHit(w http.ResponseWriter, r *http.Request) (key string, ok bool) {
+	if s.authLimit <= 0 {
+		return "", true
+	}
+	ip := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	key = "admin_auth:" + ip
+	allowed, retry, err := s.store.Allow(r.Context(), key, s.authLimit, time.Minute)
+	switch {
+	case err != nil:
+		s.log.Error("admin: rate limit unavailable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "store unavailable, try again")
+		return "", false
+	case !allowed:
+		// Not checked, so not a failure: the count stays at the budget.
+		s.refundAuthHit(r.Context(), key)
+		s.log.Warn("admin authentication throttled", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		metrics.RateLimited.WithLabelValues("admin_auth").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
+		writeError(w, http.StatusTooManyRequests, "too many failed admin authentications from this address; try again later")
+		return "", false
+	}
+	return key, true
+}
+
+// refundAuthHit gives back an attempt's hit; key "" is no budget.
+func (s *Server) refundAuthHit(ctx context.Context, key string) {
+	if key == "" {
+		return
+	}
+	if err := s.store.Refund(ctx, key); err != nil {
+		// The request stands; the budget is one lower until the window ends.
+		s.log.Warn("admin: rate limit refund failed", "err", err)
+	}
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +19,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
@@ -88,6 +92,61 @@ func TestAdminDisabledWithoutToken(t *testing.T) {
 	if status, _, _ := e.call(t, "GET", "/healthz", "", ""); status != 200 {
 		t.Fatalf("healthz %d with the admin API disabled", status)
 	}
+}
+
+// TestAdminAuthThrottled: failed authentications from one IP are capped
+// per minute; past the cap every request gets 429 + Retry-After without its
+// token being looked at (the right one too, so a throttled guess learns
+// nothing), good tokens never use up the budget, and other addresses keep
+// their own.
+func TestAdminAuthThrottled(t *testing.T) {
+	mem := memstore.New()
+	t.Cleanup(func() { _ = mem.Close() })
+	h := New(Options{Token: testToken, Store: mem, AuthFailLimit: 3, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}).Handler()
+	call := func(ip, tok string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/admin/v1/agents", nil)
+		req.RemoteAddr = ip + ":4711"
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range 10 {
+		if r := call("192.0.2.1", testToken); r.Code != 200 {
+			t.Fatalf("good request %d: %d", i, r.Code)
+		}
+	}
+	for i, tok := range []string{"", "wrong", strings.Repeat("x", len(testToken))} {
+		if r := call("192.0.2.1", tok); r.Code != 401 {
+			t.Fatalf("failure %d: %d, want 401", i, r.Code)
+		}
+	}
+	before := adminThrottled(t)
+	for _, tok := range []string{"wrong-again", testToken} {
+		r := call("192.0.2.1", tok)
+		if r.Code != 429 || r.Header().Get("Retry-After") == "" {
+			t.Fatalf("token %.5s… after the budget: %d Retry-After %q, want 429", tok, r.Code, r.Header().Get("Retry-After"))
+		}
+		errorMessage(t, r.Body.Bytes(), "too many failed admin authentications from this address; try again later")
+	}
+	if got := adminThrottled(t) - before; got != 2 {
+		t.Errorf("mcp_gateway_rate_limited_total{endpoint=admin_auth} rose by %v, want 2", got)
+	}
+	if r := call("192.0.2.2", testToken); r.Code != 200 {
+		t.Fatalf("another address: %d, want 200", r.Code)
+	}
+}
+
+// adminThrottled reads mcp_gateway_rate_limited_total{endpoint="admin_auth"}.
+func adminThrottled(t *testing.T) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := metrics.RateLimited.WithLabelValues("admin_auth").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 func TestAgentsCRUD(t *testing.T) {

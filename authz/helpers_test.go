@@ -57,6 +57,8 @@ func seedAgents(t testing.TB, st store.Store) {
 	ctx := context.Background()
 	for _, ag := range []*store.Agent{
 		{ID: "alpha", Owner: "alice", Users: []string{"bob"}},
+		// As long as "alpha": only the agent comparison tells their audiences apart.
+		{ID: "bravo", Owner: "alice"},
 		{ID: "scoped", Owner: "alice", Scopes: []string{"mcp:admin"}},
 		// The config's static "demo" must win over this one.
 		{ID: "demo", Owner: "mallory"},

@@ -83,6 +83,7 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 	aliceGW := e.mint("aliceGW", "alice")
 	aliceAlpha := e.mint("", "alice", aud(pub+"/alpha/mcp"))
 	aliceDemoAud := e.mint("", "alice", aud(pub+"/demo/mcp"))
+	aliceBravoAud := e.mint("", "alice", aud(pub+"/bravo/mcp"))
 	aliceMultiAud := e.mint("", "alice", aud(pub+"/other/mcp", pub+"/alpha/mcp"))
 	aliceAudSlash := e.mint("", "alice", aud(pub+"/alpha/mcp/"))
 	aliceAudOther := e.mint("", "alice", aud("http://evil.example", pub+"/"))
@@ -157,6 +158,8 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "jwt/static-agent-owner", path: "/demo/mcp", auth: bearer(demoGW), want: allowAs("demo", "demo", "client-demo", "mcp", CredOAuth)},
 		{name: "jwt/static-wins-over-store", path: "/demo/mcp", auth: bearer(malloryGW), want: forbidden("demo", ReasonForbidden, "mcp")},
 		{name: "jwt/token-for-agent-A-at-B", path: "/alpha/mcp", auth: bearer(aliceDemoAud), want: unauth("alpha", ReasonWrongAudience)},
+		{name: "jwt/token-for-agent-A-at-B-same-length", path: "/alpha/mcp", auth: bearer(aliceBravoAud), want: unauth("alpha", ReasonWrongAudience)},
+		{name: "jwt/agent-aud/same-length-agent", path: "/bravo/mcp", auth: bearer(aliceBravoAud), want: allowAs("alice", "bravo", "client-alice", "mcp", CredOAuth)},
 		{name: "jwt/aud-trailing-slash", path: "/alpha/mcp", auth: bearer(aliceAudSlash), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/aud-foreign-and-slash", path: "/alpha/mcp", auth: bearer(aliceAudOther), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/gateway-wide-not-owner", path: "/alpha/mcp", auth: bearer(carolGW), want: forbidden("alpha", ReasonForbidden, "mcp")},

@@ -33,6 +33,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/redistest"
@@ -276,9 +277,10 @@ func startGateway(t *testing.T, redisURL string) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{
-		Handler:           authz.WithHTTPCheck(a, oauth.Handler()),
+	hs := &http.Server{ // as gateway.run configures its listeners
+		Handler:           slowbody.New(cfg.HTTPLimits.BodyTimeout.D(), cfg.HTTPLimits.MaxBodyReads).Wrap(authz.WithHTTPCheck(a, oauth.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       cfg.HTTPLimits.IdleTimeout.D(),
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -47,6 +47,7 @@ type Config struct {
 	// base of every resource URL. No trailing slash.
 	PublicURL   string        `json:"public_url"`
 	Listen      Listen        `json:"listen"`
+	HTTPLimits  HTTPLimits    `json:"http_limits"`
 	Store       Store         `json:"store"`
 	SigningKeys []SigningKey  `json:"signing_keys"`
 	TTL         TTL           `json:"ttl"`
@@ -56,9 +57,15 @@ type Config struct {
 	AdminToken  string        `json:"admin_token"`
 	Agents      []StaticAgent `json:"agents"`
 	RateLimit   RateLimit     `json:"rate_limit"`
-	// TrustedProxies are CIDRs whose X-Forwarded-For is believed for the client IP.
+	// TrustedProxies are CIDRs of the proxies that may set X-Forwarded-For:
+	// from any other peer the header is ignored.
 	TrustedProxies []string `json:"trusted_proxies"`
-	Cache          Cache    `json:"cache"`
+	// TrustedHops is how many proxies in front of the gateway append to
+	// X-Forwarded-For: the client is that many entries from its right end.
+	// Entries further left are written by the client and never believed
+	// (as Envoy's xff_num_trusted_hops, which counts one fewer).
+	TrustedHops int   `json:"trusted_hops"`
+	Cache       Cache `json:"cache"`
 	// CIMD: client_ids that are https URLs of Client ID Metadata Documents.
 	CIMD CIMD `json:"cimd"`
 	// Clients: hygiene of dynamically registered clients.
@@ -69,6 +76,20 @@ type Listen struct {
 	HTTP  string `json:"http"`
 	GRPC  string `json:"grpc"`
 	Admin string `json:"admin"`
+}
+
+// HTTPLimits bound slow clients on every HTTP listener (public and admin):
+// a trickled request body holds a connection and a goroutine only so long,
+// and only so many at once.
+type HTTPLimits struct {
+	// BodyTimeout is how long a request body may take to arrive in full,
+	// from the end of its headers; slower ones are cut off (408).
+	BodyTimeout Duration `json:"body_timeout"`
+	// MaxBodyReads caps the request bodies being received at once per
+	// listener; beyond it a request with a body gets 503 + Retry-After.
+	MaxBodyReads int `json:"max_body_reads"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout Duration `json:"idle_timeout"`
 }
 
 type Store struct {
@@ -126,8 +147,11 @@ type RateLimit struct {
 	Token     int `json:"token"`
 	Authorize int `json:"authorize"`
 	Login     int `json:"login"`
-	// LoginPerUser caps failed logins per username per 15 minutes.
+	// LoginPerUser caps failed logins per (IP, username) per 15 minutes,
+	// and per username from browsers that never signed in as that user.
 	LoginPerUser int `json:"login_per_user"`
+	// AdminAuth caps failed admin-token authentications per IP per minute.
+	AdminAuth int `json:"admin_auth"`
 }
 
 // Cache bounds the in-process caches of API keys and agents.
@@ -155,7 +179,19 @@ type Clients struct {
 	IdleTTL Duration `json:"idle_ttl"`
 	// MaxPerIP caps the live clients registered from one IP; 0: no cap.
 	MaxPerIP int `json:"max_per_ip"`
+	// AllowedSchemes are custom redirect URI schemes accepted besides https,
+	// loopback http and reverse-DNS private-use schemes (RFC 8252 §7.1),
+	// for native apps that register a plain scheme (Cursor: cursor://).
+	AllowedSchemes []string `json:"allowed_schemes"`
 }
+
+const (
+	// MaxTrustedHops bounds trusted_hops: no real chain of proxies is longer.
+	MaxTrustedHops = 10
+	// MinAdminTokenLen is the shortest admin token serve accepts, as for
+	// signing keys: a guessable token would open the whole admin API.
+	MinAdminTokenLen = 32
+)
 
 // Default returns the defaults every loaded config starts from.
 func Default() *Config {
@@ -171,13 +207,18 @@ func Default() *Config {
 			AuthRequest:  Duration(10 * time.Minute),
 			RefreshGrace: Duration(5 * time.Second),
 		},
+		HTTPLimits: HTTPLimits{
+			BodyTimeout: Duration(10 * time.Second), MaxBodyReads: 256, IdleTimeout: Duration(2 * time.Minute),
+		},
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    []string{"mcp"},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
-		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10},
+		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
-		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50},
+		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50, AllowedSchemes: []string{"cursor"}},
+
+		TrustedHops: 1,
 	}
 }
 
@@ -298,6 +339,15 @@ func (c *Config) Validate(dev bool) error {
 			bad(name, "%q is not host:port", a)
 		}
 	}
+	if c.HTTPLimits.BodyTimeout <= 0 || c.HTTPLimits.BodyTimeout.D() > 10*time.Minute {
+		bad("http_limits.body_timeout", "must be between 0 and 10m")
+	}
+	if c.HTTPLimits.MaxBodyReads < 1 {
+		bad("http_limits.max_body_reads", "must be at least 1")
+	}
+	if c.HTTPLimits.IdleTimeout <= 0 {
+		bad("http_limits.idle_timeout", "must be positive")
+	}
 	if c.Store.URL != "memory" {
 		if u, err := url.Parse(c.Store.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 			bad("store.url", "want \"memory\" or a redis://, rediss:// or unix:// URL")
@@ -358,10 +408,17 @@ func (c *Config) Validate(dev bool) error {
 			}
 		}
 	}
+	// Client addresses behind proxies, and the admin token's strength.
 	for i, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {
 			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR", p)
 		}
+	}
+	if c.TrustedHops < 1 || c.TrustedHops > MaxTrustedHops {
+		bad("trusted_hops", "must be between 1 and %d (the proxies that append to X-Forwarded-For)", MaxTrustedHops)
+	}
+	if !dev && c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
+		bad("admin_token", "is %d bytes, need at least %d (e.g. head -c 32 /dev/urandom | base64)", len(c.AdminToken), MinAdminTokenLen)
 	}
 	if c.Cache.TTL <= 0 || c.Cache.MaxSize <= 0 {
 		bad("cache", "ttl and max_size must be positive")
@@ -383,7 +440,51 @@ func (c *Config) Validate(dev bool) error {
 	if c.Clients.MaxPerIP < 0 {
 		bad("clients.max_per_ip", "must not be negative (0: no cap)")
 	}
+	// clients.allowed_schemes: plain custom schemes a native app may
+	// register; never one that runs code or a system handler.
+	for i, sc := range c.Clients.AllowedSchemes {
+		field := fmt.Sprintf("clients.allowed_schemes[%d]", i)
+		switch {
+		case !validScheme(sc):
+			bad(field, "%q is not a lower-case URI scheme (RFC 3986: a letter, then letters, digits, '+', '-', '.')", sc)
+		case sc == "http" || sc == "https":
+			bad(field, "%q is always allowed under its own rules; list only custom schemes", sc)
+		case RefusedRedirectScheme(sc):
+			bad(field, "%q can run code or launch a system handler and is never allowed", sc)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// refusedSchemes can run code, read local data, launch system handlers or
+// are no redirect target at all.
+var refusedSchemes = map[string]bool{
+	"javascript": true, "data": true, "file": true, "vbscript": true, "blob": true, "about": true,
+	"filesystem": true, "view-source": true, "jar": true, "mailto": true, "tel": true, "sms": true,
+	"ftp": true, "ws": true, "wss": true, "intent": true, "search-ms": true, "search": true,
+	"shell": true, "res": true, "mk": true, "its": true, "ms-its": true, "hcp": true, "chrome": true,
+	"chrome-extension": true, "moz-extension": true, "resource": true, "x-apple.systempreferences": true,
+}
+
+// RefusedRedirectScheme reports whether a redirect URI scheme (lower-case)
+// is refused whatever the configuration says: the list above and every
+// ms-* scheme (Windows protocol handlers: ms-msdt, ms-officecmd, …).
+func RefusedRedirectScheme(scheme string) bool {
+	return refusedSchemes[scheme] || strings.HasPrefix(scheme, "ms-")
+}
+
+// validScheme: RFC 3986 scheme syntax, lower-case, at most 64 bytes.
+func validScheme(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '-' || b == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // validHostOrCIDR: an IP, a CIDR or a DNS hostname (letters, digits, '-', '.').

@@ -92,6 +92,10 @@ func TestValidateNamesTheField(t *testing.T) {
 		"agents: [{id: 'a/b', owner: x}]":                       "agents[0].id",
 		"agents: [{id: a, owner: x, upstream: 'nope'}]":         "agents[0].upstream",
 		"trusted_proxies: [10.0.0.1]":                           "trusted_proxies[0]",
+		"trusted_hops: 0":                                       "trusted_hops",
+		"trusted_hops: 11":                                      "trusted_hops",
+		"admin_token: x":                                        "admin_token",
+		"admin_token: 0123456789abcdef0123456789abcde":          "admin_token", // 31 bytes
 		"listen: {http: 8080}":                                  "listen.http",
 		"scopes: ['a b']":                                       "scopes[0]",
 	}
@@ -152,6 +156,52 @@ func TestValidAgentID(t *testing.T) {
 		"oauth", "login", "Consent", "account", "authz", "admin", ".well-known", "metrics", "healthz", "readyz"} {
 		if ValidAgentID(bad) {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestAdminTokenStrength: serve refuses a short admin token (as a short
+// signing key); 32 bytes pass, no token disables the API, and dev, which
+// generates its own, lets a developer's short one through.
+func TestAdminTokenStrength(t *testing.T) {
+	key := "\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"
+	for body, refused := range map[string]bool{
+		"admin_token: x": true,
+		"admin_token: 0123456789abcdef0123456789abcdef": false,
+		"admin_token: ''": false,
+	} {
+		_, err := Load(write(t, body+key), false)
+		if (err != nil) != refused {
+			t.Errorf("serve, %q: err = %v, want refused %v", body, err, refused)
+		}
+	}
+	if _, err := Load(write(t, "admin_token: x"), true); err != nil {
+		t.Errorf("dev refused a short admin token: %v", err)
+	}
+}
+
+func TestHTTPLimits(t *testing.T) {
+	d := Default().HTTPLimits
+	if d.BodyTimeout.D() != 10*time.Second || d.MaxBodyReads != 256 || d.IdleTimeout.D() != 2*time.Minute {
+		t.Fatalf("defaults: %+v", d)
+	}
+	c := Default()
+	env := map[string]string{"MCPGW_HTTP_LIMITS_BODY_TIMEOUT": "250ms", "MCPGW_HTTP_LIMITS_MAX_BODY_READS": "3", "MCPGW_HTTP_LIMITS_IDLE_TIMEOUT": "5s"}
+	if err := ApplyEnv(c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if h := c.HTTPLimits; h.BodyTimeout.D() != 250*time.Millisecond || h.MaxBodyReads != 3 || h.IdleTimeout.D() != 5*time.Second {
+		t.Fatalf("env not applied: %+v", h)
+	}
+	for yaml, field := range map[string]string{
+		"http_limits: {body_timeout: 0s}":  "http_limits.body_timeout",
+		"http_limits: {body_timeout: 1h}":  "http_limits.body_timeout",
+		"http_limits: {max_body_reads: 0}": "http_limits.max_body_reads",
+		"http_limits: {idle_timeout: -1s}": "http_limits.idle_timeout",
+	} {
+		_, err := Load(write(t, yaml+"\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"), false)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%q: err = %v, want it to name %s", yaml, err, field)
 		}
 	}
 }

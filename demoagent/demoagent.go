@@ -86,17 +86,64 @@ func NewServer(logger *slog.Logger) *mcp.Server {
 
 // Handler serves the demo agent over Streamable HTTP at whatever path it is
 // mounted on.
+//
+// It is stateless (no Mcp-Session-Id; GET and DELETE answer 405), so the
+// first request may be any method, as in the sessionless 2026-07-28
+// transport, while clients that initialize first keep working: the SDK
+// answers initialize on every protocol version it knows and ignores the
+// handshake's state. Answers are plain JSON rather than one-event SSE
+// streams, which every client must accept and curl | jq can read.
 func Handler(logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := NewServer(logger)
-	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{
-		Logger: logger,
-		// Sessions of clients on the older, session-based protocol are kept in
-		// memory; drop idle ones so the demo cannot grow without bound.
-		SessionTimeout: 30 * time.Minute,
+	// The SDK logs every ephemeral session at Info: once per request here.
+	quiet := slog.New(minLevel{logger.Handler(), slog.LevelWarn})
+	s := NewServer(quiet)
+	return anyAcceptWhenAbsent(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{
+		Logger:       quiet,
+		Stateless:    true,
+		JSONResponse: true,
+	}))
+}
+
+// streamableAccept is the Accept the Streamable HTTP transport asks clients
+// to send with a POST.
+const streamableAccept = "application/json, text/event-stream"
+
+// anyAcceptWhenAbsent gives a POST without any Accept header the one the
+// transport asks for. RFC 9110 §12.5.1: no Accept means any media type is
+// acceptable, so the SDK's 400 for it only turns away plain HTTP clients
+// (curl -H 'Accept:', scripts). The demo agent is lenient on purpose; real
+// agents may not be, so the gateway forwards requests as they came and
+// leaves content negotiation to the agent. An Accept that is present,
+// however narrow, is left for the SDK to judge.
+func anyAcceptWhenAbsent(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && len(r.Header.Values("Accept")) == 0 {
+			r = r.Clone(r.Context())
+			r.Header.Set("Accept", streamableAccept)
+		}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// minLevel drops records below min, whatever the wrapped handler enables.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }
 
 func whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, WhoAmI, error) {
@@ -161,8 +208,7 @@ func ListenAndServe(ctx context.Context, addr string) error {
 	return Serve(ctx, ln, slog.Default())
 }
 
-// shutdownGrace bounds how long Serve waits for in-flight requests; open SSE
-// streams never finish on their own, so they are closed after it.
+// shutdownGrace bounds how long Serve waits for in-flight requests.
 const shutdownGrace = 5 * time.Second
 
 // Serve is ListenAndServe on an existing listener, which it closes.
@@ -170,17 +216,17 @@ func Serve(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// Standalone GET streams never end by themselves; closing is cancelled at
-	// shutdown so they end at once while POSTs in flight finish gracefully.
+	// A subscriptions/listen stream never ends by itself; closing is
+	// cancelled at shutdown so such streams end at once while other POSTs in
+	// flight finish gracefully.
 	closing, closeStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeStreams()
-	mcpHandler := endStreamsOn(closing, Handler(logger))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("/", mcpHandler)
+	mux.Handle("/", endStreamsOn(closing, Handler(logger)))
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -214,10 +260,12 @@ func Serve(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
 	return nil
 }
 
-// endStreamsOn cancels GET (SSE stream) requests when ctx is done.
+// endStreamsOn cancels subscriptions/listen requests (2026-07-28: the
+// Mcp-Method header, which the SDK checks against the body, names them)
+// when ctx is done.
 func endStreamsOn(ctx context.Context, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
+		if r.Header.Get("Mcp-Method") == "subscriptions/listen" {
 			rctx, cancel := context.WithCancel(r.Context())
 			defer cancel()
 			stop := context.AfterFunc(ctx, cancel)

@@ -71,7 +71,7 @@ func callWhoAmI(t *testing.T, cs *mcp.ClientSession) (WhoAmI, string) {
 
 func TestToolsAndWhoAmI(t *testing.T) {
 	srv := httptest.NewServer(Handler(nil))
-	t.Cleanup(srv.Close) // after the sessions' cleanups: their GET streams hold connections
+	t.Cleanup(srv.Close)
 
 	set := map[string]string{
 		"x-mcp-user":       "alice",
@@ -120,7 +120,7 @@ func TestToolsAndWhoAmI(t *testing.T) {
 
 func TestWhoAmIReportsAuthorization(t *testing.T) {
 	srv := httptest.NewServer(Handler(nil))
-	t.Cleanup(srv.Close) // after the sessions' cleanups: their GET streams hold connections
+	t.Cleanup(srv.Close)
 	// Mounted at an arbitrary path: the handler does not care.
 	cs := connect(t, srv.URL+"/some/where", map[string]string{"Authorization": "Bearer leaked"})
 	w, text := callWhoAmI(t, cs)
@@ -140,7 +140,7 @@ func TestWhoAmIReportsAuthorization(t *testing.T) {
 
 func TestEcho(t *testing.T) {
 	srv := httptest.NewServer(Handler(nil))
-	t.Cleanup(srv.Close) // after the sessions' cleanups: their GET streams hold connections
+	t.Cleanup(srv.Close)
 	cs := connect(t, srv.URL+"/mcp", nil)
 	const msg = "hello, gateway ✓"
 	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": msg}})
@@ -199,8 +199,8 @@ func TestServeAndShutdown(t *testing.T) {
 		if w, _ := callWhoAmI(t, cs); w.User != "bob" {
 			t.Fatalf("%s: whoami user %q", path, w.User)
 		}
-		// Keep the session (and its standalone GET stream) open across the
-		// shutdown: Serve must still return.
+		// Keep the client session open across the shutdown: Serve must
+		// still return.
 	}
 
 	cancel()

@@ -79,6 +79,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -631,6 +632,9 @@ func completeLogin(t testing.TB, authorizeURL, user, pass string) (code, state, 
 	return r.Code, r.State, r.Iss
 }
 
+// backLinkRE finds an error page's link back to the application.
+var backLinkRE = regexp.MustCompile(`<a id="back" href="([^"]*)"`)
+
 // browserLogin: GET authorizeURL, then submit whatever page comes (login:
 // username/password; consent: decision=approve) with its hidden fields,
 // following redirects on the authorization server's origin, until a
@@ -711,6 +715,17 @@ func browserLogin(ctx context.Context, authorizeURL, user, pass string) (*AuthRe
 			}
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Origin", origin) // what a browser sends with a form POST
+		case backLinkRE.Match(body):
+			// An error before the user approved the client is a page (RFC
+			// 9700 §4.11.2): follow its link back as the user would.
+			loc, err := req.URL.Parse(html.UnescapeString(string(backLinkRE.FindSubmatch(body)[1])))
+			if err != nil {
+				return nil, fmt.Errorf("error page link: %w", err)
+			}
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, loc.String(), nil)
+			if err != nil {
+				return nil, err
+			}
 		default:
 			return nil, fmt.Errorf("%s %s: %s: %s (after %s)", req.Method, req.URL.Path, resp.Status, firstLine(body), strings.Join(trail, " → "))
 		}

@@ -447,7 +447,7 @@ func metricNames(t *testing.T) map[string]bool {
 	go func() {
 		for _, c := range []prometheus.Collector{metrics.Decisions, metrics.DecisionSeconds, metrics.OAuthRequests,
 			metrics.TokensIssued, metrics.TokensRevoked, metrics.Registrations, metrics.StoreErrors, metrics.StoreSeconds,
-			metrics.CacheLookups, metrics.RateLimited} {
+			metrics.CacheLookups, metrics.RateLimited, metrics.SlowBodies} {
 			c.Describe(ch)
 		}
 		close(ch)

@@ -458,7 +458,7 @@ func checkGatewayDeployment(d *appsv1.Deployment, o *istioObjects) []error {
 	secretEnv := map[string]string{
 		"MCPGW_STORE_URL":   "rediss://:pw@redis.test:6380/0",
 		"MCPGW_LOGIN_USERS": `[{"username":"alice","password_hash":"$2a$10$XyvXEsZur2cBHpHkjBJFIOpmGzhcV35iXOjC/IKwnyS5jfXMJSlmm"}]`,
-		"MCPGW_ADMIN_TOKEN": "stand-in",
+		"MCPGW_ADMIN_TOKEN": "stand-in-admin-token-of-32-bytes-or-more",
 	}
 	for _, e := range c.Env {
 		switch {

@@ -12,6 +12,9 @@
 //     again: JWT decisions keep working, key decisions fail closed once the
 //     cache expires, OAuth endpoints answer 503 temporarily_unavailable,
 //     everything recovers and no goroutine is left behind.
+//   - misc_test.go: more cases run like the matrix (issue 10): slow request
+//     bodies, the CIMD fetcher's address guard and redirects, a cached
+//     token after exp + leeway, what anonymous callers learn about agents.
 //
 // The SIGTERM test of the binary lives in cmd/mcp-gateway.
 package hostile

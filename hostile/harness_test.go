@@ -31,6 +31,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/logtest"
+	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -224,6 +225,7 @@ func seedAgents(upstreamURL string) []*store.Agent {
 type gwOptions struct {
 	cfg   func(*config.Config)
 	authz func(g *gw, o *authz.Options)
+	oauth func(g *gw, o *oauthsrv.Options)
 }
 
 func newGW(t *testing.T, b backend, tweak func(*config.Config)) *gw {
@@ -293,14 +295,19 @@ func newGWWith(t *testing.T, b backend, opts gwOptions) *gw {
 	}
 	t.Cleanup(func() { _ = gconn.Close() })
 	g.grpc = authv3.NewAuthorizationClient(gconn)
-	g.oauth, err = oauthsrv.New(oauthsrv.Options{Config: cfg, Store: g.st, Ring: ring, Agents: g.az, Logger: log})
+	oo := oauthsrv.Options{Config: cfg, Store: g.st, Ring: ring, Agents: g.az, Logger: log}
+	if opts.oauth != nil {
+		opts.oauth(g, &oo)
+	}
+	g.oauth, err = oauthsrv.New(oo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.ts.Config.Handler = devFront(g.az, g.oauth, log)
 	// As gateway.run configures its listeners.
+	g.ts.Config.Handler = slowbody.New(cfg.HTTPLimits.BodyTimeout.D(), cfg.HTTPLimits.MaxBodyReads).Wrap(devFront(g.az, g.oauth, log))
 	g.ts.Config.MaxHeaderBytes = 32 << 10
 	g.ts.Config.ReadHeaderTimeout = 10 * time.Second
+	g.ts.Config.IdleTimeout = cfg.HTTPLimits.IdleTimeout.D()
 	g.ts.Start()
 	t.Cleanup(g.ts.Close)
 	g.tr = &http.Transport{MaxIdleConnsPerHost: 4}

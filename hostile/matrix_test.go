@@ -71,6 +71,11 @@ func TestHostileMatrix(t *testing.T) {
 		}
 		seen[c.name] = true
 	}
+	runAttacks(t, cases)
+}
+
+// runAttacks runs each case on a gateway of its own, on every backend.
+func runAttacks(t *testing.T, cases []attack) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			for _, c := range cases {
@@ -126,6 +131,11 @@ func (w want) verify(t *testing.T, g *gw, r *reply) {
 	case kPage:
 		if ct := r.hdr.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 			t.Errorf("Content-Type %q, want an HTML error page", ct)
+		}
+		if w.err != "" { // an OAuth error shown instead of redirected: its link back carries it
+			if q := backLink(t, r).Query(); q.Get("error") != w.err || q.Get("iss") != g.url || q.Get("code") != "" {
+				t.Errorf("link back %v, want error=%s with iss and no code", q, w.err)
+			}
 		}
 	case kRedirect:
 		u := r.location(t)
@@ -238,10 +248,11 @@ func redirectCase(name string, registered []string, redirect string) attack {
 }
 
 // authzErrCase: an authorization request from a valid client to its
-// registered redirect URI, wrong in some other way: the error goes back to
-// the client (RFC 6749 §4.1.2.1) and no pending request is stored.
+// registered redirect URI, wrong in some other way: the user never approved
+// that client, so the error is a page linking back, not a redirect (RFC 9700
+// §4.11.2), and no pending request is stored.
 func authzErrCase(name, code string, extra func(g *gw) url.Values) attack {
-	return attack{name: "authorize/" + name, want: want{302, code, kRedirect, nil},
+	return attack{name: "authorize/" + name, want: want{400, code, kPage, nil},
 		run: func(t *testing.T, g *gw) *reply {
 			id := g.register()
 			_, ch := pkce()
@@ -633,7 +644,7 @@ func matrix() []attack {
 			}},
 	)
 
-	// ---- authorize: errors after the redirect URI is known good ----
+	// ---- authorize: errors for a registered, not yet approved redirect URI ----
 	cases = append(cases,
 		authzErrCase("pkce_plain", "invalid_request", func(g *gw) url.Values {
 			return url.Values{"code_challenge_method": {"plain"}, "code_challenge": {strings.Repeat("v", 43)}}
@@ -655,7 +666,7 @@ func matrix() []attack {
 			return url.Values{"resource": {g.resource("alpha") + "#x"}}
 		}),
 		authzErrCase("oversized_state", "invalid_request", func(g *gw) url.Values { return url.Values{"state": {strings.Repeat("s", 1100)}} }),
-		attack{name: "authorize/agent_user_may_not_use", want: want{302, "access_denied", kRedirect, map[string]int{"PutAuthRequest": 1, "PutSession": 1}},
+		attack{name: "authorize/agent_user_may_not_use", want: want{403, "access_denied", kPage, map[string]int{"PutAuthRequest": 1, "PutSession": 1}},
 			run: func(t *testing.T, g *gw) *reply {
 				id := g.register()
 				_, ch := pkce()

@@ -2,6 +2,7 @@ package login
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -106,7 +107,7 @@ func (l *webAppLogin) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := l.verify(raw, p.ID)
 	if err != nil {
-		l.log.Warn("web-app assertion rejected", "client_id", p.ClientID, "err", err)
+		l.log.Warn("web-app assertion rejected", "client_id", p.ClientID, "err", errText(err))
 		l.s.Audit(ctx, "login_failed", slog.String("provider", config.LoginWebApp), slog.String("client_id", p.ClientID),
 			slog.String("ip", l.s.ClientIP(r)), slog.String("reason", "bad_assertion"), slog.String("detail", trunc(err.Error(), 200)))
 		l.s.ErrorPage(w, http.StatusBadRequest, "Sign-in failed",
@@ -137,6 +138,30 @@ type assertion struct {
 	Request string `json:"request"`
 }
 
+// UnmarshalJSON decodes the claims, refusing NumericDates (exp, iat, nbf)
+// given as strings, which jwt.NumericDate would accept.
+func (a *assertion) UnmarshalJSON(b []byte) error {
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if err := numericDates(raw); err != nil {
+		return err
+	}
+	type plain assertion // without this method
+	return json.Unmarshal(b, (*plain)(a))
+}
+
+// keyFor returns the shared secret for an HS256 assertion without critical
+// header parameters: RFC 7515 §4.1.11 says a recipient that does not
+// understand a "crit" extension must reject the JWS, and we understand none.
+func (l *webAppLogin) keyFor(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New(`"crit" header parameter: no extension is understood`)
+	}
+	return l.secret, nil
+}
+
 // verify checks the assertion for pending request id: HS256 with our
 // secret, iss, aud, a short exp, the request, a sane sub and a jti.
 func (l *webAppLogin) verify(raw, id string) (*assertion, error) {
@@ -144,7 +169,7 @@ func (l *webAppLogin) verify(raw, id string) (*assertion, error) {
 		return nil, errors.New("assertion too long")
 	}
 	var c assertion
-	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return l.secret, nil },
+	_, err := jwt.ParseWithClaims(raw, &c, l.keyFor,
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(l.issuer),
 		jwt.WithAudience(l.audience),

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,28 @@ func TestWebAppBadAssertions(t *testing.T) {
 		{name: "sub with spaces", mod: func(c jwt.MapClaims, _ string) { c["sub"] = "alice smith" }},
 		{name: "sub too long", mod: func(c jwt.MapClaims, _ string) { c["sub"] = strings.Repeat("a", 257) }},
 		{name: "jti missing", mod: func(c jwt.MapClaims, _ string) { delete(c, "jti") }},
+		// Issue 10 item 12: invisible and bidi characters in the user id.
+		{name: "12 sub with a zero-width space", mod: func(c jwt.MapClaims, _ string) { c["sub"] = "alice\u200b@example.com" }},
+		{name: "12 sub with a right-to-left override", mod: func(c jwt.MapClaims, _ string) { c["sub"] = "\u202ealice@example.com" }},
+		{name: "12 sub with a byte-order mark", mod: func(c jwt.MapClaims, _ string) { c["sub"] = "\ufeffalice@example.com" }},
+		// Item 16: NumericDates are JSON numbers (RFC 7519 §2), and no
+		// "crit" extension is understood (RFC 7515 §4.1.11).
+		{name: "16 exp as a string", mod: func(c jwt.MapClaims, _ string) { c["exp"] = strconv.FormatInt(c["exp"].(int64), 10) }},
+		{name: "16 iat as a string", mod: func(c jwt.MapClaims, _ string) { c["iat"] = strconv.FormatInt(c["iat"].(int64), 10) }},
+		{name: "16 nbf as a string", mod: func(c jwt.MapClaims, _ string) { c["nbf"] = strconv.FormatInt(c["iat"].(int64), 10) }},
+		{name: "16 crit header", raw: func(c jwt.MapClaims) string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+			tok.Header["crit"] = []string{"x-tenant"}
+			tok.Header["x-tenant"] = "acme"
+			s, _ := tok.SignedString([]byte(appSecret))
+			return s
+		}},
+		{name: "16 empty crit header", raw: func(c jwt.MapClaims) string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+			tok.Header["crit"] = []string{}
+			s, _ := tok.SignedString([]byte(appSecret))
+			return s
+		}},
 		{name: "alg none", raw: func(c jwt.MapClaims) string {
 			s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
 			return s

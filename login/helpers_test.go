@@ -35,8 +35,9 @@ var storeFactory = func(tb testing.TB) store.Store {
 }
 
 // clientRedirect is the MCP client's redirect URI; nothing listens there,
-// the browser stops before following it.
-const clientRedirect = "http://127.0.0.1:9/callback"
+// the browser stops before following it. https: the only kind whose
+// consent is remembered (oauthsrv/trust.go).
+const clientRedirect = "https://mcp-client.example/callback"
 
 const ringSecret = "0123456789abcdef0123456789abcdef-ring"
 
@@ -300,12 +301,24 @@ func clientCallback(t testing.TB, resp *http.Response) url.Values {
 	return loc.Query()
 }
 
-// expectClientError checks an OAuth error redirect to the MCP client.
+// expectClientError checks an OAuth error for the MCP client. The user has
+// not approved the client yet, so it is no redirect (RFC 9700 §4.11.2) but a
+// page whose link back to the client carries error, state and iss.
 func expectClientError(t testing.TB, resp *http.Response, f *flow, code string) {
 	t.Helper()
-	q := clientCallback(t, resp)
+	body := readBody(resp)
+	if resp.StatusCode == http.StatusFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("want an error page, got %d Location=%q: %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	_, rest, ok := strings.Cut(body, `<a id="back" href="`)
+	raw, _, _ := strings.Cut(rest, `"`)
+	back, err := url.Parse(html.UnescapeString(raw))
+	if !ok || err != nil || !atClient(back) {
+		t.Fatalf("error page without a link back to %s: %s", clientRedirect, body)
+	}
+	q := back.Query()
 	if q.Get("error") != code || q.Get("state") != f.state || q.Get("code") != "" || q.Get("iss") == "" {
-		t.Fatalf("client callback %v, want error=%s with state and iss", q, code)
+		t.Fatalf("link back %v, want error=%s with state and iss", q, code)
 	}
 }
 

@@ -142,18 +142,49 @@ type limitedBody struct {
 	io.Closer
 }
 
-// validUserID: what we accept as a gateway user id from an identity
-// provider: 1–256 bytes of valid UTF-8, no spaces or control characters.
+// validUserID reports whether s is usable as a gateway user id from an
+// identity provider: 1–256 bytes of valid UTF-8, every character visible.
+// Spaces, controls, format characters (Cf: zero-width, bidi controls such
+// as U+202E, the BOM), private-use and unassigned code points and the other
+// default-ignorable characters are refused (UTS #39 §3.1): they would show
+// "alice\u200b" as "alice" on consent, /account, the audit log and x-mcp-user.
 func validUserID(s string) bool {
 	if s == "" || len(s) > maxUserIDLen || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
+		if !visible(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// visible: a graphic character that is neither space nor default-ignorable.
+// IsGraphic excludes all of C* (Cc, Cf, Co, Cs, Cn) and Zl, Zp; the rest of
+// Default_Ignorable_Code_Point (e.g. U+3164 HANGUL FILLER, U+034F, U+FE0F)
+// is named by the two tables.
+func visible(r rune) bool {
+	return unicode.IsGraphic(r) && !unicode.IsSpace(r) &&
+		!unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+// numericDateClaims are the registered claims whose value is a NumericDate
+// (RFC 7519 §2, §4.1; OIDC Core §2 adds auth_time).
+var numericDateClaims = []string{"exp", "nbf", "iat", "auth_time"}
+
+// numericDates checks that the NumericDate claims present in decoded JSON
+// claims are JSON numbers: golang-jwt and go-oidc read them through
+// json.Number, which also takes a string such as "1700000000".
+func numericDates(claims map[string]any) error {
+	for _, k := range numericDateClaims {
+		if v, ok := claims[k]; ok {
+			if _, num := v.(float64); !num {
+				return fmt.Errorf("%s is not a JSON number (RFC 7519 NumericDate)", k)
+			}
+		}
+	}
+	return nil
 }
 
 // validRandom: a value minted by token.Random(32) (43 base64url chars).
@@ -170,14 +201,45 @@ func validRandom(v string) bool {
 	return true
 }
 
-// trunc shortens untrusted text for a log line.
+// maxLogText caps untrusted upstream text (an identity provider's error
+// page quoted in an error) in one log line.
+const maxLogText = 512
+
+// trunc makes untrusted text fit for one log line: invalid UTF-8 becomes
+// "?", characters that would not show (see visible; a space is kept) are
+// written as \u escapes so that "\u202ealice" cannot pass for "alice", and
+// the result is cut to at most n bytes, never inside a character or an
+// escape, with "…" marking the cut. n is far larger than the mark.
 func trunc(s string, n int) string {
-	s = strings.ToValidUTF8(s, "?")
-	if len(s) <= n {
-		return s
+	const mark = "…"
+	var b strings.Builder
+	keep := 0 // how much of b leaves room for the mark
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteByte('?')
+		case r == ' ' || visible(r):
+			b.WriteString(s[i : i+size])
+		case r <= 0xffff:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+		i += size
+		if b.Len() <= n-len(mark) {
+			keep = b.Len()
+		}
+		if b.Len() > n {
+			return b.String()[:keep] + mark
+		}
 	}
-	return s[:n]
+	return b.String()
 }
+
+// errText is err's message for a log line: errors from the code exchange,
+// userinfo and discovery quote the provider's response body (up to 1 MiB).
+func errText(err error) string { return trunc(err.Error(), maxLogText) }
 
 // methodNotAllowed answers a page request with the wrong method.
 func methodNotAllowed(s *oauthsrv.Server, w http.ResponseWriter, allow string) {

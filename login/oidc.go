@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/net/idna"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 
@@ -25,6 +26,9 @@ import (
 // discoveryTTL: how long a discovered provider document is used before it
 // is fetched again (a failed refresh keeps the old one).
 const discoveryTTL = time.Hour
+
+// idTokenSkew is the clock skew tolerated on an ID token's iat.
+const idTokenSkew = time.Minute
 
 // oidcLogin sends the browser to an upstream OpenID Provider with
 // authorization code + PKCE + state + nonce and verifies the ID token that
@@ -40,7 +44,7 @@ type oidcLogin struct {
 	log      *slog.Logger
 	now      func() time.Time
 	redirect string
-	domains  []string // lower-cased
+	domains  []string // canonical: ASCII, lower case (see emailDomain)
 	groups   map[string]bool
 
 	sf     singleflight.Group
@@ -71,8 +75,14 @@ func newOIDC(s *oauthsrv.Server, cfg config.OIDCLogin, st store.AuthRequests, o 
 		redirect: s.Issuer() + OIDCCallbackPath,
 		groups:   map[string]bool{},
 	}
-	for _, d := range cfg.AllowedEmailDomains {
-		l.domains = append(l.domains, strings.ToLower(d))
+	for i, d := range cfg.AllowedEmailDomains {
+		// The operator's list may be written in any case or in Unicode
+		// (Bücher.de): map it the lenient UTS #46 way, once.
+		a, err := idna.Lookup.ToASCII(d)
+		if err != nil {
+			return nil, fmt.Errorf("login: login.oidc.allowed_email_domains[%d] %q: %w", i, d, err)
+		}
+		l.domains = append(l.domains, a)
 	}
 	for _, g := range cfg.AllowedGroups {
 		l.groups[g] = true
@@ -109,7 +119,7 @@ func (l *oidcLogin) provider(ctx context.Context) (*oidc.Provider, error) {
 	})
 	if err != nil {
 		if p != nil {
-			l.log.Warn("oidc discovery refresh failed; keeping the previous document", "issuer", l.cfg.Issuer, "err", err)
+			l.log.Warn("oidc discovery refresh failed; keeping the previous document", "issuer", l.cfg.Issuer, "err", errText(err))
 			return p, nil
 		}
 		return nil, err
@@ -130,7 +140,7 @@ func (l *oidcLogin) oauth2Config(p *oidc.Provider) *oauth2.Config {
 // discoveryFailed: the provider is unknown or unreachable; a 502 page (the
 // upstream failed, not us) that invites a retry.
 func (l *oidcLogin) discoveryFailed(w http.ResponseWriter, err error) {
-	l.log.Warn("oidc discovery failed", "issuer", l.cfg.Issuer, "err", err)
+	l.log.Warn("oidc discovery failed", "issuer", l.cfg.Issuer, "err", errText(err))
 	w.Header().Set("Retry-After", "30")
 	l.s.ErrorPage(w, http.StatusBadGateway, "Sign-in unavailable",
 		"The identity provider could not be reached. Please try again in a moment.")
@@ -227,7 +237,7 @@ func (l *oidcLogin) callback(w http.ResponseWriter, r *http.Request) {
 			l.discoveryFailed(w, disc.err)
 			return
 		}
-		l.log.Warn("oidc login failed", "issuer", l.cfg.Issuer, "client_id", p.ClientID, "err", err)
+		l.log.Warn("oidc login failed", "issuer", l.cfg.Issuer, "client_id", p.ClientID, "err", errText(err))
 		l.s.Audit(ctx, "login_failed", slog.String("provider", config.LoginOIDC), slog.String("client_id", p.ClientID),
 			slog.String("ip", l.s.ClientIP(r)), slog.String("reason", "upstream_response_invalid"))
 		l.s.ErrorPage(w, http.StatusBadGateway, "Sign-in failed",
@@ -292,10 +302,8 @@ func (l *oidcLogin) identify(ctx context.Context, code, verifier, nonce string) 
 	if err := idt.Claims(&claims); err != nil {
 		return "", nil, fmt.Errorf("id token claims: %w", err)
 	}
-	// OIDC Core §3.1.3.7: an azp, if present, must be us (go-oidc only
-	// checks that aud contains us).
-	if azp, ok := claims["azp"]; ok && azp != l.cfg.ClientID {
-		return "", nil, fmt.Errorf("id token: azp %q is not our client_id (audience mix-up)", trunc(fmt.Sprint(azp), 64))
+	if err := l.checkIDToken(idt, claims); err != nil {
+		return "", nil, fmt.Errorf("id token: %w", err)
 	}
 	if l.needUserInfo(claims) && prov.UserInfoEndpoint() != "" {
 		// Providers may keep email and groups out of the ID token when an
@@ -312,14 +320,75 @@ func (l *oidcLogin) identify(ctx context.Context, code, verifier, nonce string) 
 		if err := ui.Claims(&extra); err != nil {
 			return "", nil, fmt.Errorf("userinfo claims: %w", err)
 		}
-		for k, v := range extra {
-			if _, ok := claims[k]; !ok {
-				claims[k] = v
-			}
+		if err := mergeUserInfo(claims, extra); err != nil {
+			return "", nil, fmt.Errorf("userinfo: %w", err)
 		}
 	}
 	user, deny := l.decide(idt.Subject, claims)
 	return user, deny, nil
+}
+
+// checkIDToken makes the checks of OIDC Core §3.1.3.7 that go-oidc's
+// verifier leaves out (it checks signature, iss, that aud contains us, exp
+// and nbf): a subject (§2), azp when several audiences or an azp are given
+// (steps 3 to 5), an iat that is not in the future (step 10) and
+// NumericDates that are JSON numbers (go-oidc also takes "123" strings).
+func (l *oidcLogin) checkIDToken(idt *oidc.IDToken, claims map[string]any) error {
+	if idt.Subject == "" {
+		return errors.New("no sub")
+	}
+	azp, hasAZP := claims["azp"]
+	switch {
+	case hasAZP && !sameString(azp, l.cfg.ClientID):
+		return fmt.Errorf("azp %q is not our client_id (audience mix-up)", trunc(fmt.Sprint(azp), 64))
+	case len(idt.Audience) > 1 && !hasAZP:
+		return fmt.Errorf("several audiences %q and no azp naming us", trunc(fmt.Sprint(idt.Audience), 256))
+	}
+	if err := numericDates(claims); err != nil {
+		return err
+	}
+	if _, ok := claims["iat"]; !ok {
+		return errors.New("no iat")
+	}
+	if idt.IssuedAt.After(l.now().Add(idTokenSkew)) {
+		return fmt.Errorf("iat %s is in the future", idt.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// mergeUserInfo adds the userinfo claims the ID token lacks. email and
+// email_verified travel as a pair (OIDC Core §5.1: email_verified speaks of
+// the email in the same answer): the ID token's pair is kept when complete,
+// otherwise userinfo's is taken whole when it names an email, never one
+// claim from each. A userinfo email other than the ID token's is refused.
+func mergeUserInfo(claims, ui map[string]any) error {
+	if e, ok := ui["email"]; ok {
+		own, hasOwn := claims["email"]
+		if hasOwn && !sameString(own, e) {
+			return errors.New("email differs from the id token's")
+		}
+		if _, complete := claims["email_verified"]; !hasOwn || !complete {
+			claims["email"] = e
+			delete(claims, "email_verified")
+			if v, ok := ui["email_verified"]; ok {
+				claims["email_verified"] = v
+			}
+		}
+	}
+	for k, v := range ui {
+		if _, ok := claims[k]; !ok && k != "email" && k != "email_verified" {
+			claims[k] = v
+		}
+	}
+	return nil
+}
+
+// sameString: both are the same string (JSON values of any type compare
+// safely: a list or object is never equal).
+func sameString(a, b any) bool {
+	x, ok1 := a.(string)
+	y, ok2 := b.(string)
+	return ok1 && ok2 && x == y
 }
 
 func (l *oidcLogin) needEmail() bool { return l.cfg.UserClaim == "email" || len(l.domains) > 0 }
@@ -355,7 +424,11 @@ func (l *oidcLogin) decide(sub string, claims map[string]any) (string, *denial) 
 	}
 	if len(l.domains) > 0 {
 		at := strings.LastIndexByte(email, '@')
-		if at < 0 || !slices.Contains(l.domains, strings.ToLower(email[at+1:])) {
+		d, ok := "", at >= 0
+		if ok {
+			d, ok = emailDomain(email[at+1:])
+		}
+		if !ok || !slices.Contains(l.domains, d) {
 			return "", &denial{"email_domain_not_allowed", "the user's email domain is not allowed", who}
 		}
 	}
@@ -385,4 +458,25 @@ func (l *oidcLogin) inAllowedGroup(v any) bool {
 		}
 	}
 	return false
+}
+
+// emailDomain returns the canonical ASCII form of an email's domain, to
+// compare with the allow-list. Only ASCII letters are folded: full Unicode
+// folding (strings.ToLower, or UTS #46 mapping) would turn a Kelvin sign
+// U+212A into "k", so that "\u212Aite.io" passed "kite.io". A non-ASCII
+// domain must already be in its IDNA2008 registration form (no character
+// that UTS #46 would map or disallow) and is compared as its xn-- A-label;
+// anything else is no domain of the list.
+func emailDomain(d string) (string, bool) {
+	b := []byte(d)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	a, err := idna.Registration.ToASCII(string(b))
+	if err != nil {
+		return "", false
+	}
+	return a, true
 }

@@ -66,6 +66,11 @@ var (
 		Name: "mcp_gateway_rate_limited_total",
 		Help: "Requests refused with 429, by endpoint.",
 	}, []string{"endpoint"})
+
+	SlowBodies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_slow_bodies_total",
+		Help: "Request bodies cut off by the HTTP listeners: timeout (not received within http.body_timeout) or busy (over http.max_body_reads, answered 503).",
+	}, []string{"result"})
 )
 
 func init() {
@@ -74,5 +79,6 @@ func init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Decisions, DecisionSeconds, OAuthRequests, TokensIssued, TokensRevoked,
 		Registrations, StoreErrors, StoreSeconds, CacheLookups, RateLimited,
+		SlowBodies,
 	)
 }

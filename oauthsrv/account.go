@@ -151,29 +151,57 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 		labels[id] = [2]string{name, s.clientHost(id)}
 		return labels[id], nil
 	}
-	byClient := map[string]*accountClient{}
-	for _, c := range consents {
-		ac := byClient[c.ClientID]
-		if ac == nil {
-			if len(d.Clients) == maxAccountItems {
-				d.More = true
-				continue
-			}
-			l, err := label(c.ClientID)
-			if err != nil {
-				s.storeError(ctx, "get_client", err)
-				s.pageUnavailable(w)
-				return
-			}
-			d.Clients = append(d.Clients, accountClient{ID: c.ClientID, Name: l[0], Host: l[1]})
-			ac = &d.Clients[len(d.Clients)-1]
-			byClient[c.ClientID] = ac
+	// Approved clients: remembered consents, and clients holding a live
+	// sign-in although their consent is not remembered (loopback, custom
+	// scheme: asked each time), so that every one can be revoked here.
+	byClient := map[string]int{} // client id → index in d.Clients
+	entry := func(id string) (*accountClient, bool, error) {
+		if i, ok := byClient[id]; ok {
+			return &d.Clients[i], true, nil
 		}
-		res := c.Resource
+		if len(d.Clients) == maxAccountItems {
+			d.More = true
+			return nil, false, nil
+		}
+		l, err := label(id)
+		if err != nil {
+			return nil, false, err
+		}
+		byClient[id] = len(d.Clients)
+		d.Clients = append(d.Clients, accountClient{ID: id, Name: l[0], Host: l[1]})
+		return &d.Clients[len(d.Clients)-1], true, nil
+	}
+	resLabel := func(res string) string {
 		if res == s.issuer {
-			res = "all agents you may use"
+			return "all agents you may use"
 		}
-		ac.Resources = append(ac.Resources, res+" ("+c.Scope+")")
+		return res
+	}
+	for _, c := range consents {
+		ac, ok, err := entry(c.ClientID)
+		if err != nil {
+			s.storeError(ctx, "get_client", err)
+			s.pageUnavailable(w)
+			return
+		}
+		if ok {
+			ac.Resources = append(ac.Resources, consentLabel(resLabel(c.Resource), c))
+		}
+	}
+	remembered := len(byClient)
+	for _, f := range families {
+		if i, ok := byClient[f.ClientID]; ok && i < remembered {
+			continue // listed by its consents
+		}
+		ac, ok, err := entry(f.ClientID)
+		if err != nil {
+			s.storeError(ctx, "get_client", err)
+			s.pageUnavailable(w)
+			return
+		}
+		if l := resLabel(f.Resource) + " (" + f.Scope + "), asked at each sign-in"; ok && !slices.Contains(ac.Resources, l) {
+			ac.Resources = append(ac.Resources, l)
+		}
 	}
 	for _, f := range families {
 		if len(d.Families) == maxAccountItems {
@@ -201,6 +229,16 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 	}
 	d.CanCreateKey = len(keys) < maxAccountKeys
 	s.render(w, status, s.pages.account, d)
+}
+
+// consentLabel describes one remembered approval: resource, scopes and
+// where it returns. A record from before redirect URIs were remembered
+// still shows (and is revoked with its client) but approves nothing.
+func consentLabel(res string, c *store.Consent) string {
+	if c.RedirectURI == "" {
+		return res + " (" + c.Scope + "), from an earlier version: no longer used, you will be asked again"
+	}
+	return res + " (" + c.Scope + "), returns to " + redirectHost(c.RedirectURI)
 }
 
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }

@@ -144,20 +144,22 @@ func TestAccountListAndRevoke(t *testing.T) {
 		t.Fatalf("fresh account page: %s", body)
 	}
 	// Alice approves two clients in this browser (the session is reused).
-	inspector := e.register("Inspector")
-	cli := e.register("CLI")
-	code, verifier := b.authorizeCode(inspector, "alice", e.url+"/demo/mcp")
-	tokA := e.tokens(inspector, code, verifier)
-	code, verifier = b.authorizeCode(cli, "alice", "")
-	tokB := e.tokens(cli, code, verifier)
+	// https redirects: only those approvals are remembered (trust.go).
+	const cb = "https://app.example/cb"
+	inspector := e.register("Inspector", cb)
+	cli := e.register("CLI", cb)
+	code, verifier := b.authorizeCodeAt(inspector, cb, "alice", e.url+"/demo/mcp")
+	tokA := e.tokensAt(inspector, cb, code, verifier)
+	code, verifier = b.authorizeCodeAt(cli, cb, "alice", "")
+	tokB := e.tokensAt(cli, cb, code, verifier)
 	jtiA := e.verify(tokA["access_token"].(string)).ID
 	jtiB := e.verify(tokB["access_token"].(string)).ID
 	// Bob has his own grant, which Alice never sees.
-	bobCode, bobVerifier := e.browser().authorizeCode(cli, "bob", "")
-	tokBob := e.tokens(cli, bobCode, bobVerifier)
+	bobCode, bobVerifier := e.browser().authorizeCodeAt(cli, cb, "bob", "")
+	tokBob := e.tokensAt(cli, cb, bobCode, bobVerifier)
 
 	body, forms := b.account()
-	for _, want := range []string{"Inspector", "CLI", e.url + "/demo/mcp", "all agents you may use"} {
+	for _, want := range []string{"Inspector", "CLI", e.url + "/demo/mcp", "all agents you may use", "returns to app.example"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("account page lacks %q: %s", want, body)
 		}
@@ -249,7 +251,7 @@ func TestAccountListAndRevoke(t *testing.T) {
 	}
 	// The revoked client must ask for consent again.
 	_, challenge := pkce()
-	resp = b.get(e.authorizeURL(authzParams{clientID: other, redirect: loopbackRedirect, challenge: challenge}))
+	resp = b.get(e.authorizeURL(authzParams{clientID: other, redirect: cb, challenge: challenge}))
 	if resp.Request.URL.Path != "/consent" {
 		t.Fatalf("after revoking, authorize went to %s", resp.Request.URL)
 	}

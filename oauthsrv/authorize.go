@@ -74,10 +74,20 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.ErrorPage(w, http.StatusBadRequest, "Invalid redirect URI", msg)
 		return
 	}
+	// Registered before the scheme rules tightened, or the scheme was
+	// removed from clients.allowed_schemes since: never send anyone there.
+	if why := s.checkRedirectURI(redirectURI); why != "" {
+		s.ErrorPage(w, http.StatusBadRequest, "Invalid redirect URI", "The application's redirect URI is not accepted by this gateway: "+why+".")
+		return
+	}
 
-	// From here on errors go back to the client (RFC 6749 §4.1.2.1).
+	// From here on client and redirect URI are known, but anyone may have
+	// registered them: failAuthorization redirects only to a redirect URI
+	// the user has approved, and shows a page otherwise.
 	state := q.Get("state")
-	fail := func(code, desc string) { s.redirectError(w, r, redirectURI, state, code, desc) }
+	fail := func(code, desc string) {
+		s.failAuthorization(w, r, &store.AuthRequest{ClientID: client.ID, RedirectURI: redirectURI, State: state}, "", code, desc)
+	}
 	if len(state) > maxStateLen {
 		state = ""
 		fail("invalid_request", "state is too long")
@@ -122,7 +132,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.storeError(ctx, "get_agent", err)
-		fail("temporarily_unavailable", "the service is temporarily unavailable")
+		s.pageUnavailable(w)
 		return
 	}
 	scope, ok := s.parseScope(q.Get("scope"), s.allowedScopes(agent))
@@ -148,13 +158,13 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.st.PutAuthRequest(ctx, p, s.cfg.TTL.AuthRequest.D()); err != nil {
 		s.storeError(ctx, "put_auth_request", err)
-		fail("temporarily_unavailable", "the service is temporarily unavailable")
+		s.pageUnavailable(w)
 		return
 	}
 	user, err := s.sessionUser(r)
 	if err != nil {
 		s.storeError(ctx, "get_session", err)
-		fail("temporarily_unavailable", "the service is temporarily unavailable")
+		s.pageUnavailable(w)
 		return
 	}
 	if user != "" {
@@ -286,21 +296,30 @@ func (s *Server) parseScope(raw string, allowed []string) (string, bool) {
 	return strings.Join(slices.Compact(f), " "), true
 }
 
-// redirectTo sends the browser to the client's redirect URI with params
-// merged into its query. The URI was validated at registration.
-func redirectTo(w http.ResponseWriter, redirectURI string, params url.Values) {
+// withParams returns redirectURI with params merged into its query.
+func withParams(redirectURI string, params url.Values) (string, error) {
 	u, err := url.Parse(redirectURI)
-	if err != nil { // registered URIs parse; defensive only
-		w.WriteHeader(http.StatusBadRequest)
-		return
+	if err != nil {
+		return "", err
 	}
 	q := u.Query()
 	for k, v := range params {
 		q[k] = v
 	}
 	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// redirectTo sends the browser to the client's redirect URI with params
+// merged into its query. The URI was validated at registration.
+func redirectTo(w http.ResponseWriter, redirectURI string, params url.Values) {
+	loc, err := withParams(redirectURI, params)
+	if err != nil { // registered URIs parse; defensive only
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
 	h := w.Header()
-	h.Set("Location", u.String())
+	h.Set("Location", loc)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(http.StatusFound)
@@ -309,6 +328,10 @@ func redirectTo(w http.ResponseWriter, redirectURI string, params url.Values) {
 // redirectError returns an authorization error to the client with state and
 // iss (RFC 6749 §4.1.2.1, RFC 9207).
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, code, desc string) {
+	redirectTo(w, redirectURI, s.errorParams(state, code, desc))
+}
+
+func (s *Server) errorParams(state, code, desc string) url.Values {
 	v := url.Values{"error": {code}, "iss": {s.issuer}}
 	if desc != "" {
 		v.Set("error_description", desc)
@@ -316,7 +339,7 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectU
 	if state != "" {
 		v.Set("state", state)
 	}
-	redirectTo(w, redirectURI, v)
+	return v
 }
 
 // afterLogin continues a pending request once the user is known: agent
@@ -340,11 +363,11 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, p *store.Aut
 			}
 			s.audit(ctx, "access_denied", slog.String("user", user), slog.String("client_id", p.ClientID),
 				slog.String("resource", p.Resource), slog.String("reason", "user not allowed on agent"))
-			s.redirectError(w, r, p.RedirectURI, p.State, "access_denied", "the user may not use this agent")
+			s.failAuthorization(w, r, p, user, "access_denied", "the user may not use this agent")
 			return
 		}
 	}
-	ok, err := s.st.HasConsent(ctx, user, p.ClientID, p.Scope, p.Resource)
+	ok, err := s.rememberedConsent(ctx, user, p)
 	if err != nil {
 		s.storeError(ctx, "has_consent", err)
 		s.pageUnavailable(w)

@@ -1,6 +1,8 @@
 package oauthsrv
 
 import (
+	"html"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,11 +67,60 @@ func TestAuthorizeNoRedirectErrors(t *testing.T) {
 	}
 }
 
-// TestAuthorizeRedirectErrors: after the redirect URI is trusted, errors
-// go back to the client with error, state and iss.
+// approvedHTTPS registers a client with an https redirect URI and has user
+// approve it in a fresh browser: that browser now trusts the redirect URI.
+func (e *env) approvedHTTPS(user string) (b *browser, clientID, redirect string) {
+	e.t.Helper()
+	redirect = "https://app.example.com/cb"
+	clientID = e.register("approved", redirect)
+	b = e.browser()
+	code, verifier := b.authorizeCodeAt(clientID, redirect, user, e.url+"/demo/mcp")
+	e.tokensAt(clientID, redirect, code, verifier)
+	return b, clientID, redirect
+}
+
+// expectBackPage checks an authorization error shown as a page (no
+// redirect) whose link back carries error code, state and iss.
+func expectBackPage(t *testing.T, resp *http.Response, status int, redirect, code, state, iss string) {
+	t.Helper()
+	body := readBodyString(resp)
+	if resp.StatusCode != status || resp.Header.Get("Location") != "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("got %d Location=%q, want a %d page: %s", resp.StatusCode, resp.Header.Get("Location"), status, body)
+	}
+	resp.Body = io.NopCloser(strings.NewReader(body))
+	back := backLink(t, body)
+	want, _ := url.Parse(redirect)
+	q := back.Query()
+	if back.Scheme != want.Scheme || back.Host != want.Host || back.Path != want.Path ||
+		q.Get("error") != code || q.Get("state") != state || q.Get("iss") != iss || q.Get("code") != "" {
+		t.Fatalf("link back %s, want %s with error=%s state=%q iss=%s", back, redirect, code, state, iss)
+	}
+}
+
+// backLink returns the href of the page's link back to the application.
+func backLink(t testing.TB, body string) *url.URL {
+	t.Helper()
+	_, rest, ok := strings.Cut(body, `<a id="back" href="`)
+	if !ok {
+		t.Fatalf("page without a link back: %s", body)
+	}
+	raw, _, _ := strings.Cut(rest, `"`)
+	u, err := url.Parse(html.UnescapeString(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestAuthorizeRedirectErrors: errors of a well-formed request for a known
+// client and redirect URI go back to the client (error, state, iss) only
+// once the user has approved that client at that https redirect URI; until
+// then (a fresh browser, any loopback redirect) they are a page whose link
+// back carries the same error (RFC 9700 §4.11.2).
 func TestAuthorizeRedirectErrors(t *testing.T) {
 	e := newEnv(t)
 	clientID := e.register("redirects")
+	trusted, httpsClient, httpsRedirect := e.approvedHTTPS("alice")
 	cases := []struct {
 		name      string
 		mod       func(url.Values)
@@ -104,8 +155,15 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := e.get("/oauth/authorize?" + authorizeQuery(clientID, tc.mod))
-			q := callback(t, resp, loopbackRedirect)
+			// Loopback: never trusted, even in the approving browser.
+			expectBackPage(t, trusted.get(e.url+"/oauth/authorize?"+authorizeQuery(clientID, tc.mod)), 400, loopbackRedirect, tc.code, tc.wantState, e.url)
+			// https, approved, but another browser: a page.
+			httpsQuery := func() string {
+				return authorizeQuery(httpsClient, func(v url.Values) { v.Set("redirect_uri", httpsRedirect); tc.mod(v) })
+			}
+			expectBackPage(t, e.get("/oauth/authorize?"+httpsQuery()), 400, httpsRedirect, tc.code, tc.wantState, e.url)
+			// https, approved in this browser: back to the client.
+			q := callback(t, trusted.get(e.url+"/oauth/authorize?"+httpsQuery()), httpsRedirect)
 			if q.Get("error") != tc.code || q.Get("state") != tc.wantState || q.Get("iss") != e.url || q.Get("code") != "" {
 				t.Fatalf("callback %v, want error=%s state=%q iss=%s", q, tc.code, tc.wantState, e.url)
 			}
@@ -174,12 +232,18 @@ func TestAgentAccessDenied(t *testing.T) {
 	_, challenge := pkce()
 	resp := b.get(e.authorizeURL(authzParams{clientID: clientID, redirect: loopbackRedirect, challenge: challenge, state: "s9", resource: e.url + "/private/mcp"}))
 	resp = b.login(resp, "alice")
-	q := callback(t, resp, loopbackRedirect)
-	if q.Get("error") != "access_denied" || q.Get("state") != "s9" || q.Get("iss") != e.url {
-		t.Fatalf("callback %v", q)
-	}
+	// Not approved yet: a page, not a redirect (RFC 9700 §4.11.2).
+	expectBackPage(t, resp, http.StatusForbidden, loopbackRedirect, "access_denied", "s9", e.url)
 	if len(e.auditEvents("access_denied")) != 1 {
 		t.Fatalf("no access_denied audit line: %s", e.logs.String())
+	}
+	// Once alice approved the client at its https redirect URI (for another
+	// agent), the same refusal goes back to it.
+	trusted, httpsClient, httpsRedirect := e.approvedHTTPS("alice")
+	resp = trusted.get(e.authorizeURL(authzParams{clientID: httpsClient, redirect: httpsRedirect, challenge: challenge, state: "s10", resource: e.url + "/private/mcp"}))
+	q := callback(t, resp, httpsRedirect)
+	if q.Get("error") != "access_denied" || q.Get("state") != "s10" || q.Get("iss") != e.url {
+		t.Fatalf("callback %v", q)
 	}
 	// A user the agent grants access to (not the owner) gets through.
 	_, code, verifier := e.fullLogin(clientID, "bob", e.url+"/demo/mcp")

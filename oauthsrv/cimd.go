@@ -34,7 +34,6 @@ const (
 	cimdMinCache     = 5 * time.Minute // floor: protects both sides from refetch storms
 	cimdMaxCache     = 24 * time.Hour  // ceiling: a changed document is seen within a day
 	cimdCacheEntries = 1000
-	cimdMaxRedirects = 3
 	cimdMaxFetches   = 16 // concurrent fetches per process
 )
 
@@ -149,17 +148,10 @@ func newCIMDResolver(s *Server, cfg config.CIMD, roots *x509.CertPool) (*cimdRes
 	return r, nil
 }
 
-// checkCIMDRedirect allows a few redirects, each to a valid https URL; the
-// dialer checks each target's address again.
-func checkCIMDRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) > cimdMaxRedirects {
-		return cimdErrorf("the metadata document URL redirected more than %d times", cimdMaxRedirects)
-	}
-	if req.URL.Scheme != "https" || req.URL.User != nil || req.URL.Host == "" {
-		return cimdErrorf("the metadata document URL redirected to a URL that is not plain https")
-	}
-	return nil
-}
+// checkCIMDRedirect hands every 3xx back to fetch, which refuses it: the
+// draft says the server must not follow redirects automatically (a redirect
+// would also hand the choice of the address fetched to whoever answers).
+func checkCIMDRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // dial connects like net.Dialer but refuses, in Control (after DNS
 // resolution, before connect), every blocked address that the allow-list
@@ -345,6 +337,9 @@ func (r *cimdResolver) fetch(ctx context.Context, id string) (*store.Client, tim
 		return nil, 0, &cimdError{msg: reason}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, 0, cimdErrorf("the metadata document URL answered a redirect (HTTP %d), which this gateway does not follow: the document must be served at the client_id URL itself", resp.StatusCode)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, cimdErrorf("the metadata document URL answered HTTP %d, want 200", resp.StatusCode)
 	}

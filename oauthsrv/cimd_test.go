@@ -148,11 +148,11 @@ func TestCIMDFullFlow(t *testing.T) {
 	if cs, _ := e.st.ListClients(t.Context()); len(cs) != 0 {
 		t.Fatalf("CIMD stored clients: %+v", cs)
 	}
-	// Remembered consent: a second authorization goes straight to a code.
-	code, _ := b.authorizeCode(id, "alice", e.url+"/demo/mcp")
-	if code == "" {
-		t.Fatal("no code")
-	}
+	// A loopback redirect is never auto-approved (trust.go): the second
+	// authorization shows the consent page again, without a login.
+	_, challenge = pkce()
+	resp = b.get(e.authorizeURL(authzParams{clientID: id, redirect: loopbackRedirect, challenge: challenge, resource: e.url + "/demo/mcp"}))
+	callback(t, b.consent(resp, "approve"), loopbackRedirect)
 }
 
 func TestCIMDConsentNoLoopbackWarning(t *testing.T) {
@@ -264,6 +264,8 @@ func TestCIMDRejections(t *testing.T) {
 		{"client secret", serve("/secret.json", map[string]any{"client_id": d.url("/secret.json"), "client_name": "x", "redirect_uris": []string{loopbackRedirect}, "client_secret": "s"}), "", "must not contain a client secret"},
 		{"confidential auth method", serve("/basic.json", map[string]any{"client_id": d.url("/basic.json"), "client_name": "x", "redirect_uris": []string{loopbackRedirect}, "token_endpoint_auth_method": "client_secret_basic"}), "", "token_endpoint_auth_method"},
 		{"javascript redirect", serve("/js.json", map[string]any{"client_id": d.url("/js.json"), "client_name": "x", "redirect_uris": []string{"javascript:alert(1)"}}), "", "invalid_redirect_uri"},
+		{"ms-msdt redirect", serve("/msdt.json", map[string]any{"client_id": d.url("/msdt.json"), "client_name": "x", "redirect_uris": []string{"ms-msdt:/id"}}), "", "invalid_redirect_uri"},
+		{"plain custom scheme", serve("/myapp.json", map[string]any{"client_id": d.url("/myapp.json"), "client_name": "x", "redirect_uris": []string{"myapp://cb"}}), "", "custom scheme"},
 		{"oversize", d.url("/big.json"), "", "larger than 5120 bytes"},
 		{"oversize streamed", d.url("/big-stream.json"), "", "larger than 5120 bytes"},
 		{"slow", d.url("/slow.json"), "", "not received within 300ms"},
@@ -271,9 +273,9 @@ func TestCIMDRejections(t *testing.T) {
 		{"JSON array", raw("/array.json", "application/json", `[]`), "", "not one JSON object"},
 		{"HTML", raw("/page.json", "text/html", `<html></html>`), "", "not served as application/json"},
 		{"404", d.url("/missing.json"), "", "answered HTTP 404"},
-		{"too many redirects", chain("/hop", 4, "/target.json"), "", "redirected more than 3 times"},
-		{"redirect to http", chain("/tohttp", 1, "http://127.0.0.1:9/x.json"), "", "not plain https"},
-		{"redirect to metadata address", chain("/tometa", 1, "https://169.254.169.254/latest/meta-data"), "", "loopback, private or link-local"},
+		{"redirect to a valid document", chain("/hop", 1, "/target.json"), "", "answered a redirect (HTTP 302)"},
+		{"redirect to http", chain("/tohttp", 1, "http://127.0.0.1:9/x.json"), "", "answered a redirect (HTTP 302)"},
+		{"redirect to metadata address", chain("/tometa", 1, "https://169.254.169.254/latest/meta-data"), "", "answered a redirect (HTTP 302)"},
 		{"redirect_uri not in document", serve("/cb.json", nil), "http://127.0.0.1:9/elsewhere", "not one listed in the application"},
 		{"http client_id", "http://127.0.0.1/client.json", "", "must use https"},
 		{"root path", d.url("/"), "", "must have a path"},
@@ -306,9 +308,29 @@ func TestCIMDRejections(t *testing.T) {
 			}
 		})
 	}
-	// A short chain of redirects is fine; client_id stays the first URL.
-	if st, body := e.authorizePage(chain("/ok", 2, "/target.json"), loopbackRedirect); st != http.StatusFound {
-		t.Fatalf("two redirects: %d %s", st, body)
+	// The draft: the server must not follow redirects automatically. The
+	// target, a valid document, was never fetched.
+	if n := d.hitCount("/target.json"); n != 0 {
+		t.Fatalf("the redirect target was fetched %d times, want 0", n)
+	}
+}
+
+// Every redirect status is refused as such, whatever its target.
+func TestCIMDRefusesEveryRedirectStatus(t *testing.T) {
+	d := newDocServer(t)
+	e := newEnv(t, withCIMD(d, "127.0.0.1"))
+	d.serveDoc("/target.json", cimdDoc(d.url("/target.json")))
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		path := "/moved" + strconv.Itoa(code) + ".json"
+		d.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/target.json", code) })
+		st, body := e.authorizePage(d.url(path), loopbackRedirect)
+		want := "answered a redirect (HTTP " + strconv.Itoa(code) + ")"
+		if st != http.StatusBadRequest || !strings.Contains(body, want) {
+			t.Fatalf("HTTP %d: got %d, want 400 mentioning %q:\n%s", code, st, want, body)
+		}
+	}
+	if n := d.hitCount("/target.json"); n != 0 {
+		t.Fatalf("a redirect was followed %d times", n)
 	}
 }
 

@@ -17,6 +17,8 @@ type consentData struct {
 	// vouches for it; LoopbackOnly: all its redirect URIs are on this device.
 	ClientHost   string
 	LoopbackOnly bool
+	// Remembered: approving skips this page next time (an https redirect).
+	Remembered bool
 }
 
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
@@ -94,6 +96,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request) {
 		RequestID:     p.ID,
 		CSRF:          p.CSRF,
 		Scopes:        strings.Fields(p.Scope),
+		Remembered:    rememberable(p.RedirectURI),
 	})
 }
 
@@ -150,10 +153,15 @@ func (s *Server) decideConsent(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, p.RedirectURI, p.State, "access_denied", "the user denied the request")
 		return
 	}
-	if err := s.st.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: p.ClientID, Scope: p.Scope, Resource: p.Resource, CreatedAt: s.now()}); err != nil {
-		s.storeError(ctx, "save_consent", err)
-		s.redirectError(w, r, p.RedirectURI, p.State, "temporarily_unavailable", "the service is temporarily unavailable")
-		return
+	// Only an https redirect is remembered (trust.go): a record for a
+	// loopback port or a custom scheme would never be used.
+	if rememberable(p.RedirectURI) {
+		c := &store.Consent{UserID: user, ClientID: p.ClientID, RedirectURI: p.RedirectURI, Scope: p.Scope, Resource: p.Resource, CreatedAt: s.now()}
+		if err := s.st.SaveConsent(ctx, c); err != nil {
+			s.storeError(ctx, "save_consent", err)
+			s.redirectError(w, r, p.RedirectURI, p.State, "temporarily_unavailable", "the service is temporarily unavailable")
+			return
+		}
 	}
 	s.audit(ctx, "consent_granted", attrs...)
 	s.issueCode(w, r, p, user)

@@ -59,7 +59,8 @@ func redirectOK(e *env, loc string) bool {
 }
 
 // FuzzAuthorizeQuery: any authorization query answers < 500 and redirects
-// nowhere but to the gateway's own pages or the registered redirect URI.
+// nowhere but to the gateway's own pages: no user has approved the client,
+// so not even an error goes to its redirect URI (RFC 9700 §4.11.2).
 func FuzzAuthorizeQuery(f *testing.F) {
 	e := fuzzEnv(f)
 	clientID := e.register("fuzz")
@@ -86,7 +87,7 @@ func FuzzAuthorizeQuery(f *testing.F) {
 		if rec.Code >= 500 {
 			t.Fatalf("%q: %d", q, rec.Code)
 		}
-		if loc := rec.Header().Get("Location"); loc != "" && !redirectOK(e, loc) {
+		if loc := rec.Header().Get("Location"); loc != "" && (!redirectOK(e, loc) || !strings.HasPrefix(loc, e.url+"/")) {
 			t.Fatalf("%q: redirect to %q", q, loc)
 		}
 	})
@@ -105,6 +106,8 @@ func FuzzRegisterJSON(f *testing.F) {
 		{"application/json", `{"redirect_uris":["HTTP://LOCALHOST/cb"]}`},
 		{"application/json", `{"redirect_uris":["JavaScript:x"]}`},
 		{"application/json", `{"redirect_uris":["cursor:"]}`},
+		{"application/json", `{"redirect_uris":["ms-msdt:/id","search-ms:query=x","myapp://cb"]}`},
+		{"application/json", `{"redirect_uris":["cursor://anysphere.cursor-retrieval/cb","Com.Example.App:/cb"]}`},
 		{"application/json", `{"redirect_uris":["https:/\\evil.example"]}`},
 		{"application/json", `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"client_secret_post"}`},
 		{"application/json", `{"redirect_uris":["https://app.example/cb"],"scope":"mcp admin"}`},
@@ -164,9 +167,14 @@ func badRedirect(raw string) string {
 	case u.User != nil:
 		return "userinfo"
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "view-source":
+	switch sc := strings.ToLower(u.Scheme); {
+	case sc == "javascript", sc == "data", sc == "file", sc == "vbscript", sc == "about", sc == "blob",
+		sc == "filesystem", sc == "view-source", sc == "search-ms", strings.HasPrefix(sc, "ms-"):
 		return "dangerous scheme"
+	case sc != "http" && sc != "https" && sc != "cursor" && !strings.Contains(sc, "."):
+		return "custom scheme neither reverse-DNS nor configured"
+	}
+	switch strings.ToLower(u.Scheme) {
 	case "http":
 		if h := u.Hostname(); h != "127.0.0.1" && h != "::1" && !strings.EqualFold(h, "localhost") {
 			return "plain http off loopback"

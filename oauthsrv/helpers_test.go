@@ -403,16 +403,22 @@ func (e *env) fullLogin(clientID, user, resource string) (*browser, string, stri
 // asked, and returns code and verifier.
 func (b *browser) authorizeCode(clientID, user, resource string) (string, string) {
 	b.e.t.Helper()
+	return b.authorizeCodeAt(clientID, loopbackRedirect, user, resource)
+}
+
+// authorizeCodeAt is authorizeCode with redirect URI redirect.
+func (b *browser) authorizeCodeAt(clientID, redirect, user, resource string) (string, string) {
+	b.e.t.Helper()
 	verifier, challenge := pkce()
 	state := token.Random(8)
-	resp := b.get(b.e.authorizeURL(authzParams{clientID: clientID, redirect: loopbackRedirect, challenge: challenge, state: state, resource: resource}))
+	resp := b.get(b.e.authorizeURL(authzParams{clientID: clientID, redirect: redirect, challenge: challenge, state: state, resource: resource}))
 	if resp.StatusCode == http.StatusOK && resp.Request.URL.Path == "/login" {
 		resp = b.login(resp, user)
 	}
 	if resp.StatusCode == http.StatusOK && resp.Request.URL.Path == "/consent" {
 		resp = b.consent(resp, "approve")
 	}
-	q := callback(b.e.t, resp, loopbackRedirect)
+	q := callback(b.e.t, resp, redirect)
 	if q.Get("state") != state || q.Get("iss") != b.e.url || q.Get("code") == "" {
 		b.e.t.Fatalf("callback query %v", q)
 	}
@@ -422,15 +428,27 @@ func (b *browser) authorizeCode(clientID, user, resource string) (string, string
 // exchange redeems a code and returns the response.
 func (e *env) exchange(clientID, code, verifier string) *http.Response {
 	e.t.Helper()
+	return e.exchangeAt(clientID, loopbackRedirect, code, verifier)
+}
+
+// exchangeAt is exchange for a code issued to redirect URI redirect.
+func (e *env) exchangeAt(clientID, redirect, code, verifier string) *http.Response {
+	e.t.Helper()
 	return e.postForm("/oauth/token", url.Values{
 		"grant_type": {"authorization_code"}, "client_id": {clientID}, "code": {code},
-		"redirect_uri": {loopbackRedirect}, "code_verifier": {verifier},
+		"redirect_uri": {redirect}, "code_verifier": {verifier},
 	})
 }
 
 func (e *env) tokens(clientID, code, verifier string) map[string]any {
 	e.t.Helper()
-	resp := e.exchange(clientID, code, verifier)
+	return e.tokensAt(clientID, loopbackRedirect, code, verifier)
+}
+
+// tokensAt is tokens for a code issued to redirect URI redirect.
+func (e *env) tokensAt(clientID, redirect, code, verifier string) map[string]any {
+	e.t.Helper()
+	resp := e.exchangeAt(clientID, redirect, code, verifier)
 	m := readJSON(e.t, resp)
 	if resp.StatusCode != http.StatusOK {
 		e.t.Fatalf("token: %d %v", resp.StatusCode, m)

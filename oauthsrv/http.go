@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -74,16 +75,38 @@ func hasMediaType(r *http.Request, want string) bool {
 	return err == nil && mt == want
 }
 
-var errTooLarge = errors.New("request body too large")
+var (
+	errTooLarge = errors.New("request body too large")
+	// errBodyTimeout: the body did not arrive within http_limits.body_timeout
+	// (the listener's read deadline, internal/slowbody).
+	errBodyTimeout = errors.New("request body not received in time")
+)
 
 // readBody reads at most maxBody bytes of the request body.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		return nil, errTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, errBodyTimeout
 	}
 	return b, err
+}
+
+// writeBodyError answers a body that could not be read: 413 when too
+// large, 408 when too slow, else 400.
+func writeBodyError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+	case errors.Is(err, errBodyTimeout):
+		w.Header().Set("Connection", "close")
+		writeOAuthError(w, http.StatusRequestTimeout, "invalid_request", "the request body was not received in time")
+	default:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+	}
 }
 
 // readForm parses a form-encoded body (never the URL query) and refuses
@@ -94,12 +117,8 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 		return nil, false
 	}
 	b, err := readBody(w, r)
-	if errors.Is(err, errTooLarge) {
-		writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
-		return nil, false
-	}
 	if err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+		writeBodyError(w, err)
 		return nil, false
 	}
 	form, err := url.ParseQuery(string(b))

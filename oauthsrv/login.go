@@ -274,27 +274,21 @@ func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
 		s.audit(ctx, "login_failed", slog.String("user", trunc(username, maxUsernameLen)), slog.String("client_id", p.ClientID),
 			slog.String("ip", ip), slog.String("reason", reason))
 	}
-	limited, retry, err := s.rateLimit(ctx, "rl:login:"+ip, s.cfg.RateLimit.Login, time.Minute)
-	// The per-username limit counts failures: the attempt takes its hit
-	// first, so parallel guesses cannot all get past the limit, and a
-	// successful login gives it back.
-	userKey := ""
-	if err == nil && !limited && username != "" && s.cfg.RateLimit.LoginPerUser > 0 {
-		userKey = "rl:login_user:" + token.Hash(strings.ToLower(username))
-		limited, retry, err = s.rateLimit(ctx, userKey, s.cfg.RateLimit.LoginPerUser, userLockWindow)
-	}
-	if err != nil {
-		s.storeError(ctx, "rate_limit", err)
-		s.pageUnavailable(w)
-		return
-	}
-	if limited {
-		fail("rate_limited")
-		s.pageRateLimited(w, "login", retry)
+	if pass, limited := s.limitIP(w, r, "login", s.cfg.RateLimit.Login, true); !pass {
+		if limited {
+			fail("rate_limited")
+		}
 		return
 	}
 	if username == "" || password == "" {
 		b.form(w, r, http.StatusBadRequest, p, trunc(username, maxUsernameLen), "Enter your username and password.")
+		return
+	}
+	// A throttled attempt is answered before its password is looked at: the
+	// same 429 whether it was right or wrong, and no bcrypt work for an
+	// attacker to spend.
+	keys, ok := b.takeFailureHits(w, r, ip, username, fail)
+	if !ok {
 		return
 	}
 	if !b.verify(username, password) {
@@ -302,13 +296,62 @@ func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
 		b.form(w, r, http.StatusUnauthorized, p, trunc(username, maxUsernameLen), "Wrong username or password.")
 		return
 	}
-	if userKey != "" {
-		if err := s.st.Refund(ctx, userKey); err != nil {
-			// The login stands; the user's budget of failures is one lower.
-			s.storeError(ctx, "rate_limit_refund", err)
+	b.refund(r, keys)
+	s.setDeviceCookie(w, username)
+	s.CompleteLogin(w, r, p.ID, username)
+}
+
+// takeFailureHits takes one hit on each budget of failed logins (15-minute
+// windows of rate_limit.login_per_user) that binds this attempt: per
+// (IP, username) always; per username from a browser that never signed in
+// as that user, and per device from one that did (OWASP's device cookies).
+// Strangers who use up a user's budget so lock out only browsers that never
+// signed in as them, and a stolen device cookie guesses no faster than a
+// stranger, from however many addresses.
+// The hit comes before the password check, so that parallel guesses cannot
+// all get past a budget; a success, or a refusal (nothing was checked),
+// gives it back. When the attempt may not go on (over a budget: 429; the
+// store failing: 503) it has answered and returns false.
+func (b *builtinLogin) takeFailureHits(w http.ResponseWriter, r *http.Request, ip, username string, fail func(string)) (keys []string, ok bool) {
+	s := b.s
+	limit := s.cfg.RateLimit.LoginPerUser
+	if limit <= 0 {
+		return nil, true
+	}
+	user := strings.ToLower(username)
+	budgets := []string{"rl:login_ip_user:" + token.Hash(ip+"\x00"+user)}
+	if dev := s.knownDevice(r, user); dev != "" {
+		budgets = append(budgets, "rl:login_device:"+token.Hash(dev))
+	} else {
+		budgets = append(budgets, "rl:login_user:"+token.Hash(user))
+	}
+	for _, key := range budgets {
+		limited, retry, err := s.rateLimit(r.Context(), key, limit, userLockWindow)
+		if err != nil {
+			b.refund(r, keys)
+			s.storeError(r.Context(), "rate_limit", err)
+			s.pageUnavailable(w)
+			return nil, false
+		}
+		keys = append(keys, key)
+		if limited {
+			b.refund(r, keys)
+			fail("rate_limited")
+			s.pageRateLimited(w, "login", retry)
+			return nil, false
 		}
 	}
-	s.CompleteLogin(w, r, p.ID, username)
+	return keys, true
+}
+
+// refund gives back the hits an attempt took on budgets of failures.
+func (b *builtinLogin) refund(r *http.Request, keys []string) {
+	for _, key := range keys {
+		if err := b.s.st.Refund(r.Context(), key); err != nil {
+			// The answer stands; the budget is one lower until its window ends.
+			b.s.storeError(r.Context(), "rate_limit_refund", err)
+		}
+	}
 }
 
 func (b *builtinLogin) verify(username, password string) bool {

@@ -306,6 +306,9 @@ func TestHTTPSCookies(t *testing.T) {
 	if sess.MaxAge != int(cfg.TTL.Session.D().Seconds()) {
 		t.Fatalf("session cookie Max-Age %d", sess.MaxAge)
 	}
+	if dev := checkCookie(t, rec.Result().Cookies(), "__Host-mcpgw_device"); dev.MaxAge != int(deviceCookieTTL/time.Second) {
+		t.Fatalf("device cookie Max-Age %d", dev.MaxAge)
+	}
 	// Only a hash of the session id is stored.
 	if _, err := st.GetSession(ctx, sess.Value); err == nil {
 		t.Fatal("session stored under the clear cookie value")

@@ -14,8 +14,10 @@ import (
 
 // FailLogin ends pending request p (obtained from Pending) without a user:
 // it deletes the request, writes a "login_failed" audit line with attrs and
-// sends the OAuth error code (access_denied, temporarily_unavailable) with
-// description back to the client's redirect URI, with state and iss.
+// answers the OAuth error code (access_denied, temporarily_unavailable) with
+// description: a redirect to the client's redirect URI with state and iss
+// when the user approved it before, else an error page linking back
+// (failAuthorization).
 func (s *Server) FailLogin(w http.ResponseWriter, r *http.Request, p *store.AuthRequest, code, description string, attrs ...slog.Attr) {
 	ctx := r.Context()
 	if _, err := s.st.TakeAuthRequest(ctx, p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -23,7 +25,7 @@ func (s *Server) FailLogin(w http.ResponseWriter, r *http.Request, p *store.Auth
 	}
 	s.audit(ctx, "login_failed", append([]slog.Attr{slog.String("client_id", p.ClientID), slog.String("ip", s.clientIP(r)),
 		slog.String("error", code)}, attrs...)...)
-	s.redirectError(w, r, p.RedirectURI, p.State, code, description)
+	s.failAuthorization(w, r, p, "", code, description)
 }
 
 // Audit writes one audit line (msg "audit", event, attrs) on the server's

@@ -148,30 +148,57 @@ func TestCORS(t *testing.T) {
 	})
 }
 
+// TestClientIP: X-Forwarded-For is read only from a trusted peer, and then
+// only the entry trusted_hops from the right, whatever addresses stand to
+// its left: the client writes those, private ranges included.
 func TestClientIP(t *testing.T) {
-	e := newEnv(t, func(c *config.Config, _ *Options) { c.TrustedProxies = []string{"10.0.0.0/8", "::1/128"} })
 	cases := []struct {
+		hops              int
 		remote, xff, want string
 	}{
-		{"192.0.2.7:1234", "", "192.0.2.7"},
-		{"192.0.2.7:1234", "203.0.113.9", "192.0.2.7"}, // untrusted peer: header ignored
-		{"10.1.2.3:1234", "203.0.113.9", "203.0.113.9"},
-		{"10.1.2.3:1234", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"}, // nearest untrusted hop
-		{"10.1.2.3:1234", "garbage, 203.0.113.9", "203.0.113.9"},
-		{"10.1.2.3:1234", "203.0.113.9, garbage", "10.1.2.3"},
-		{"10.1.2.3:1234", "", "10.1.2.3"},
-		{"[::1]:80", "2001:db8::5", "2001:db8::5"},
-		{"[::ffff:10.0.0.1]:80", "203.0.113.4", "203.0.113.4"},
+		{1, "192.0.2.7:1234", "", "192.0.2.7"},
+		{1, "192.0.2.7:1234", "203.0.113.9", "192.0.2.7"}, // untrusted peer: header ignored
+		{1, "10.1.2.3:1234", "203.0.113.9", "203.0.113.9"},
+		{1, "10.1.2.3:1234", "198.51.100.1, 203.0.113.9, 10.9.9.9", "10.9.9.9"}, // a private client is that client
+		{1, "10.1.2.3:1234", "203.0.113.5, 10.0.0.5", "10.0.0.5"},               // not walked past as a "trusted" hop
+		{1, "10.1.2.3:1234", "garbage, 203.0.113.9", "203.0.113.9"},
+		{1, "10.1.2.3:1234", "203.0.113.9, garbage", "10.1.2.3"},
+		{1, "10.1.2.3:1234", "", "10.1.2.3"},
+		{1, "10.1.2.3:1234", "203.0.113.9:4711", "203.0.113.9"},
+		{1, "[::1]:80", "2001:db8::5", "2001:db8::5"},
+		{1, "[::ffff:10.0.0.1]:80", "203.0.113.4", "203.0.113.4"},
+		// Two proxies (a load balancer, then nginx): the client is second from the right.
+		{2, "10.1.2.3:1234", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"},
+		{2, "10.1.2.3:1234", "203.0.113.9, 10.9.9.9", "203.0.113.9"},
+		{2, "10.1.2.3:1234", "10.9.9.9", "10.1.2.3"}, // shorter than the chain: the peer
+		{3, "10.1.2.3:1234", "1.1.1.1, 203.0.113.9, 10.9.9.9, 10.8.8.8", "203.0.113.9"},
 	}
+	envs := map[int]*env{}
 	for _, tc := range cases {
+		e := envs[tc.hops]
+		if e == nil {
+			e = newEnv(t, func(c *config.Config, _ *Options) {
+				c.TrustedProxies = []string{"10.0.0.0/8", "::1/128"}
+				c.TrustedHops = tc.hops
+			})
+			envs[tc.hops] = e
+		}
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = tc.remote
 		if tc.xff != "" {
 			r.Header.Set("X-Forwarded-For", tc.xff)
 		}
 		if got := e.srv.clientIP(r); got != tc.want {
-			t.Errorf("clientIP(%s, %q) = %s, want %s", tc.remote, tc.xff, got, tc.want)
+			t.Errorf("hops %d: clientIP(%s, %q) = %s, want %s", tc.hops, tc.remote, tc.xff, got, tc.want)
 		}
+	}
+	// Repeated header lines are one list (RFC 9110 §5.3).
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.1.2.3:1234"
+	r.Header.Add("X-Forwarded-For", "203.0.113.5")
+	r.Header.Add("X-Forwarded-For", "198.51.100.8, 10.9.9.9")
+	if got := envs[2].srv.clientIP(r); got != "198.51.100.8" {
+		t.Errorf("two header lines, hops 2: %s, want 198.51.100.8", got)
 	}
 }
 

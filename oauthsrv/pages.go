@@ -96,9 +96,16 @@ func (s *Server) render(w http.ResponseWriter, status int, t *template.Template,
 	_, _ = w.Write(buf.Bytes())
 }
 
+// errorPageData fills error.html; Back, when set, is a link back to the
+// application (BackLabel names where it goes).
+type errorPageData struct {
+	Title, Message, BackLabel string
+	Back                      template.URL
+}
+
 // ErrorPage renders an HTML error page (for login providers too).
 func (s *Server) ErrorPage(w http.ResponseWriter, status int, title, message string) {
-	s.render(w, status, s.pages.errorPage, struct{ Title, Message string }{title, message})
+	s.render(w, status, s.pages.errorPage, errorPageData{Title: title, Message: message})
 }
 
 func (s *Server) pageUnavailable(w http.ResponseWriter) {

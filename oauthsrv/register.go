@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -82,6 +83,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r)
 	if errors.Is(err, errTooLarge) {
 		reject(http.StatusRequestEntityTooLarge, "invalid_client_metadata", "request body too large")
+		return
+	}
+	if errors.Is(err, errBodyTimeout) {
+		writeBodyError(w, err)
 		return
 	}
 	if err != nil {
@@ -168,7 +173,7 @@ func (s *Server) validateRegistration(m *registration) (c *store.Client, code, d
 		return nil, "invalid_redirect_uri", "too many redirect_uris"
 	}
 	for _, u := range m.RedirectURIs {
-		if why := checkRedirectURI(u); why != "" {
+		if why := s.checkRedirectURI(u); why != "" {
 			return nil, "invalid_redirect_uri", why
 		}
 	}
@@ -230,15 +235,12 @@ func (s *Server) validateRegistration(m *registration) (c *store.Client, code, d
 	}, "", ""
 }
 
-// deniedSchemes can run code, read local data or are not redirect targets.
-var deniedSchemes = map[string]bool{
-	"javascript": true, "data": true, "file": true, "vbscript": true, "blob": true, "about": true,
-	"filesystem": true, "view-source": true, "jar": true, "mailto": true, "tel": true, "sms": true,
-	"ftp": true, "ws": true, "wss": true, "intent": true,
-}
-
-// checkRedirectURI applies the registration rules; "" means acceptable.
-func checkRedirectURI(raw string) string {
+// checkRedirectURI applies the registration rules, for registrations and
+// Client ID Metadata Documents alike; "" means acceptable. Allowed: https,
+// http on loopback hosts, reverse-DNS private-use schemes (RFC 8252 §7.1)
+// and the plain schemes of clients.allowed_schemes; never a scheme that runs
+// code or launches a system handler (config.RefusedRedirectScheme).
+func (s *Server) checkRedirectURI(raw string) string {
 	switch {
 	case raw == "":
 		return "redirect_uris must not contain an empty string"
@@ -260,7 +262,7 @@ func checkRedirectURI(raw string) string {
 		return "a redirect URI must not contain user information"
 	}
 	switch {
-	case deniedSchemes[scheme]:
+	case config.RefusedRedirectScheme(scheme):
 		return "the " + quote(scheme) + " scheme is not allowed for redirect URIs"
 	case scheme == "https":
 		if u.Hostname() == "" {
@@ -270,14 +272,41 @@ func checkRedirectURI(raw string) string {
 		if !isLoopbackHost(u.Hostname()) {
 			return "http redirect URIs are allowed only on loopback hosts (localhost, 127.0.0.1, [::1]); use https"
 		}
-	default:
-		// Private-use scheme of a native app (RFC 8252 §7.1): cursor://…,
-		// com.example.app:/cb. It needs something after the scheme.
+	case reverseDNSScheme(scheme) || slices.Contains(s.cfg.Clients.AllowedSchemes, scheme):
+		// A native app's private-use scheme: com.example.app:/cb, cursor://…
+		// It needs something after the scheme.
 		if u.Host == "" && u.Path == "" && u.Opaque == "" {
 			return "a private-use scheme redirect URI needs a path"
 		}
+	default:
+		return "the custom scheme " + quote(scheme) + " is not allowed: use https, http on a loopback host, " +
+			"or a reverse domain name scheme such as com.example.app:/callback (RFC 8252 section 7.1)"
 	}
 	return ""
+}
+
+// reverseDNSScheme: a private-use scheme named after a domain in reverse
+// order (RFC 8252 §7.1), e.g. com.example.app. The first label must look
+// like a top-level domain (letters only), which keeps out handler schemes
+// such as x-apple.systempreferences.
+func reverseDNSScheme(scheme string) bool {
+	labels := strings.Split(scheme, ".")
+	if len(labels) < 2 || len(labels[0]) < 2 {
+		return false
+	}
+	for i, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for j := 0; j < len(l); j++ {
+			b := l[j]
+			letter := b >= 'a' && b <= 'z'
+			if !letter && (i == 0 || !(b >= '0' && b <= '9' || b == '-')) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isLoopbackHost(h string) bool {

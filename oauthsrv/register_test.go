@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 func TestRegisterRejects(t *testing.T) {
@@ -46,7 +48,19 @@ func TestRegisterRejects(t *testing.T) {
 		{"https no host", "application/json", `{"redirect_uris":["https:///cb"]}`, 400, "invalid_redirect_uri"},
 		{"relative", "application/json", `{"redirect_uris":["/cb"]}`, 400, "invalid_redirect_uri"},
 		{"empty string", "application/json", `{"redirect_uris":[""]}`, 400, "invalid_redirect_uri"},
-		{"bare scheme", "application/json", `{"redirect_uris":["myapp:"]}`, 400, "invalid_redirect_uri"},
+		{"bare scheme", "application/json", `{"redirect_uris":["com.example.app:"]}`, 400, "invalid_redirect_uri"},
+		// Schemes that launch local handlers (issue: open redirect through
+		// anonymous registration), and plain custom schemes not configured.
+		{"ms-msdt", "application/json", `{"redirect_uris":["ms-msdt:/id"]}`, 400, "invalid_redirect_uri"},
+		{"ms-officecmd", "application/json", `{"redirect_uris":["ms-officecmd:x"]}`, 400, "invalid_redirect_uri"},
+		{"MS-Settings upper case", "application/json", `{"redirect_uris":["MS-Settings:privacy"]}`, 400, "invalid_redirect_uri"},
+		{"search-ms", "application/json", `{"redirect_uris":["search-ms:query=x"]}`, 400, "invalid_redirect_uri"},
+		{"plain custom scheme", "application/json", `{"redirect_uris":["myapp://cb"]}`, 400, "invalid_redirect_uri"},
+		{"vscode not configured", "application/json", `{"redirect_uris":["vscode://cb"]}`, 400, "invalid_redirect_uri"},
+		{"dotted handler scheme", "application/json", `{"redirect_uris":["x-apple.systempreferences:com.apple.preference"]}`, 400, "invalid_redirect_uri"},
+		{"reverse-DNS empty label", "application/json", `{"redirect_uris":["com..app:/cb"]}`, 400, "invalid_redirect_uri"},
+		{"reverse-DNS digit TLD", "application/json", `{"redirect_uris":["c0m.example:/cb"]}`, 400, "invalid_redirect_uri"},
+		{"one evil among good", "application/json", `{"redirect_uris":["https://a.example/cb","ms-msdt:/id"]}`, 400, "invalid_redirect_uri"},
 		{"space", "application/json", `{"redirect_uris":["https://a.example/c b"]}`, 400, "invalid_redirect_uri"},
 		{"control char", "application/json", `{"redirect_uris":["https://a.example/c\u0000b"]}`, 400, "invalid_redirect_uri"},
 		{"too long", "application/json", `{"redirect_uris":["https://a.example/` + long + `"]}`, 400, "invalid_redirect_uri"},
@@ -130,4 +144,54 @@ func TestRegisterRateLimitAndMethod(t *testing.T) {
 		t.Fatal("429 without Retry-After")
 	}
 	expectOAuthError(t, resp, http.StatusTooManyRequests, "rate_limited")
+}
+
+// TestRegisterAllowedSchemes: clients.allowed_schemes replaces the default
+// [cursor]; reverse-DNS schemes need no listing.
+func TestRegisterAllowedSchemes(t *testing.T) {
+	e := newEnv(t, func(c *config.Config, _ *Options) { c.Clients.AllowedSchemes = []string{"vscode"} })
+	e.register("vscode", "vscode://vendor.ext/cb")
+	e.register("native", "com.example.app:/oauth2redirect")
+	resp := e.postJSON("/oauth/register", `{"redirect_uris":["cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback"]}`)
+	m := readJSON(t, resp)
+	if resp.StatusCode != http.StatusBadRequest || m["error"] != "invalid_redirect_uri" ||
+		!strings.Contains(m["error_description"].(string), "reverse domain name") {
+		t.Fatalf("cursor without being listed: %d %v", resp.StatusCode, m)
+	}
+}
+
+// TestAuthorizeRechecksScheme: a redirect URI stored before the scheme
+// rules (or before its scheme left clients.allowed_schemes) is refused at
+// authorize with a page, never followed.
+func TestAuthorizeRechecksScheme(t *testing.T) {
+	e := newEnv(t)
+	for _, uri := range []string{"ms-msdt:/id", "myapp://cb"} {
+		c := &store.Client{ID: "legacy-" + uri[:2], RedirectURIs: []string{uri}, GrantTypes: []string{grantCode}, ResponseTypes: []string{"code"}}
+		if err := e.st.CreateClient(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{authorizeQuery(c.ID, func(v url.Values) { v.Set("redirect_uri", uri) }),
+			authorizeQuery(c.ID, func(v url.Values) { v.Set("redirect_uri", uri); v.Del("code_challenge") })} {
+			resp := e.get("/oauth/authorize?" + q)
+			body := readBodyString(resp)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" ||
+				!strings.Contains(body, "not accepted by this gateway") || strings.Contains(body, `id="back"`) {
+				t.Fatalf("%s: %d Location=%q %s", uri, resp.StatusCode, resp.Header.Get("Location"), body)
+			}
+		}
+	}
+}
+
+// TestRegisterRealClients: what Cursor, claude.ai and ChatGPT register
+// keeps working with the default configuration.
+func TestRegisterRealClients(t *testing.T) {
+	e := newEnv(t)
+	for name, uris := range map[string][]string{
+		"Cursor":    {"cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback", "https://cursor.com/oauth/callback", "http://127.0.0.1:33418/callback"},
+		"claude.ai": {"https://claude.ai/api/mcp/auth_callback"},
+		"ChatGPT":   {"https://chatgpt.com/connector_platform_oauth_redirect"},
+		"VS Code":   {"http://127.0.0.1:33418/", "https://vscode.dev/redirect"},
+	} {
+		e.register(name, uris...)
+	}
 }

@@ -83,6 +83,7 @@ type Server struct {
 
 	scopes  []string // supported scopes, config order
 	proxies []netip.Prefix
+	hops    int // trusted_hops: X-Forwarded-For entries our proxies append
 
 	corsAny     bool
 	corsOrigins map[string]bool
@@ -135,6 +136,7 @@ func New(opts Options) (*Server, error) {
 		// __Host-: only settable by this exact host over https, Path=/.
 		s.sessionCookie, s.browserCookie = "__Host-"+s.sessionCookie, "__Host-"+s.browserCookie
 	}
+	s.hops = max(cfg.TrustedHops, 1)
 	for i, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
@@ -219,8 +221,12 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusNotFound, oauthError{Error: "not_found", Description: "no such endpoint"})
 }
 
-// clientIP is the request's peer address, or the nearest untrusted
-// X-Forwarded-For entry when the peer is a trusted proxy.
+// clientIP is the request's peer address or, when the peer is a trusted
+// proxy, the X-Forwarded-For entry trusted_hops from the right: each of our
+// proxies appends the address it saw, so only those last entries were
+// written by them; anything further left came from the client, who can
+// write any address, private or not. A list too short for the hops, or an
+// entry that is not an address, leaves the peer's address.
 func (s *Server) clientIP(r *http.Request) string {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	var addr netip.Addr
@@ -234,18 +240,31 @@ func (s *Server) clientIP(r *http.Request) string {
 	if !s.trusted(addr) {
 		return addr.String()
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break // garbage: stop at the last address we could trust
-		}
-		addr = a.Unmap()
-		if !s.trusted(addr) {
-			break
-		}
+	lines := r.Header.Values("X-Forwarded-For")
+	if len(lines) == 0 {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(lines, ","), ",")
+	if len(hops) < s.hops {
+		return addr.String()
+	}
+	if a, ok := parseHop(hops[len(hops)-s.hops]); ok {
+		return a.String()
 	}
 	return addr.String()
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, or an address with
+// a port as some load balancers write it.
+func parseHop(v string) (netip.Addr, bool) {
+	v = strings.TrimSpace(v)
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 func (s *Server) trusted(a netip.Addr) bool {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/authz"
+	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
 )
 
 // Decider is the authz decision core.
@@ -224,6 +225,10 @@ func stripped(name string) bool {
 func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		writeJSONError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("request body exceeds %d bytes", mbe.Limit))
+		return
+	}
+	if slowbody.TimedOut(r.Context()) { // the client's body, not the upstream, was too slow
+		writeJSONError(w, http.StatusRequestTimeout, "request_timeout", "the request body was not received in time")
 		return
 	}
 	if r.Context().Err() != nil {

@@ -140,10 +140,9 @@ func TestSDKClientThroughProxy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect through proxy: %v", err)
 	}
-	t.Cleanup(func() { _ = cs.Close() }) // before agent.Close: the GET stream holds a connection
-	if cs.ID() == "" {
-		t.Error("no Mcp-Session-Id came back through the proxy")
-	}
+	t.Cleanup(func() { _ = cs.Close() })
+	// The demo agent is stateless: TestSSEStreaming checks that a session
+	// id comes back through the proxy.
 
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
 	if err != nil {

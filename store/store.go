@@ -154,13 +154,19 @@ type Rotation struct {
 	TokenTTL  time.Duration // lifetime of the new refresh token (capped by the family's end)
 }
 
-// Consent is a user's remembered approval of a client for a scope and resource.
+// Consent is a user's remembered approval, keyed by (user, client, exact
+// redirect URI, resource, scopes): it covers a later request only for the
+// same client, a byte-equal redirect URI and the same resource, and only
+// the scopes it names. Records written before RedirectURI existed decode
+// with it empty and match no request: they are listed and revocable, never
+// used to skip the consent page.
 type Consent struct {
-	UserID    string    `json:"user_id"`
-	ClientID  string    `json:"client_id"`
-	Scope     string    `json:"scope"`
-	Resource  string    `json:"resource"`
-	CreatedAt time.Time `json:"created_at"`
+	UserID      string    `json:"user_id"`
+	ClientID    string    `json:"client_id"`
+	RedirectURI string    `json:"redirect_uri,omitempty"`
+	Scope       string    `json:"scope"`
+	Resource    string    `json:"resource"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 // Session is a browser login session (session:<hash of cookie value>).
@@ -313,10 +319,13 @@ type Refresh interface {
 }
 
 type Consents interface {
+	// SaveConsent remembers c (scope normalised); it needs user, client and
+	// redirect URI.
 	SaveConsent(ctx context.Context, c *Consent) error
-	// HasConsent is true when a saved consent for the client and resource
-	// covers every requested scope.
-	HasConsent(ctx context.Context, userID, clientID, scope, resource string) (bool, error)
+	// HasConsent is true when a saved consent of want.UserID for the same
+	// client, byte-equal redirect URI and resource covers every scope of
+	// want.Scope. An empty want.RedirectURI matches nothing.
+	HasConsent(ctx context.Context, want *Consent) (bool, error)
 	ListConsents(ctx context.Context, userID string) ([]*Consent, error)
 	// DeleteConsents forgets the user's consents for clientID (all of them when clientID is "").
 	DeleteConsents(ctx context.Context, userID, clientID string) error

@@ -208,6 +208,30 @@ func (r *Ring) keyFunc(t *jwt.Token) (any, error) {
 	return k, nil
 }
 
+// MAC returns the id of the signing key and the HMAC-SHA256 of msg under a
+// key derived from that key's secret for purpose. The derived key keeps a
+// MAC made here (a cookie) from ever passing as a token signature, and one
+// purpose's MAC from passing as another's; the kid lets the value outlive a
+// rotation for as long as its key stays in the ring.
+func (r *Ring) MAC(purpose string, msg []byte) (kid string, mac []byte) {
+	return r.signer.ID, derivedMAC(r.signer.Secret, purpose, msg)
+}
+
+// CheckMAC reports, in constant time, whether mac is MAC(purpose, msg) under
+// key kid of the ring; false for a kid the ring does not hold.
+func (r *Ring) CheckMAC(purpose, kid string, msg, mac []byte) bool {
+	k, ok := r.byID[kid]
+	return ok && hmac.Equal(derivedMAC(k, purpose, msg), mac)
+}
+
+func derivedMAC(secret []byte, purpose string, msg []byte) []byte {
+	d := hmac.New(sha256.New, secret)
+	d.Write([]byte("mcp-gateway mac key\x00" + purpose))
+	m := hmac.New(sha256.New, d.Sum(nil))
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
 // Random returns n random bytes, base64url without padding.
 func Random(n int) string {
 	b := make([]byte, n)

@@ -1,6 +1,8 @@
 package token
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -371,5 +373,42 @@ func TestMACByRing(t *testing.T) {
 	}
 	if _, err := r.Verify(unknownKid); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unknown kid: %v", err)
+	}
+}
+
+// TestPurposeMAC: a MAC checks under its kid and purpose only, survives a
+// rotation while its key is in the ring, and is never the raw-key HMAC a
+// token signature is.
+func TestPurposeMAC(t *testing.T) {
+	r := ring(t, Key{ID: "a", Secret: secretA})
+	msg := []byte("device\x00alice")
+	kid, mac := r.MAC("device", msg)
+	if kid != "a" || !r.CheckMAC("device", kid, msg, mac) {
+		t.Fatalf("own MAC refused (kid %q)", kid)
+	}
+	for name, ok := range map[string]bool{
+		"other purpose": r.CheckMAC("session", kid, msg, mac),
+		"other message": r.CheckMAC("device", kid, []byte("device\x00bob"), mac),
+		"unknown kid":   r.CheckMAC("device", "b", msg, mac),
+		"truncated":     r.CheckMAC("device", kid, msg, mac[:31]),
+	} {
+		if ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	h := hmac.New(sha256.New, secretA)
+	h.Write(msg)
+	if hmac.Equal(h.Sum(nil), mac) {
+		t.Error("the MAC is the signing key's raw HMAC")
+	}
+	rotated := ring(t, Key{ID: "b", Secret: secretB}, Key{ID: "a", Secret: secretA})
+	if !rotated.CheckMAC("device", kid, msg, mac) {
+		t.Error("a MAC by a key still in the ring was refused after rotation")
+	}
+	if k, _ := rotated.MAC("device", msg); k != "b" {
+		t.Errorf("rotated ring MACs with %q, want the first key", k)
+	}
+	if ring(t, Key{ID: "b", Secret: secretB}).CheckMAC("device", kid, msg, mac) {
+		t.Error("a MAC by a key dropped from the ring was accepted")
 	}
 }

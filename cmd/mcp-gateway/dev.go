@@ -61,7 +61,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		notes = append(notes, "generated a signing key: tokens stop working when this process ends")
 	}
 	if cfg.AdminToken == "" {
-		cfg.AdminToken = token.Random(24)
+		cfg.AdminToken = token.Random(32) // 256 bits, as serve's signing keys
 	}
 	if *password == "" {
 		*password = token.Random(12)

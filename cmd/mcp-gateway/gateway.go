@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
 	"github.com/mcpgateway/mcp-gateway/login"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -92,12 +93,13 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		return nil, err
 	}
 	g.admin = admin.New(admin.Options{
-		Token:        cfg.AdminToken,
-		Store:        st,
-		StaticAgents: g.static,
-		Ready:        g.authz.Ready,
-		AccessTTL:    cfg.TTL.Access.D(),
-		Logger:       log,
+		Token:         cfg.AdminToken,
+		AuthFailLimit: cfg.RateLimit.AdminAuth,
+		Store:         st,
+		StaticAgents:  g.static,
+		Ready:         g.authz.Ready,
+		AccessTTL:     cfg.TTL.Access.D(),
+		Logger:        log,
 	})
 	g.grpc = authz.NewGRPCServer(g.authz)
 	return g, nil
@@ -159,10 +161,14 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 			go func() { errc <- g.grpc.Serve(ln) }()
 			continue
 		}
+		// Bodies are bounded by the guard (time and number; ReadTimeout has
+		// no cap), one per listener so a flood on the public port leaves
+		// the admin listener alone. No WriteTimeout: responses may stream.
+		lim := g.cfg.HTTPLimits
 		srv := &http.Server{
-			Handler:           l.http,
+			Handler:           slowbody.New(lim.BodyTimeout.D(), lim.MaxBodyReads).Wrap(l.http),
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       lim.IdleTimeout.D(),
 			MaxHeaderBytes:    32 << 10,
 			BaseContext:       func(net.Listener) context.Context { return baseCtx },
 			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),

@@ -135,23 +135,17 @@ func TestSIGTERMDrainsDevMode(t *testing.T) {
 	}
 	key := created.Key
 
-	// MCP session through the gateway: initialize, initialized, then the
-	// standalone GET SSE stream that stays open.
+	// A stream that stays open, through the gateway: the demo agent is
+	// stateless, so the long-lived one is a 2026-07-28 subscriptions/listen
+	// POST (its first event acknowledges the subscription).
 	mcpURL := base + "/demo/mcp"
-	resp, body := mcpPost(t, c, mcpURL, key, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"shutdown-test","version":"1"}}}`)
-	session := resp.Header.Get("Mcp-Session-Id")
-	if resp.StatusCode != http.StatusOK || session == "" || !strings.Contains(body, "serverInfo") {
-		t.Fatalf("initialize: %d session %q: %s", resp.StatusCode, session, body)
-	}
-	if resp, body := mcpPost(t, c, mcpURL, key, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); resp.StatusCode/100 != 2 {
-		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
-	}
 	streamClient := &http.Client{} // no timeout: the stream is meant to stay open
-	sreq, _ := http.NewRequest(http.MethodGet, mcpURL, nil)
+	sreq, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shutdown-test","version":"1"}}}}`))
 	sreq.Header.Set("Authorization", "Bearer "+key)
-	sreq.Header.Set("Accept", "text/event-stream")
-	sreq.Header.Set("Mcp-Session-Id", session)
-	sreq.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	sreq.Header.Set("Content-Type", "application/json")
+	sreq.Header.Set("Accept", "application/json, text/event-stream")
+	sreq.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	sreq.Header.Set("Mcp-Method", "subscriptions/listen")
 	sresp, err := streamClient.Do(sreq)
 	if err != nil {
 		t.Fatal(err)
@@ -161,13 +155,23 @@ func TestSIGTERMDrainsDevMode(t *testing.T) {
 		b, _ := io.ReadAll(sresp.Body)
 		t.Fatalf("SSE stream: %d %s: %s", sresp.StatusCode, sresp.Header.Get("Content-Type"), b)
 	}
+	sbody := bufio.NewReader(sresp.Body)
+	for {
+		line, err := sbody.ReadString('\n')
+		if err != nil {
+			t.Fatalf("SSE stream ended before its acknowledgement: %v", err)
+		}
+		if strings.Contains(line, "notifications/subscriptions/acknowledged") {
+			break
+		}
+	}
 	type streamEnd struct {
 		err error
 		at  time.Time
 	}
 	ended := make(chan streamEnd, 1)
 	go func() {
-		_, err := io.Copy(io.Discard, bufio.NewReader(sresp.Body))
+		_, err := io.Copy(io.Discard, sbody)
 		ended <- streamEnd{err, time.Now()}
 	}()
 	select {
@@ -199,7 +203,7 @@ func TestSIGTERMDrainsDevMode(t *testing.T) {
 		r.Body.Close()
 	}
 	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"still here"}}}`
-	if resp, body := mcpPost(t, c, mcpURL, key, session, call); resp.StatusCode != http.StatusOK || !strings.Contains(body, "still here") {
+	if resp, body := mcpPost(t, c, mcpURL, key, "", call); resp.StatusCode != http.StatusOK || !strings.Contains(body, "still here") {
 		t.Fatalf("tool call during the drain delay: %d %s", resp.StatusCode, body)
 	}
 	if time.Since(sigAt) >= drain {

@@ -91,9 +91,9 @@ class CookieJar {
   }
 }
 
-const entities = { amp: '&', lt: '<', gt: '>', quot: '"', '#39': "'", '#34': '"' };
+const entities = { amp: '&', lt: '<', gt: '>', quot: '"', '#39': "'", '#34': '"', '#43': '+' };
 function unescapeHTML(s) {
-  return s.replace(/&(amp|lt|gt|quot|#39|#34);/g, (_, e) => entities[e]);
+  return s.replace(/&(amp|lt|gt|quot|#39|#34|#43);/g, (_, e) => entities[e]);
 }
 
 // parseForm returns the page's first POST form: its action and its inputs'
@@ -154,6 +154,17 @@ async function browserStep(authorizationURL) {
       continue;
     }
     const html = await res.text();
+    // An error before the user approved the client is a page, not a
+    // redirect (RFC 9700 §4.11.2); its link back carries the error to us,
+    // as a user clicking "Return to the application" would.
+    const back = /<a id="back" href="([^"]*)"/.exec(html);
+    if (back) {
+      step.page = 'error';
+      url = new URL(unescapeHTML(back[1]), url);
+      method = 'GET';
+      body = undefined;
+      continue;
+    }
     if (res.status !== 200) throw new Error(`${method} ${url.pathname}: HTTP ${res.status}: ${html.slice(0, 300)}`);
     const form = parseForm(html);
     if (!form || form.method !== 'post') throw new Error(`no form on ${url.pathname}`);

@@ -617,13 +617,13 @@ func covers(granted, want string) bool {
 	return true
 }
 
-func consentKey(clientID, resource, scope string) string {
-	return clientID + "\x00" + resource + "\x00" + scope
+func consentKey(c *store.Consent) string {
+	return c.ClientID + "\x00" + c.RedirectURI + "\x00" + c.Resource + "\x00" + c.Scope
 }
 
 func (s *Store) SaveConsent(_ context.Context, c *store.Consent) error {
-	if c == nil || c.UserID == "" || c.ClientID == "" {
-		return errors.New("memstore: consent needs user and client")
+	if c == nil || c.UserID == "" || c.ClientID == "" || c.RedirectURI == "" {
+		return errors.New("memstore: consent needs user, client and redirect URI")
 	}
 	if err := s.lock(); err != nil {
 		return err
@@ -636,19 +636,22 @@ func (s *Store) SaveConsent(_ context.Context, c *store.Consent) error {
 		m = map[string]*store.Consent{}
 		s.consents[c.UserID] = m
 	}
-	m[consentKey(n.ClientID, n.Resource, n.Scope)] = n
+	m[consentKey(n)] = n
 	return nil
 }
 
-// HasConsent is true when a remembered consent for the same client and
-// resource covers every requested scope.
-func (s *Store) HasConsent(_ context.Context, userID, clientID, scope, resource string) (bool, error) {
+// HasConsent is true when a remembered consent for the same client,
+// byte-equal redirect URI and resource covers every requested scope.
+func (s *Store) HasConsent(_ context.Context, want *store.Consent) (bool, error) {
 	if err := s.lock(); err != nil {
 		return false, err
 	}
 	defer s.mu.Unlock()
-	for _, c := range s.consents[userID] {
-		if c.ClientID == clientID && c.Resource == resource && covers(c.Scope, scope) {
+	if want.RedirectURI == "" {
+		return false, nil
+	}
+	for _, c := range s.consents[want.UserID] {
+		if c.ClientID == want.ClientID && c.RedirectURI == want.RedirectURI && c.Resource == want.Resource && covers(c.Scope, want.Scope) {
 			return true, nil
 		}
 	}
@@ -670,7 +673,7 @@ func (s *Store) ListConsents(_ context.Context, userID string) ([]*store.Consent
 
 func sortConsents(cs []*store.Consent) {
 	sort.Slice(cs, func(i, j int) bool {
-		return consentKey(cs[i].ClientID, cs[i].Resource, cs[i].Scope) < consentKey(cs[j].ClientID, cs[j].Resource, cs[j].Scope)
+		return consentKey(cs[i]) < consentKey(cs[j])
 	})
 }
 

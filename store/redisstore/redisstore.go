@@ -695,15 +695,19 @@ func (s *Store) consentKey(user, client string) string {
 	return s.p + "consent:" + esc(user) + ":" + client
 }
 
+// SaveConsent stores one hash field per (redirect URI, resource, scope)
+// under consent:<user>:<client>. Fields written before redirect URIs were
+// part of the key are "<resource>\x00<scope>": they stay listable and are
+// deleted with the client's hash, but HasConsent never matches them.
 func (s *Store) SaveConsent(ctx context.Context, c *store.Consent) (err error) {
 	defer observe("SaveConsent", time.Now(), &err)
-	if c == nil || c.UserID == "" || c.ClientID == "" {
-		return errors.New("redisstore: consent needs user and client")
+	if c == nil || c.UserID == "" || c.ClientID == "" || c.RedirectURI == "" {
+		return errors.New("redisstore: consent needs user, client and redirect URI")
 	}
 	n := *c
 	n.Scope = normScope(c.Scope)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.consentKey(n.UserID, n.ClientID), n.Resource+"\x00"+n.Scope, encode(&n))
+		p.HSet(ctx, s.consentKey(n.UserID, n.ClientID), n.RedirectURI+"\x00"+n.Resource+"\x00"+n.Scope, encode(&n))
 		p.SAdd(ctx, s.p+"consents:"+esc(n.UserID), n.ClientID)
 		return nil
 	})
@@ -713,20 +717,28 @@ func (s *Store) SaveConsent(ctx context.Context, c *store.Consent) (err error) {
 	return nil
 }
 
-func (s *Store) HasConsent(ctx context.Context, userID, clientID, scope, resource string) (ok bool, err error) {
+// HasConsent compares the decoded records, not the field names, so a
+// separator inside a value cannot forge a match.
+func (s *Store) HasConsent(ctx context.Context, want *store.Consent) (ok bool, err error) {
 	defer observe("HasConsent", time.Now(), &err)
-	m, err := s.rdb.HKeys(ctx, s.consentKey(userID, clientID)).Result()
+	if want.RedirectURI == "" {
+		return false, nil
+	}
+	vals, err := s.rdb.HVals(ctx, s.consentKey(want.UserID, want.ClientID)).Result()
 	if err != nil {
 		return false, unavailable("HasConsent", err)
 	}
-	want := strings.Fields(scope)
-	for _, field := range m {
-		res, granted, _ := strings.Cut(field, "\x00")
-		if res != resource {
+	wantScopes := strings.Fields(want.Scope)
+	for _, v := range vals {
+		c := new(store.Consent)
+		if err := decode("HasConsent", []byte(v), c); err != nil {
+			return false, err
+		}
+		if c.ClientID != want.ClientID || c.RedirectURI != want.RedirectURI || c.Resource != want.Resource {
 			continue
 		}
-		have := strings.Fields(granted)
-		if !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(have, w) }) {
+		have := strings.Fields(c.Scope)
+		if !slices.ContainsFunc(wantScopes, func(w string) bool { return !slices.Contains(have, w) }) {
 			return true, nil
 		}
 	}
@@ -761,7 +773,7 @@ func (s *Store) ListConsents(ctx context.Context, userID string) (out []*store.C
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		return a.ClientID+"\x00"+a.Resource+"\x00"+a.Scope < b.ClientID+"\x00"+b.Resource+"\x00"+b.Scope
+		return a.ClientID+"\x00"+a.RedirectURI+"\x00"+a.Resource+"\x00"+a.Scope < b.ClientID+"\x00"+b.RedirectURI+"\x00"+b.Resource+"\x00"+b.Scope
 	})
 	return out, nil
 }

@@ -345,3 +345,47 @@ func TestClientIdleTTLRealRedis(t *testing.T) {
 		t.Fatalf("CountClientsByIP after expiry = %d, %v; want 1", n, err)
 	}
 }
+
+// A consent written before redirect URIs were part of the key (field
+// "<resource>\x00<scope>", no redirect_uri in the JSON) is read compatibly:
+// listed and revoked with its client, but it never auto-approves.
+func TestLegacyConsentRealRedis(t *testing.T) {
+	url := realRedisURL(t)
+	prefix := randomPrefix(t)
+	s := realStore(t, url, prefix, true)
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	ctx := t.Context()
+	// What the previous SaveConsent wrote, byte for byte.
+	legacy := `{"user_id":"alice","client_id":"c1","scope":"mcp","resource":"http://gw","created_at":"2026-01-02T03:04:05Z"}`
+	must(t, rdb.HSet(ctx, prefix+"consent:alice:c1", "http://gw\x00mcp", legacy).Err())
+	must(t, rdb.SAdd(ctx, prefix+"consents:alice", "c1").Err())
+
+	for _, redirect := range []string{"https://app.example/cb", ""} {
+		ok, err := s.HasConsent(ctx, &store.Consent{UserID: "alice", ClientID: "c1", RedirectURI: redirect, Scope: "mcp", Resource: "http://gw"})
+		must(t, err)
+		if ok {
+			t.Fatalf("a legacy consent auto-approves redirect URI %q", redirect)
+		}
+	}
+	// A new approval sits next to it and is the only one that matches.
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: "alice", ClientID: "c1", RedirectURI: "https://app.example/cb", Scope: "mcp", Resource: "http://gw", CreatedAt: time.Now()}))
+	ok, err := s.HasConsent(ctx, &store.Consent{UserID: "alice", ClientID: "c1", RedirectURI: "https://app.example/cb", Scope: "mcp", Resource: "http://gw"})
+	must(t, err)
+	if !ok {
+		t.Fatal("new consent next to a legacy one does not match")
+	}
+	list, err := s.ListConsents(ctx, "alice")
+	must(t, err)
+	if len(list) != 2 || list[0].RedirectURI != "" || list[0].Scope != "mcp" || list[1].RedirectURI != "https://app.example/cb" {
+		t.Fatalf("ListConsents = %+v, want the legacy record then the new one", list)
+	}
+	must(t, s.DeleteConsents(ctx, "alice", "c1"))
+	if n, err := rdb.Exists(ctx, prefix+"consent:alice:c1").Result(); err != nil || n != 0 {
+		t.Fatalf("DeleteConsents left the legacy hash: %d %v", n, err)
+	}
+}

@@ -686,48 +686,73 @@ func testRotateConcurrent(t *testing.T, h *harness) {
 func testConsents(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
 	user, other := id("user:with:colons"), id("other")
-	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "c1", Scope: "read mcp", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
-	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "https://app.example/client.json", Scope: "mcp", Resource: "http://gw", CreatedAt: h.now()}))
-	must(t, s.SaveConsent(ctx, &store.Consent{UserID: other, ClientID: "c1", Scope: "mcp", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+	const cb, cb2 = "https://app.example/cb", "https://app.example/cb2"
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "c1", RedirectURI: cb, Scope: "read mcp", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "https://app.example/client.json", RedirectURI: cb, Scope: "mcp", Resource: "http://gw", CreatedAt: h.now()}))
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: other, ClientID: "c1", RedirectURI: cb, Scope: "mcp", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+	// The key holds the redirect URI, the resource and the scopes: these
+	// are records of their own, not overwrites.
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "c1", RedirectURI: cb2, Scope: "write", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+	must(t, s.SaveConsent(ctx, &store.Consent{UserID: user, ClientID: "c1", RedirectURI: cb, Scope: "admin", Resource: "http://gw/a/mcp", CreatedAt: h.now()}))
+	for _, bad := range []*store.Consent{
+		{UserID: user, ClientID: "c1", Scope: "mcp", Resource: "http://gw"}, // no redirect URI
+		{UserID: "", ClientID: "c1", RedirectURI: cb, Scope: "mcp"},         // no user
+		{UserID: user, ClientID: "", RedirectURI: cb, Scope: "mcp"},         // no client
+		nil,
+	} {
+		if err := s.SaveConsent(ctx, bad); err == nil {
+			t.Errorf("SaveConsent(%+v) accepted an incomplete consent", bad)
+		}
+	}
 
 	cases := []struct {
-		user, client, scope, resource string
-		want                          bool
+		user, client, redirect, scope, resource string
+		want                                    bool
 	}{
-		{user, "c1", "mcp read", "http://gw/a/mcp", true},
-		{user, "c1", "mcp", "http://gw/a/mcp", true}, // a subset of the granted scopes
-		{user, "c1", "", "http://gw/a/mcp", true},    // no scope requested
-		{user, "c1", "mcp write", "http://gw/a/mcp", false},
-		{user, "c1", "mcp", "http://gw/b/mcp", false}, // another resource
-		{user, "c2", "mcp", "http://gw/a/mcp", false}, // another client
-		{user, "https://app.example/client.json", "mcp", "http://gw", true},
-		{other, "c1", "read", "http://gw/a/mcp", false},
-		{id("nobody"), "c1", "mcp", "http://gw/a/mcp", false},
+		{user, "c1", cb, "mcp read", "http://gw/a/mcp", true},
+		{user, "c1", cb, "mcp", "http://gw/a/mcp", true}, // a subset of the granted scopes
+		{user, "c1", cb, "", "http://gw/a/mcp", true},    // no scope requested
+		{user, "c1", cb, "admin", "http://gw/a/mcp", true},
+		{user, "c1", cb, "mcp write", "http://gw/a/mcp", false}, // more than one record granted
+		{user, "c1", cb, "mcp admin", "http://gw/a/mcp", false}, // two records do not add up
+		{user, "c1", cb2, "write", "http://gw/a/mcp", true},     // approved at cb2
+		{user, "c1", cb2, "mcp", "http://gw/a/mcp", false},      // approved at cb, not at cb2
+		{user, "c1", cb + "/", "mcp", "http://gw/a/mcp", false}, // redirect URIs compare byte for byte
+		{user, "c1", "HTTPS://app.example/cb", "mcp", "http://gw/a/mcp", false},
+		{user, "c1", "", "mcp", "http://gw/a/mcp", false}, // no redirect URI matches nothing
+		{user, "c1", cb, "mcp", "http://gw/b/mcp", false}, // another resource
+		{user, "c2", cb, "mcp", "http://gw/a/mcp", false}, // another client
+		{user, "https://app.example/client.json", cb, "mcp", "http://gw", true},
+		{other, "c1", cb, "read", "http://gw/a/mcp", false},
+		{id("nobody"), "c1", cb, "mcp", "http://gw/a/mcp", false},
 	}
 	for _, c := range cases {
-		got, err := s.HasConsent(ctx, c.user, c.client, c.scope, c.resource)
+		got, err := s.HasConsent(ctx, &store.Consent{UserID: c.user, ClientID: c.client, RedirectURI: c.redirect, Scope: c.scope, Resource: c.resource})
 		must(t, err)
 		if got != c.want {
-			t.Errorf("HasConsent(%q, %q, %q, %q) = %v, want %v", c.user, c.client, c.scope, c.resource, got, c.want)
+			t.Errorf("HasConsent(%q, %q, %q, %q, %q) = %v, want %v", c.user, c.client, c.redirect, c.scope, c.resource, got, c.want)
 		}
 	}
 
 	list, err := s.ListConsents(ctx, user)
 	must(t, err)
-	if len(list) != 2 {
-		t.Fatalf("ListConsents = %+v, want 2", list)
+	if len(list) != 4 {
+		t.Fatalf("ListConsents = %+v, want 4", list)
 	}
 	for _, c := range list {
-		if c.UserID != user {
+		if c.UserID != user || c.RedirectURI == "" {
 			t.Fatalf("ListConsents returned %+v", c)
 		}
 	}
+	if l := list[0]; l.ClientID != "c1" || l.RedirectURI != cb || l.Scope != "admin" {
+		t.Fatalf("ListConsents not sorted by client, redirect URI, resource, scope: %+v", list)
+	}
 
 	must(t, s.DeleteConsents(ctx, user, "c1"))
-	if ok, _ := s.HasConsent(ctx, user, "c1", "mcp", "http://gw/a/mcp"); ok {
+	if ok, _ := s.HasConsent(ctx, &store.Consent{UserID: user, ClientID: "c1", RedirectURI: cb, Scope: "mcp", Resource: "http://gw/a/mcp"}); ok {
 		t.Fatal("consent survived DeleteConsents")
 	}
-	if ok, _ := s.HasConsent(ctx, other, "c1", "mcp", "http://gw/a/mcp"); !ok {
+	if ok, _ := s.HasConsent(ctx, &store.Consent{UserID: other, ClientID: "c1", RedirectURI: cb, Scope: "mcp", Resource: "http://gw/a/mcp"}); !ok {
 		t.Fatal("DeleteConsents removed another user's consent")
 	}
 	list, err = s.ListConsents(ctx, user)
