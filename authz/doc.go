@@ -66,9 +66,11 @@
 // API keys and store agents are cached in-process (Options.CacheTTL,
 // CacheSize; "not found" for NegativeCacheTTL, at most half the entries).
 // Store events (EventKey with the key hash, EventAgent) drop entries on
-// every replica; EventRevokedJTI feeds the denylist mirror (a jti, or with
-// store.RevokedClientJTI every token a deleted client was issued), which is also
-// re-read every ResyncInterval so a missed event is healed. Key last-used
+// every replica; EventRevokedJTI feeds the denylist mirror (a jti; with
+// store.RevokedClientJTI every token a deleted client was issued; with
+// store.RevokedFamilyJTI every token of a revoked grant, by its "fam"
+// claim). A decision reads the mirror under one read lock; it is re-read
+// from the store every ResyncInterval so a missed event is healed. Key last-used
 // times are batched to Store.TouchKeys every TouchInterval, off the
 // request path.
 package authz

@@ -126,6 +126,7 @@ type claimOpt func(*token.Claims)
 func aud(a ...string) claimOpt  { return func(c *token.Claims) { c.Audience = a } }
 func scope(s string) claimOpt   { return func(c *token.Claims) { c.Scope = s } }
 func client(id string) claimOpt { return func(c *token.Claims) { c.ClientID = id } }
+func family(id string) claimOpt { return func(c *token.Claims) { c.Family = id } }
 func expIn(d time.Duration) claimOpt {
 	return func(c *token.Claims) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(d)) }
 }
@@ -141,6 +142,7 @@ func baseClaims(sub string, opts ...claimOpt) *token.Claims {
 		},
 		ClientID: "client-" + sub,
 		Scope:    "mcp",
+		Family:   "fam-" + token.Random(8), // as the token endpoint mints them
 	}
 	for _, o := range opts {
 		o(c)

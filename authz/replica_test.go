@@ -97,6 +97,32 @@ func replicaScenario(t *testing.T, st store.Store) {
 		}
 	}
 
+	// Revoke a grant (as the token endpoint does): every access token of
+	// the family, the first as well as the newest, is denied on both
+	// replicas and on one that starts afterwards; another family's token
+	// and a token minted before the fam claim existed are not.
+	first := a.mint("", "alice", family("grant-1"))
+	newest := b.mint("", "alice", family("grant-1"))
+	otherGrant := a.mint("", "alice", family("grant-2"))
+	legacy := a.mint("", "alice", family(""))
+	if err := st.RevokeJTI(ctx, store.RevokedFamilyJTI("grant-1"), time.Now().Add(time.Hour+token.Leeway)); err != nil {
+		t.Fatal(err)
+	}
+	lateFam := newEnvOn(t, st, long)
+	for name, e := range map[string]*env{"A": a, "B": b, "started later": lateFam} {
+		for _, tok := range []string{first, newest} {
+			eventually(t, "revoked family's token denied on replica "+name, func() bool {
+				d := check(e, tok, "alpha")
+				return !d.Allow && d.Reason == ReasonRevoked
+			})
+		}
+		for _, tok := range []string{otherGrant, legacy} {
+			if d := check(e, tok, "alpha"); !d.Allow {
+				t.Fatalf("replica %s: a token of another grant denied: %s", name, d.Reason)
+			}
+		}
+	}
+
 	// Take bob's access to alpha away.
 	if err := st.PutAgent(ctx, &store.Agent{ID: "alpha", Owner: "alice"}); err != nil {
 		t.Fatal(err)

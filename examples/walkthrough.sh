@@ -94,7 +94,7 @@ NEW_REFRESH_TOKEN=$(jq -er .refresh_token <<<"$NEW_TOKENS")
 
 # 6. Revoke (RFC 7009). Revoking a refresh token, even the old one that was
 #    rotated away, ends the whole sign-in (the refresh-token family): the
-#    current refresh token is refused, and the access token issued with it
+#    current refresh token is refused, and every access token of the sign-in
 #    is denied too (on every replica within milliseconds: an event).
 curl -sf -X POST "$BASE/oauth/revoke" -d "client_id=$CLIENT_ID" -d "token=$REFRESH_TOKEN"
 curl -s -X POST "$BASE/oauth/token" -d grant_type=refresh_token \

@@ -452,7 +452,7 @@ func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request, f url.Val
 		}
 	}
 	for _, fam := range revoke {
-		if err := s.revokeFamilyStrict(ctx, fam.ID, "user_request"); err != nil {
+		if err := s.revokeGrant(ctx, fam.ID, fam.AccessExp.Add(token.Leeway), "user_request"); err != nil {
 			s.storeError(ctx, "revoke_family", err)
 			s.pageUnavailable(w)
 			return
@@ -467,27 +467,6 @@ func (s *Server) accountRevoke(w http.ResponseWriter, r *http.Request, f url.Val
 	s.audit(ctx, "token_revoked", slog.String("kind", "refresh_family"), slog.String("user", user),
 		slog.String("client_id", revoke[0].ClientID), slog.String("resource", revoke[0].Resource), slog.String("reason", "user_request"))
 	s.accountDone(w, r, "family")
-}
-
-// revokeFamilyStrict revokes a family and denylists its newest access
-// token, reporting failures (the user is told it worked only if it did).
-func (s *Server) revokeFamilyStrict(ctx context.Context, id, reason string) error {
-	f, err := s.st.RevokeFamily(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // expired meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	metrics.TokensRevoked.WithLabelValues("refresh_family", reason).Inc()
-	if f.AccessJTI == "" || !s.now().Before(f.AccessExp.Add(token.Leeway)) {
-		return nil
-	}
-	if err := s.st.RevokeJTI(ctx, f.AccessJTI, f.AccessExp.Add(token.Leeway)); err != nil {
-		return err
-	}
-	metrics.TokensRevoked.WithLabelValues("access_token", reason).Inc()
-	return nil
 }
 
 // accountCreateKey makes an oag_ key for the user and shows it once.

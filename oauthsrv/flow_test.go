@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // TestFullFlow walks what an MCP client does: discovery, registration, the
@@ -121,14 +122,14 @@ func TestFullFlow(t *testing.T) {
 		t.Fatal("second authorization issued a token for someone else")
 	}
 
-	// Revoke the refresh token: the family dies with its newest access token.
+	// Revoke the refresh token: the family dies with its access tokens.
 	resp = e.postForm("/oauth/revoke", url.Values{"token": {tok2["refresh_token"].(string)}, "token_type_hint": {"refresh_token"}, "client_id": {clientID}})
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("revoke refresh: %d %s", resp.StatusCode, readBodyString(resp))
 	}
 	expectOAuthError(t, e.refresh(clientID, tok2["refresh_token"].(string), nil), http.StatusBadRequest, "invalid_grant")
-	if !e.revoked(c2.ID) {
-		t.Error("revoking the refresh family did not revoke its newest access token")
+	if !e.revoked(c2.ID) || c2.Family == "" || !e.revoked(store.RevokedFamilyJTI(c2.Family)) {
+		t.Error("revoking the refresh family did not revoke its access tokens")
 	}
 	// Revoke an access token by itself.
 	c3 := e.verify(tok3["access_token"].(string))

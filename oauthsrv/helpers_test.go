@@ -538,11 +538,11 @@ func (f *flakyStore) PutAuthRequest(ctx context.Context, r *store.AuthRequest, t
 	return f.Store.PutAuthRequest(ctx, r, ttl)
 }
 
-func (f *flakyStore) RedeemCode(ctx context.Context, hash string) (*store.AuthCode, error) {
+func (f *flakyStore) RedeemCode(ctx context.Context, hash string, b store.CodeBinding) (*store.AuthCode, error) {
 	if f.down.Load() {
 		return nil, errDown
 	}
-	return f.Store.RedeemCode(ctx, hash)
+	return f.Store.RedeemCode(ctx, hash, b)
 }
 
 func (f *flakyStore) LookupRefresh(ctx context.Context, hash string) (*store.RefreshFamily, error) {

@@ -12,9 +12,9 @@ import (
 )
 
 // handleRevoke implements RFC 7009 for public clients: holding the token is
-// the proof. A refresh token revokes its whole family (and its newest access
-// token); an access token is denylisted by jti until it expires. Unknown
-// tokens answer 200 like revoked ones.
+// the proof. A refresh token revokes its whole family and every access
+// token issued from it (RFC 7009 §2.1); an access token is denylisted by
+// jti until it expires. Unknown tokens answer 200 like revoked ones.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		writeMethodNotAllowed(w, "POST, OPTIONS")
@@ -57,13 +57,11 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if !f.Revoked {
-				if _, err := s.st.RevokeFamily(ctx, f.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				if err := s.revokeGrant(ctx, f.ID, f.AccessExp.Add(token.Leeway), "client_request"); err != nil {
 					s.storeError(ctx, "revoke_family", err)
 					writeUnavailable(w)
 					return
 				}
-				metrics.TokensRevoked.WithLabelValues("refresh_family", "client_request").Inc()
-				s.revokeAccess(ctx, f, "client_request")
 				s.audit(ctx, "token_revoked", slog.String("kind", "refresh_family"), slog.String("user", f.UserID),
 					slog.String("client_id", f.ClientID), slog.String("resource", f.Resource), slog.String("reason", "client_request"))
 			}

@@ -3,9 +3,9 @@ package oauthsrv
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -156,8 +156,15 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 		}
 		resource = res
 	}
-	c, err := s.st.RedeemCode(ctx, token.Hash(code))
+	// The binding is checked before the code is consumed, in the same
+	// atomic step: a redemption by another client, or with a wrong
+	// verifier or redirect URI, leaves the code to its client.
+	bind := store.CodeBinding{ClientID: client.ID, RedirectURI: redirectURI, CodeChallenge: s256(verifier), Resource: resource}
+	c, err := s.st.RedeemCode(ctx, token.Hash(code), bind)
 	switch {
+	case errors.Is(err, store.ErrCodeMismatch):
+		s.refuseMisbound(ctx, w, c, bind)
+		return
 	case errors.Is(err, store.ErrCodeReused):
 		s.codeReplay(ctx, c, client.ID)
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
@@ -171,39 +178,35 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 		return
 	}
 	now := s.now()
-	switch {
-	case c.ClientID != client.ID:
-		s.audit(ctx, "code_misuse", slog.String("client_id", client.ID), slog.String("reason", "code issued to another client"))
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
-		return
-	case !now.Before(c.ExpiresAt):
+	if !now.Before(c.ExpiresAt) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "authorization code expired")
 		return
-	case c.RedirectURI != redirectURI:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
-		return
-	case subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(c.CodeChallenge)) != 1:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
-		return
-	case resource != "" && resource != c.Resource:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
-		return
 	}
-	access, jti, exp, err := s.mint(c.UserID, client.ID, c.Scope, c.Resource, now)
+	access, jti, exp, err := s.mint(c.UserID, client.ID, c.Scope, c.Resource, c.FamilyID, now)
 	if err != nil {
 		s.log.Error("mint access token", "err", err)
 		writeUnavailable(w)
 		return
 	}
-	// The family exists even for clients without the refresh grant: it
-	// records the access token so a replayed code can revoke it.
+	// The family exists even for clients without the refresh grant: its id
+	// is in the access token so a replayed code can revoke it.
 	refresh := token.Random(32)
 	refreshTTL := s.cfg.TTL.Refresh.D()
 	f := &store.RefreshFamily{
 		ID: c.FamilyID, ClientID: client.ID, UserID: c.UserID, Scope: c.Scope, Resource: c.Resource,
 		CurrentHash: token.Hash(refresh), AccessJTI: jti, AccessExp: exp, CreatedAt: now, ExpiresAt: now.Add(refreshTTL),
 	}
-	if err := s.st.CreateFamily(ctx, f, refreshTTL); err != nil {
+	err = s.st.CreateFamily(ctx, f, refreshTTL)
+	switch {
+	case errors.Is(err, store.ErrFamilyRevoked):
+		// A replay of the code overtook this redemption (codeReplay): the
+		// family was stored revoked; make sure the denial outlives the
+		// access token too. The answer still goes out, as it would had the
+		// replay come a moment later: its tokens are dead either way.
+		if err := s.denyAccess(ctx, f, time.Time{}, "code_replay"); err != nil {
+			s.storeError(ctx, "revoke_family_access", err)
+		}
+	case err != nil:
 		s.storeError(ctx, "create_family", err)
 		writeUnavailable(w)
 		return
@@ -214,41 +217,94 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 	s.issued(ctx, w, grantCode, c.UserID, client.ID, c.Resource, c.Scope, access, refresh)
 }
 
+// refuseMisbound answers a redemption whose client, redirect URI, verifier
+// or resource differs from the code's; the store left the code unconsumed.
+func (s *Server) refuseMisbound(ctx context.Context, w http.ResponseWriter, c *store.AuthCode, b store.CodeBinding) {
+	switch {
+	case c == nil:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
+	case c.ClientID != b.ClientID:
+		s.audit(ctx, "code_misuse", slog.String("client_id", b.ClientID), slog.String("reason", "code issued to another client"))
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
+	case c.RedirectURI != b.RedirectURI:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
+	case c.CodeChallenge != b.CodeChallenge:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
+	default:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
+	}
+}
+
 // codeReplay revokes what the first redemption of a code issued (OAuth 2.1
-// §4.1.3): the refresh family and its newest access token.
+// §4.1.3): its refresh family and every access token of it. Only a replay
+// bound as the code is gets here (same client, redirect URI and a verifier
+// matching the challenge), and it revokes always, even within the same
+// second from the same client: the verifier proves possession, so this is
+// either the client retrying after a lost response (whose tokens it never
+// got: nothing is lost) or someone holding code and verifier who raced it
+// (whose tokens must die, and only revoking kills them, whoever won). Of
+// parallel redemptions one gets tokens, which the others then revoke. The
+// family may still be in the making when the replay lands: its denial is
+// written first, from now for an access token's lifetime, and CreateFamily
+// stores a denied family revoked (store.ErrFamilyRevoked).
 func (s *Server) codeReplay(ctx context.Context, c *store.AuthCode, clientID string) {
 	attrs := []slog.Attr{slog.String("client_id", clientID), slog.String("reason", "authorization code used twice")}
 	if c != nil {
 		attrs = append(attrs, slog.String("user", c.UserID), slog.String("resource", c.Resource))
-		s.revokeFamily(ctx, c.FamilyID, "code_replay")
+		until := s.now().Add(s.cfg.TTL.Access.D() + token.Leeway)
+		if err := s.revokeGrant(ctx, c.FamilyID, until, "code_replay"); err != nil {
+			s.storeError(ctx, "revoke_family", err)
+		}
 	}
 	s.audit(ctx, "code_replay", attrs...)
 }
 
-// revokeFamily revokes a refresh family and its newest access token.
-func (s *Server) revokeFamily(ctx context.Context, familyID, reason string) {
-	f, err := s.st.RevokeFamily(ctx, familyID)
+// revokeGrant revokes refresh family id and every access token issued from
+// it. until bounds the expiry (with leeway) of the family's access tokens
+// as the caller knows them. The denial is written first: should a later
+// step fail, the caller can retry against a family still live, and a
+// family created meanwhile is stored revoked.
+func (s *Server) revokeGrant(ctx context.Context, id string, until time.Time, reason string) error {
+	if err := s.st.RevokeJTI(ctx, store.RevokedFamilyJTI(id), until); err != nil {
+		return fmt.Errorf("deny family: %w", err)
+	}
+	f, err := s.st.RevokeFamily(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return // never created (first redemption failed) or expired
+		return nil // never created (first redemption failed) or expired
 	}
 	if err != nil {
-		s.storeError(ctx, "revoke_family", err)
-		return
+		return fmt.Errorf("revoke family: %w", err)
 	}
 	metrics.TokensRevoked.WithLabelValues("refresh_family", reason).Inc()
-	s.revokeAccess(ctx, f, reason)
+	return s.denyAccess(ctx, f, until, reason)
 }
 
-// revokeAccess denylists the family's newest access token until it expires.
-func (s *Server) revokeAccess(ctx context.Context, f *store.RefreshFamily, reason string) {
-	if f == nil || f.AccessJTI == "" || !s.now().Before(f.AccessExp.Add(token.Leeway)) {
-		return
+// denyAccess denylists every access token of family f until its newest one
+// has expired: the family's entry, which matches their fam claim (denied
+// is how long that entry already lasts, zero for none; it is raised when
+// f's newest token expires later), and the newest token's jti, for a token
+// minted before the claim existed (by a replica not yet upgraded). Older
+// tokens without the claim keep working until they expire, as before.
+func (s *Server) denyAccess(ctx context.Context, f *store.RefreshFamily, denied time.Time, reason string) error {
+	if f == nil {
+		return nil
 	}
-	if err := s.st.RevokeJTI(ctx, f.AccessJTI, f.AccessExp.Add(token.Leeway)); err != nil {
-		s.storeError(ctx, "revoke_jti", err)
-		return
+	end := f.AccessExp.Add(token.Leeway) // verifiers accept a token until exp + leeway
+	if !s.now().Before(end) {
+		return nil
+	}
+	if end.After(denied) {
+		if err := s.st.RevokeJTI(ctx, store.RevokedFamilyJTI(f.ID), end); err != nil {
+			return fmt.Errorf("deny family: %w", err)
+		}
+	}
+	if f.AccessJTI != "" {
+		if err := s.st.RevokeJTI(ctx, f.AccessJTI, end); err != nil {
+			return fmt.Errorf("deny newest access token: %w", err)
+		}
 	}
 	metrics.TokensRevoked.WithLabelValues("access_token", reason).Inc()
+	return nil
 }
 
 func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.Values, client *store.Client) {
@@ -296,7 +352,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 		}
 	}
 	now := s.now()
-	access, jti, exp, err := s.mint(f.UserID, client.ID, scope, f.Resource, now)
+	access, jti, exp, err := s.mint(f.UserID, client.ID, scope, f.Resource, f.ID, now)
 	if err != nil {
 		s.log.Error("mint access token", "err", err)
 		writeUnavailable(w)
@@ -309,9 +365,11 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 	})
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
-		// The store revoked the family; also kill its newest access token.
+		// The store revoked the family; also kill its access tokens.
 		metrics.TokensRevoked.WithLabelValues("refresh_family", "refresh_reuse").Inc()
-		s.revokeAccess(ctx, nf, "refresh_reuse")
+		if err := s.denyAccess(ctx, nf, time.Time{}, "refresh_reuse"); err != nil {
+			s.storeError(ctx, "revoke_family_access", err)
+		}
 		s.audit(ctx, "refresh_reuse", slog.String("user", f.UserID), slog.String("client_id", client.ID),
 			slog.String("resource", f.Resource), slog.String("reason", "rotated refresh token presented again"))
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
@@ -330,8 +388,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 	s.issued(ctx, w, grantRefresh, f.UserID, client.ID, f.Resource, scope, access, next)
 }
 
-// mint signs an access token for user at resource.
-func (s *Server) mint(user, clientID, scope, resource string, now time.Time) (raw, jti string, exp time.Time, err error) {
+// mint signs an access token for user at resource, issued from refresh
+// family familyID.
+func (s *Server) mint(user, clientID, scope, resource, familyID string, now time.Time) (raw, jti string, exp time.Time, err error) {
 	jti = token.Random(16)
 	exp = now.Add(s.cfg.TTL.Access.D()).Truncate(time.Second)
 	raw, err = s.ring.Mint(&token.Claims{
@@ -345,6 +404,7 @@ func (s *Server) mint(user, clientID, scope, resource string, now time.Time) (ra
 		},
 		ClientID: clientID,
 		Scope:    scope,
+		Family:   familyID,
 	})
 	return raw, jti, exp, err
 }

@@ -18,10 +18,20 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a record with that id already exists.
 	ErrConflict = errors.New("store: already exists")
-	// ErrCodeReused: the authorization code was redeemed before. The returned
-	// code record names the family issued by the first redemption so the
-	// caller can revoke it (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
+	// ErrCodeReused: the authorization code was redeemed before, and the
+	// replay is bound as the code is (see CodeBinding). The returned code
+	// record names the family issued by the first redemption so the caller
+	// can revoke it (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
 	ErrCodeReused = errors.New("store: authorization code already used")
+	// ErrCodeMismatch: a redemption whose client, redirect URI, PKCE
+	// challenge or resource differs from the code's. The code is left as it
+	// was (unused, or used without counting as a replay), so that whoever
+	// holds a code without its binding cannot burn it.
+	ErrCodeMismatch = errors.New("store: authorization code bound to another request")
+	// ErrFamilyRevoked: CreateFamily found the family's denylist entry
+	// (RevokedFamilyJTI): a replay of its code came first. The family is
+	// stored revoked.
+	ErrFamilyRevoked = errors.New("store: refresh family revoked before it was created")
 	// ErrRefreshReused: a rotated refresh token was presented again after the
 	// grace period; the whole family has been revoked.
 	ErrRefreshReused = errors.New("store: refresh token reused")
@@ -94,9 +104,30 @@ type AuthCode struct {
 	ExpiresAt     time.Time `json:"expires_at"`
 }
 
+// CodeBinding is what a code redemption must match before the code is
+// consumed: the client it was issued to, the redirect URI of the
+// authorization request, S256(code_verifier) (RFC 7636 §4.6) and, when the
+// token request names one, the resource (RFC 8707).
+type CodeBinding struct {
+	ClientID      string
+	RedirectURI   string
+	CodeChallenge string // S256 of the presented verifier, computed by the caller
+	Resource      string // "" when the token request sent none
+}
+
+// Matches reports whether c was issued for b. The comparisons need not be
+// constant-time: none of the values is a secret (the challenge travels in
+// the authorization request's URL, and knowing it does not give the
+// verifier).
+func (b CodeBinding) Matches(c *AuthCode) bool {
+	return c.ClientID == b.ClientID && c.RedirectURI == b.RedirectURI && c.CodeChallenge == b.CodeChallenge &&
+		(b.Resource == "" || b.Resource == c.Resource)
+}
+
 // RefreshFamily is one chain of rotated refresh tokens (rtfam:<id>), created
-// by a code redemption. Revoking it kills every refresh token of the chain and
-// the newest access token issued from it.
+// by a code redemption. Every access token issued from it carries its id
+// (token.Claims.Family), so revoking it ends every refresh and access token
+// of the chain: the caller denylists RevokedFamilyJTI until AccessExp.
 type RefreshFamily struct {
 	ID          string    `json:"id"`
 	ClientID    string    `json:"client_id"`
@@ -105,7 +136,7 @@ type RefreshFamily struct {
 	Resource    string    `json:"resource"`
 	CurrentHash string    `json:"current_hash"`
 	AccessJTI   string    `json:"access_jti"` // newest access token issued from this family
-	AccessExp   time.Time `json:"access_exp"`
+	AccessExp   time.Time `json:"access_exp"` // its expiry: no token of the family outlives it
 	Revoked     bool      `json:"revoked"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"` // absolute end of the family
@@ -258,13 +289,19 @@ type AuthRequests interface {
 type Codes interface {
 	// PutCode stores c under c.Hash until c.ExpiresAt.
 	PutCode(ctx context.Context, c *AuthCode) error
-	// RedeemCode atomically takes the code. A second redemption returns
-	// ErrCodeReused with the first code's record (for its FamilyID).
-	RedeemCode(ctx context.Context, hash string) (*AuthCode, error)
+	// RedeemCode atomically checks the code's binding and takes the code.
+	// A redemption that does not match b returns ErrCodeMismatch (with the
+	// record, so the caller can tell what differs) and changes nothing. A
+	// matching second redemption returns ErrCodeReused with the first
+	// code's record (for its FamilyID).
+	RedeemCode(ctx context.Context, hash string, b CodeBinding) (*AuthCode, error)
 }
 
 type Refresh interface {
 	// CreateFamily stores f and its first refresh token (f.CurrentHash).
+	// When RevokedFamilyJTI(f.ID) is denylisted already (a replay of the
+	// code got there first), f is stored revoked and ErrFamilyRevoked
+	// returned, in the same atomic step.
 	CreateFamily(ctx context.Context, f *RefreshFamily, tokenTTL time.Duration) error
 	// LookupRefresh returns the family of a refresh token hash without
 	// changing anything: also for a rotated token or a revoked family
@@ -312,9 +349,24 @@ func RevokedClient(jti string) (clientID string, ok bool) {
 
 const revokedClientPrefix = "client:"
 
+// RevokedFamilyJTI is the denylist entry that revokes every access token
+// issued from refresh family id (those whose token.Claims.Family is id).
+// Family ids are random and never reused, so the entry needs to live only
+// until the family's last access token expires.
+func RevokedFamilyJTI(id string) string { return revokedFamilyPrefix + id }
+
+// RevokedFamily is the family id of a RevokedFamilyJTI entry.
+func RevokedFamily(jti string) (familyID string, ok bool) {
+	return strings.CutPrefix(jti, revokedFamilyPrefix)
+}
+
+const revokedFamilyPrefix = "family:"
+
 type Revocations interface {
 	// RevokeJTI denylists an access token until exp and publishes
-	// EventRevokedJTI; with RevokedClientJTI, every token of a client.
+	// EventRevokedJTI; with RevokedClientJTI, every token of a client; with
+	// RevokedFamilyJTI, every token of a refresh family. An entry's expiry
+	// only ever grows.
 	RevokeJTI(ctx context.Context, jti string, exp time.Time) error
 	IsRevoked(ctx context.Context, jti string) (bool, error)
 	// RevokedJTIs lists the live denylist (used to fill an in-memory mirror).

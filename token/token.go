@@ -33,6 +33,11 @@ type Claims struct {
 	jwt.RegisteredClaims
 	ClientID string `json:"client_id,omitempty"`
 	Scope    string `json:"scope,omitempty"`
+	// Family ("fam", a private claim) is the id of the refresh family (the
+	// grant) the token was issued from, so that revoking the grant ends
+	// every access token of it at once (store.RevokedFamilyJTI). Tokens
+	// minted before the claim existed have none and stay valid until exp.
+	Family string `json:"fam,omitempty"`
 }
 
 // Key is one HMAC key of the ring.

@@ -84,6 +84,36 @@ func TestMintVerifyRoundTrip(t *testing.T) {
 	}
 }
 
+// TestFamilyClaim: the family id travels as "fam"; a token without it (minted
+// before the claim existed) still verifies, with no family.
+func TestFamilyClaim(t *testing.T) {
+	r := ring(t)
+	c := claims(time.Hour)
+	c.Family = "fam-1"
+	raw, err := r.Mint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := base64.RawURLEncoding.DecodeString(strings.Split(raw, ".")[1])
+	if !strings.Contains(string(body), `"fam":"fam-1"`) {
+		t.Fatalf("payload = %s, want a fam claim", body)
+	}
+	if got, err := r.Verify(raw); err != nil || got.Family != "fam-1" {
+		t.Fatalf("Verify = %+v, %v", got, err)
+	}
+	legacy, err := r.Mint(claims(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = base64.RawURLEncoding.DecodeString(strings.Split(legacy, ".")[1])
+	if strings.Contains(string(body), "fam") {
+		t.Fatalf("payload without a family = %s", body)
+	}
+	if got, err := r.Verify(legacy); err != nil || got.Family != "" {
+		t.Fatalf("Verify(legacy) = %+v, %v", got, err)
+	}
+}
+
 func TestRotation(t *testing.T) {
 	old := ring(t, Key{ID: "a", Secret: secretA})
 	raw, _ := old.Mint(claims(time.Hour))

@@ -415,21 +415,29 @@ func (s *Store) PutCode(_ context.Context, c *store.AuthCode) error {
 	return nil
 }
 
-func (s *Store) RedeemCode(_ context.Context, hash string) (*store.AuthCode, error) {
+func (s *Store) RedeemCode(_ context.Context, hash string, b store.CodeBinding) (*store.AuthCode, error) {
 	if err := s.lock(); err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
 	now := s.now()
 	if c, ok := s.codes[hash]; ok {
-		delete(s.codes, hash)
-		if now.Before(c.ExpiresAt) {
+		if !now.Before(c.ExpiresAt) {
+			delete(s.codes, hash)
+		} else {
+			if !b.Matches(c) {
+				return clone(c), store.ErrCodeMismatch // left in place for its client
+			}
+			delete(s.codes, hash)
 			s.usedCodes[hash] = usedCode{code: c, exp: now.Add(usedCodeTTL)}
 			s.wrote(now)
 			return clone(c), nil
 		}
 	}
 	if u, ok := s.usedCodes[hash]; ok && now.Before(u.exp) {
+		if !b.Matches(u.code) {
+			return clone(u.code), store.ErrCodeMismatch // not a replay by the code's client
+		}
 		return clone(u.code), store.ErrCodeReused
 	}
 	return nil, store.ErrNotFound
@@ -462,9 +470,16 @@ func (s *Store) CreateFamily(_ context.Context, f *store.RefreshFamily, tokenTTL
 	if f.ExpiresAt.Before(exp) {
 		exp = f.ExpiresAt
 	}
-	s.families[f.ID] = clone(f)
+	rec := clone(f)
+	denied, ok := s.revoked[store.RevokedFamilyJTI(f.ID)]
+	preRevoked := ok && now.Before(denied)
+	rec.Revoked = rec.Revoked || preRevoked
+	s.families[f.ID] = rec
 	s.tokens[f.CurrentHash] = &rtoken{family: f.ID, exp: exp}
 	s.wrote(now)
+	if preRevoked {
+		return store.ErrFamilyRevoked
+	}
 	return nil
 }
 

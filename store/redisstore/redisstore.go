@@ -503,9 +503,10 @@ func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
 	return nil
 }
 
-func (s *Store) RedeemCode(ctx context.Context, hash string) (c *store.AuthCode, err error) {
+func (s *Store) RedeemCode(ctx context.Context, hash string, b store.CodeBinding) (c *store.AuthCode, err error) {
 	defer observe("RedeemCode", time.Now(), &err)
-	v, err := redeemCode.Run(ctx, s.rdb, []string{s.p + "code:" + hash, s.p + "codeused:" + hash}, ms(usedCodeTTL)).Result()
+	v, err := redeemCode.Run(ctx, s.rdb, []string{s.p + "code:" + hash, s.p + "codeused:" + hash}, ms(usedCodeTTL),
+		b.ClientID, b.RedirectURI, b.CodeChallenge, b.Resource).Result()
 	if err != nil {
 		return nil, unavailable("RedeemCode", err)
 	}
@@ -519,8 +520,11 @@ func (s *Store) RedeemCode(ctx context.Context, hash string) (c *store.AuthCode,
 		return nil, err
 	}
 	c.Hash = hash
-	if st == "used" {
+	switch st {
+	case "used":
 		return c, store.ErrCodeReused
+	case "mismatch":
+		return c, store.ErrCodeMismatch
 	}
 	return c, nil
 }
@@ -559,7 +563,8 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenT
 	}
 	rec := *f
 	rec.CurrentHash, rec.AccessJTI, rec.AccessExp, rec.Revoked = "", "", time.Time{}, false
-	keys := []string{s.p + "rtfam:" + f.ID, s.p + "rt:" + f.CurrentHash, s.p + "rtuser:" + esc(f.UserID)}
+	keys := []string{s.p + "rtfam:" + f.ID, s.p + "rt:" + f.CurrentHash, s.p + "rtuser:" + esc(f.UserID),
+		s.p + "revoked:" + store.RevokedFamilyJTI(f.ID)}
 	n, err := createFamily.Run(ctx, s.rdb, keys, encode(&rec), f.CurrentHash, f.AccessJTI, nanos(f.AccessExp),
 		f.ExpiresAt.UnixMilli(), ms(famTTL), ms(tokenTTL), f.ID).Int()
 	if err != nil {
@@ -569,8 +574,12 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenT
 		return store.ErrConflict
 	}
 	if f.Revoked {
-		_, err := s.RevokeFamily(ctx, f.ID)
-		return err
+		if _, err := s.RevokeFamily(ctx, f.ID); err != nil {
+			return err
+		}
+	}
+	if n == 2 {
+		return store.ErrFamilyRevoked
 	}
 	return nil
 }

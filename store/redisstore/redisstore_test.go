@@ -167,7 +167,7 @@ func TestUnavailable(t *testing.T) {
 		"Ping":      func() error { return s.Ping(ctx) },
 		"GetClient": func() error { _, err := s.GetClient(ctx, "c"); return err },
 		"RedeemCode": func() error {
-			_, err := s.RedeemCode(ctx, "h")
+			_, err := s.RedeemCode(ctx, "h", store.CodeBinding{})
 			return err
 		},
 		"LookupRefresh": func() error { _, err := s.LookupRefresh(ctx, "h"); return err },
@@ -264,7 +264,7 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("TTL(%s) = %v, want %v", key, got, ttl)
 		}
 	}
-	_, err := s.RedeemCode(ctx, "h1")
+	_, err := s.RedeemCode(ctx, "h1", store.CodeBinding{})
 	must(t, err)
 	if mr.Exists("gw:code:h1") || !mr.Exists("gw:codeused:h1") {
 		t.Errorf("after redeem: keys %v", mr.Keys())

@@ -82,34 +82,53 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0`)
 
-// redeemCode: take the code and leave a "used" marker holding its record so
-// a replay can name the family the first redemption created.
-// KEYS: code, used marker. ARGV: marker ttl.
-// Returns {'ok', record} | {'used', record} | {'nf'}.
+// redeemCode: check the redemption's binding against the code's record and
+// only then take it, leaving a "used" marker holding the record so a replay
+// can name the family the first redemption created. A redemption bound
+// otherwise changes nothing: whoever holds a code but not its client's
+// verifier cannot burn it. The comparisons mirror store.CodeBinding.Matches.
+// KEYS: code, used marker. ARGV: marker ttl, client id, redirect uri,
+// S256(verifier), resource (empty when the request named none).
+// Returns {'ok', record} | {'used', record} | {'mismatch', record} | {'nf'}.
 var redeemCode = redis.NewScript(`
-local v = redis.call('GETDEL', KEYS[1])
+local function bound(v)
+  local ok, c = pcall(cjson.decode, v)
+  if not ok or type(c) ~= 'table' then return false end
+  return c['client_id'] == ARGV[2] and c['redirect_uri'] == ARGV[3] and c['code_challenge'] == ARGV[4]
+    and (ARGV[5] == '' or c['resource'] == ARGV[5])
+end
+local v = redis.call('GET', KEYS[1])
 if v then
+  if not bound(v) then return {'mismatch', v} end
+  redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], v, 'PX', ARGV[1])
   return {'ok', v}
 end
 local u = redis.call('GET', KEYS[2])
-if u then return {'used', u} end
+if u then
+  if not bound(u) then return {'mismatch', u} end
+  return {'used', u}
+end
 return {'nf'}`)
 
-// createFamily: the family hash, its first token and the user's index.
-// KEYS: rtfam:<id>, rt:<hash>, rtuser:<user>.
+// createFamily: the family hash, its first token and the user's index. A
+// family whose denylist entry exists (a replay of its code came first) is
+// created revoked.
+// KEYS: rtfam:<id>, rt:<hash>, rtuser:<user>, revoked:family:<id>.
 // ARGV: d (JSON), current hash, access jti, access exp (ns), end (ms),
-// family ttl, token ttl, family id. Returns 1, or 0 on conflict.
+// family ttl, token ttl, family id. Returns 1, 2 (created revoked), or 0 on
+// conflict.
 var createFamily = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local famttl = tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'cur', ARGV[2], 'jti', ARGV[3], 'aexp', ARGV[4], 'end', ARGV[5], 'rev', '0')
+local rev = redis.call('EXISTS', KEYS[4])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'cur', ARGV[2], 'jti', ARGV[3], 'aexp', ARGV[4], 'end', ARGV[5], 'rev', tostring(rev))
 redis.call('PEXPIRE', KEYS[1], famttl)
 redis.call('HSET', KEYS[2], 'fam', ARGV[8], 'st', 'a')
 redis.call('PEXPIRE', KEYS[2], math.min(tonumber(ARGV[7]), famttl))
 redis.call('SADD', KEYS[3], ARGV[8])
 if redis.call('PTTL', KEYS[3]) < famttl then redis.call('PEXPIRE', KEYS[3], famttl) end
-return 1`)
+return 1 + rev`)
 
 // rotate implements store.Refresh.Rotate in one step.
 // KEYS: rt:<old>, rt:<new>, rtfam:<family>.

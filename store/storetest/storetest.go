@@ -51,6 +51,7 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"CodeRedeemConcurrent", testCodeRedeemConcurrent},
 		{"Families", testFamilies},
 		{"RotateConcurrent", testRotateConcurrent},
+		{"FamilyDeniedBeforeCreate", testFamilyDeniedBeforeCreate},
 		{"Consents", testConsents},
 		{"Sessions", testSessions},
 		{"Revocations", testRevocations},
@@ -348,6 +349,28 @@ func newCode(h *harness) *store.AuthCode {
 	}
 }
 
+// bound is the binding a redemption by c's own client presents.
+func bound(c *store.AuthCode) store.CodeBinding {
+	return store.CodeBinding{ClientID: c.ClientID, RedirectURI: c.RedirectURI, CodeChallenge: c.CodeChallenge}
+}
+
+// misbound are redemptions of c that differ from its binding in one field.
+func misbound(c *store.AuthCode) map[string]store.CodeBinding {
+	out := map[string]store.CodeBinding{}
+	for name, edit := range map[string]func(b *store.CodeBinding){
+		"client":       func(b *store.CodeBinding) { b.ClientID = "other-client" },
+		"redirect_uri": func(b *store.CodeBinding) { b.RedirectURI = c.RedirectURI + "x" },
+		"challenge":    func(b *store.CodeBinding) { b.CodeChallenge = "other-challenge" },
+		"resource":     func(b *store.CodeBinding) { b.Resource = "http://gw/b/mcp" },
+		"empty client": func(b *store.CodeBinding) { b.ClientID = "" },
+	} {
+		b := bound(c)
+		edit(&b)
+		out[name] = b
+	}
+	return out
+}
+
 func testCodes(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
 	c := newCode(h)
@@ -356,43 +379,69 @@ func testCodes(t *testing.T, h *harness) {
 	wantErr(t, s.PutCode(ctx, &want), store.ErrConflict)
 	c.FamilyID = "mutated"
 
-	got, err := s.RedeemCode(ctx, want.Hash)
+	// A redemption bound otherwise is refused and leaves the code in place.
+	for name, b := range misbound(&want) {
+		got, err := s.RedeemCode(ctx, want.Hash, b)
+		wantErr(t, err, store.ErrCodeMismatch)
+		if got == nil || got.ClientID != want.ClientID {
+			t.Fatalf("%s: mismatched record = %+v", name, got)
+		}
+	}
+
+	withResource := bound(&want)
+	withResource.Resource = want.Resource
+	got, err := s.RedeemCode(ctx, want.Hash, withResource)
 	must(t, err)
 	if got.Hash != want.Hash {
 		t.Fatalf("redeemed Hash = %q, want %q", got.Hash, want.Hash)
 	}
 	sameJSON(t, "RedeemCode", got, &want)
 
-	again, err := s.RedeemCode(ctx, want.Hash)
+	again, err := s.RedeemCode(ctx, want.Hash, bound(&want))
 	wantErr(t, err, store.ErrCodeReused)
 	if again == nil || again.FamilyID != want.FamilyID || again.UserID != want.UserID {
 		t.Fatalf("reused code record = %+v, want family %q", again, want.FamilyID)
 	}
 	// Still reported as reused on later attempts.
-	_, err = s.RedeemCode(ctx, want.Hash)
+	_, err = s.RedeemCode(ctx, want.Hash, bound(&want))
 	wantErr(t, err, store.ErrCodeReused)
+	// A replay bound otherwise is no replay by the code's client.
+	for _, b := range misbound(&want) {
+		_, err = s.RedeemCode(ctx, want.Hash, b)
+		wantErr(t, err, store.ErrCodeMismatch)
+	}
 	// A used code's hash cannot be issued again.
 	if err := s.PutCode(ctx, &want); err == nil {
 		t.Fatal("PutCode of a used code hash succeeded")
 	}
 
-	_, err = s.RedeemCode(ctx, "no-such-code")
+	_, err = s.RedeemCode(ctx, "no-such-code", bound(&want))
 	wantErr(t, err, store.ErrNotFound)
 }
 
+// testCodeRedeemConcurrent: of parallel redemptions bound as the code is,
+// exactly one wins and the others see a replay; those bound otherwise,
+// racing them, never consume it nor count as a replay.
 func testCodeRedeemConcurrent(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
 	c := newCode(h)
 	must(t, s.PutCode(ctx, c))
 	const n = 50
-	var wins, reused atomic.Int32
+	var wins, reused, mismatched atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for range n {
+	wrong := misbound(c)["challenge"]
+	for i := range 2 * n {
+		b := bound(c)
+		if i%2 == 1 {
+			b = wrong
+		}
 		wg.Go(func() {
 			<-start
-			got, err := s.RedeemCode(ctx, c.Hash)
+			got, err := s.RedeemCode(ctx, c.Hash, b)
 			switch {
+			case err == nil && b == wrong:
+				t.Error("a mismatched redemption won the code")
 			case err == nil:
 				wins.Add(1)
 			case errors.Is(err, store.ErrCodeReused):
@@ -400,6 +449,8 @@ func testCodeRedeemConcurrent(t *testing.T, h *harness) {
 					t.Errorf("reused record = %+v, want family %q", got, c.FamilyID)
 				}
 				reused.Add(1)
+			case errors.Is(err, store.ErrCodeMismatch):
+				mismatched.Add(1)
 			default:
 				t.Errorf("RedeemCode: %v", err)
 			}
@@ -407,8 +458,8 @@ func testCodeRedeemConcurrent(t *testing.T, h *harness) {
 	}
 	close(start)
 	wg.Wait()
-	if wins.Load() != 1 || reused.Load() != n-1 {
-		t.Fatalf("%d redemptions won and %d saw reuse; want 1 and %d", wins.Load(), reused.Load(), n-1)
+	if wins.Load() != 1 || reused.Load() != n-1 || mismatched.Load() != n {
+		t.Fatalf("%d redemptions won, %d saw reuse, %d a mismatch; want 1, %d and %d", wins.Load(), reused.Load(), mismatched.Load(), n-1, n)
 	}
 }
 
@@ -533,6 +584,41 @@ func testFamilies(t *testing.T, h *harness) {
 	}
 	_, err = s.Rotate(ctx, rotation(h, r2.NewHash))
 	wantErr(t, err, store.ErrNotFound)
+}
+
+// testFamilyDeniedBeforeCreate: a family whose denylist entry exists (a
+// replay of its code revoked it while the first redemption was still
+// issuing) is created revoked: none of its refresh tokens ever works.
+func testFamilyDeniedBeforeCreate(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	user := id("user")
+	f := newFamily(h, user)
+	entry := store.RevokedFamilyJTI(f.ID)
+	must(t, s.RevokeJTI(ctx, entry, f.AccessExp))
+	list, err := s.RevokedJTIs(ctx)
+	must(t, err)
+	if got, ok := store.RevokedFamily(entry); !ok || got != f.ID || !list[entry].Equal(f.AccessExp) {
+		t.Fatalf("RevokedJTIs = %v, want %s until %v", list, entry, f.AccessExp)
+	}
+
+	wantErr(t, s.CreateFamily(ctx, f, time.Hour), store.ErrFamilyRevoked)
+	got, err := s.LookupRefresh(ctx, f.CurrentHash)
+	must(t, err)
+	if !got.Revoked || got.AccessJTI != f.AccessJTI || !got.AccessExp.Equal(f.AccessExp) {
+		t.Fatalf("family created after its denial = %+v, want revoked with its access token", got)
+	}
+	_, err = s.Rotate(ctx, rotation(h, f.CurrentHash))
+	wantErr(t, err, store.ErrNotFound)
+	fams, err := s.ListFamilies(ctx, user)
+	must(t, err)
+	if len(fams) != 0 {
+		t.Fatalf("ListFamilies = %+v, want none", fams)
+	}
+	// Another family of the user is untouched by the entry.
+	other := newFamily(h, user)
+	must(t, s.CreateFamily(ctx, other, time.Hour))
+	_, err = s.Rotate(ctx, rotation(h, other.CurrentHash))
+	must(t, err)
 }
 
 func testRotateConcurrent(t *testing.T, h *harness) {
@@ -1196,7 +1282,7 @@ func testExpiry(t *testing.T, h *harness) {
 	wantErr(t, err, store.ErrNotFound)
 	_, err = s.TakeAuthRequest(ctx, req.ID)
 	wantErr(t, err, store.ErrNotFound)
-	_, err = s.RedeemCode(ctx, code.Hash)
+	_, err = s.RedeemCode(ctx, code.Hash, bound(code))
 	wantErr(t, err, store.ErrNotFound)
 	_, err = s.GetSession(ctx, sess)
 	wantErr(t, err, store.ErrNotFound)
