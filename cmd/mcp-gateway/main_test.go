@@ -49,6 +49,8 @@ func TestDevGatewayPaths(t *testing.T) {
 		"/oauth/token": true, "/.well-known/oauth-authorization-server": true, "/login": true,
 		"/login/callback": true, "/consent": true, "/account/keys": true, "/authz/check/demo/mcp": true,
 		"/demo/mcp": false, "/": false, "/oauthx/mcp": false,
+		// Agents whose ids begin with a gateway path (issue 10, also found).
+		"/accounting/mcp": false, "/loginx/mcp": false, "/consents/mcp": false, "/authz/checker/mcp": false,
 	} {
 		if isGatewayPath(p) != want {
 			t.Errorf("isGatewayPath(%q) = %v", p, !want)
