@@ -44,9 +44,6 @@ func OptionsFromConfig(cfg *config.Config) (Options, error) {
 	if o.GatewayGRPC == "" {
 		o.GatewayGRPC = local(cfg.Listen.GRPC)
 	}
-	if o.GatewayHTTP == "" || (o.Mode != ModeHTTPService && o.GatewayGRPC == "") {
-		return Options{}, fmt.Errorf("xds: the gateway's HTTP and gRPC listeners must be on for Envoy to reach them")
-	}
 	return o, nil
 }
 

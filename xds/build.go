@@ -149,13 +149,13 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 
 	gwHTTP, err := endpointCluster(ClusterHTTP, opts.GatewayHTTP, false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (Envoy reaches the gateway's listen.http there; set xds.gateway_http)", err)
 	}
 	res.Clusters = append(res.Clusters, gwHTTP)
 	if opts.Mode == ModeGRPC {
 		c, err := endpointCluster(ClusterAuthz, opts.GatewayGRPC, true)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w (Envoy reaches the gateway's listen.grpc there; set xds.gateway_grpc)", err)
 		}
 		res.Clusters = append(res.Clusters, c)
 	}
@@ -213,9 +213,12 @@ func RouteFor(a store.Agent, check func(string) error) (*url.URL, string) {
 	return u, ""
 }
 
+// mustAny packs m deterministically (map fields sorted): the bytes inside
+// an Any are part of the content hash that versions a snapshot, so two
+// replicas (or two builds) of one registry must produce the same ones.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(err) // only for messages of linked types: a programming error
 	}
 	return a

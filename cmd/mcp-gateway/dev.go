@@ -47,6 +47,10 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cfg.Listen = config.Listen{HTTP: *listen, GRPC: *grpcAddr, Admin: *adminAddr}
+	// Dev mode is its own proxy: no ADS server. Agents on this machine
+	// (the demo agent, one you run) are its normal upstreams.
+	cfg.XDS.Listen = ""
+	cfg.XDS.AllowedUpstreamHosts = append(cfg.XDS.AllowedUpstreamHosts, "127.0.0.0/8", "::1", "localhost")
 	if *publicURL != "" {
 		cfg.PublicURL = *publicURL
 	} else if _, set := os.LookupEnv("MCPGW_PUBLIC_URL"); !set {
