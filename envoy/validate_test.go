@@ -476,7 +476,9 @@ type routed struct {
 	status  uint32 // direct response status
 	authz   bool   // ext_authz runs for this request
 	cors    bool   // a CORS policy applies
-	path    string // path sent upstream after any regex rewrite
+	// corsPolicy is the one that applies (route, else virtual host…)
+	corsPolicy *anypb.Any
+	path       string // path sent upstream after any regex rewrite
 }
 
 // route runs Envoy's route selection for host and path (path may carry a
@@ -553,6 +555,12 @@ func route(h *hcmOf, host, path string) (*routed, error) {
 		}
 		if _, ok := h.filters[filterCORS]; ok {
 			out.cors = perFilter(filterCORS) != nil
+			out.corsPolicy = perFilter(filterCORS)
+			cp := &corsv3.CorsPolicy{}
+			if a := perFilter(filterCORS); a != nil && a.UnmarshalTo(cp) == nil && cp.GetFilterEnabled() != nil &&
+				cp.GetFilterEnabled().GetDefaultValue().GetNumerator() == 0 {
+				out.cors = false // a policy that turns CORS off
+			}
 		}
 		return out, nil
 	}
@@ -612,7 +620,7 @@ var routeExpectations = []struct {
 	path    string
 	cluster string // "" → direct response 404
 	authz   bool
-	cors    bool
+	cors    bool // 404s carry the MCP policy too (the virtual host's); the browser pages none
 }{
 	{"/oauth/token", "mcp_gateway_http", false, true},
 	{"/oauth/register", "mcp_gateway_http", false, true},
@@ -629,17 +637,17 @@ var routeExpectations = []struct {
 	{"/demo/mcp/", "agent_demo", true, true},
 	{"/demo/mcp?x=1", "agent_demo", true, true},
 	{"/other-agent/mcp", "", true, true}, // the gateway still answers first
-	{"/unknown", "", false, false},
-	{"/", "", false, false},
-	{"/loginx", "", false, false},
-	{"/oauth", "", false, false},
-	{"/authz/check", "", false, false}, // the HTTP check is never public
-	{"/authz/check/demo/mcp", "", false, false},
-	{"/admin/v1/agents", "", false, false},
-	{"/metrics", "", false, false},
-	{"/demo/mcp/extra", "", false, false},
-	{"/a/b/mcp", "", false, false},
-	{"/demo/mcpx", "", false, false},
+	{"/unknown", "", false, true},
+	{"/", "", false, true},
+	{"/loginx", "", false, true},
+	{"/oauth", "", false, true},
+	{"/authz/check", "", false, true}, // the HTTP check is never public
+	{"/authz/check/demo/mcp", "", false, true},
+	{"/admin/v1/agents", "", false, true},
+	{"/metrics", "", false, true},
+	{"/demo/mcp/extra", "", false, true},
+	{"/a/b/mcp", "", false, true},
+	{"/demo/mcpx", "", false, true},
 }
 
 // checkShipped adds this project's routing contract to validateBootstrap.
@@ -707,7 +715,7 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 			}
 		}
 		if got.cors {
-			if err := checkCORS(got.route); err != nil {
+			if err := checkCORS(got.corsPolicy); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			}
 		}
@@ -715,9 +723,9 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 	return errors.Join(errs...)
 }
 
-func checkCORS(r *routev3.Route) error {
+func checkCORS(a *anypb.Any) error {
 	p := &corsv3.CorsPolicy{}
-	if err := r.GetTypedPerFilterConfig()[filterCORS].UnmarshalTo(p); err != nil {
+	if err := a.UnmarshalTo(p); err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(p.GetAllowOriginStringMatch(), func(m *matcherv3.StringMatcher) bool {

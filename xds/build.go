@@ -339,6 +339,14 @@ func corsPolicy(methods string) *anypb.Any {
 	})
 }
 
+// corsOff: the browser pages (login, consent, account) are same-origin
+// only; no other origin may read them (their forms carry CSRF values).
+func corsOff() *anypb.Any {
+	return mustAny(&corsv3.CorsPolicy{FilterEnabled: &corev3.RuntimeFractionalPercent{
+		DefaultValue: &typev3.FractionalPercent{Numerator: 0},
+	}})
+}
+
 func authzDisabled() *anypb.Any {
 	return mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})
 }
@@ -360,7 +368,7 @@ func gatewayRoute(r routes.Route) *routev3.Route {
 	} else {
 		m.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: r.Path}
 	}
-	pf := map[string]*anypb.Any{filterExtAuthz: authzDisabled()}
+	pf := map[string]*anypb.Any{filterExtAuthz: authzDisabled(), filterCORS: corsOff()}
 	if r.CORS {
 		pf[filterCORS] = corsPolicy("GET, POST, OPTIONS")
 	}
@@ -394,7 +402,6 @@ func notRoutedRoute() *routev3.Route {
 		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "^/[A-Za-z0-9._-]{1,128}/mcp/?$"}}},
 		Action:               jsonResponse(404, `{"error":"not_found","error_description":"no route to this agent"}`),
 		ResponseHeadersToAdd: jsonContentType,
-		TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: corsPolicy("GET, POST, DELETE, OPTIONS")},
 	}
 }
 
@@ -405,7 +412,6 @@ func agentRoutes(a agentUpstream) []*routev3.Route {
 		rewrite = "/"
 	}
 	pf := map[string]*anypb.Any{
-		filterCORS: corsPolicy("GET, POST, DELETE, OPTIONS"),
 		// The gRPC Check compares this with the agent in the path and denies
 		// a mismatch: a route can only ever reach the agent it was built
 		// for. http_service does not send context extensions; there the
@@ -468,6 +474,10 @@ func publicRoutes(opts Options, ups []agentUpstream) *routev3.RouteConfiguration
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    RouteConfigName,
 			Domains: []string{"*"},
+			// The MCP CORS policy once for every route (agents, their 404s);
+			// the gateway's routes set their own. Per agent route it would
+			// be a quarter of the route table's bytes.
+			TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: corsPolicy("GET, POST, DELETE, OPTIONS")},
 			Matcher: &xdsmatcherv3.Matcher{
 				MatcherType: &xdsmatcherv3.Matcher_MatcherTree_{MatcherTree: &xdsmatcherv3.Matcher_MatcherTree{
 					Input: &xdscorev3.TypedExtensionConfig{

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"strings"
 	"testing"
 
@@ -41,6 +42,20 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	err = runServe(context.Background(), []string{"--config", "/nonexistent.yaml"}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "nonexistent") {
 		t.Fatalf("serve with a missing file: %v", err)
+	}
+}
+
+// TestDevRoutesTheContract: dev mode sends each path of the shared routing
+// contract where the Envoy builder does (envoy/xds_test.go asserts the
+// same table against the xDS output).
+func TestDevRoutesTheContract(t *testing.T) {
+	for _, e := range routes.Contract {
+		if got := isGatewayPath(e.Path); got != (e.Gateway != "") {
+			t.Errorf("dev: %s goes to the authorization server = %v, want %v", e.Path, got, e.Gateway != "")
+		}
+		if id, ok := routes.Agent(e.Path); e.Agent != "" && (!ok || id != e.Agent) {
+			t.Errorf("dev: %s is not agent %s's path", e.Path, e.Agent)
+		}
 	}
 }
 

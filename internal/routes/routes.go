@@ -79,3 +79,43 @@ func Agent(path string) (string, bool) {
 	}
 	return id, true
 }
+
+// Example is one request path and where it must go.
+type Example struct {
+	Path    string
+	Gateway string // name of the gateway route serving it, "" if none
+	Agent   string // agent id of an agent path, "" if none
+}
+
+// Contract is the routing every front must implement, asserted against
+// dev mode (cmd/mcp-gateway) and the Envoy builder's output (envoy tests),
+// for registries holding the agents it names. Agents whose ids start like
+// a gateway path (accounting, loginx) are the point: a plain prefix match
+// would send them to the authorization server.
+var Contract = []Example{
+	{Path: "/oauth/token", Gateway: "oauth"},
+	{Path: "/oauth/authorize", Gateway: "oauth"},
+	{Path: "/.well-known/oauth-authorization-server", Gateway: "well_known"},
+	{Path: "/.well-known/oauth-protected-resource/accounting/mcp", Gateway: "well_known"},
+	{Path: "/login", Gateway: "login"},
+	{Path: "/login/callback", Gateway: "login"},
+	{Path: "/consent", Gateway: "consent"},
+	{Path: "/account", Gateway: "account"},
+	{Path: "/account/keys", Gateway: "account"},
+	{Path: "/demo/mcp", Agent: "demo"},
+	{Path: "/demo/mcp/", Agent: "demo"},
+	{Path: "/accounting/mcp", Agent: "accounting"},
+	{Path: "/accounting/mcp/", Agent: "accounting"},
+	{Path: "/loginx/mcp", Agent: "loginx"},
+	{Path: "/consents/mcp", Agent: "consents"},
+	{Path: "/oauthx/mcp", Agent: "oauthx"},
+	{Path: "/loginx"},
+	{Path: "/accounting"},
+	{Path: "/oauth"},
+	{Path: "/"},
+	{Path: "/demo/mcpx"},
+	{Path: "/demo/mcp/extra"},
+}
+
+// ContractAgents are the agents Contract assumes exist.
+var ContractAgents = []string{"demo", "accounting", "loginx", "consents", "oauthx"}
