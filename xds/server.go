@@ -360,8 +360,24 @@ type knownSub struct {
 
 func (k knownSub) ReturnedResources() map[string]string { return k.known }
 
-// CreateWatch implements cache.ConfigWatcher.
+// CreateWatch implements cache.ConfigWatcher. It also keeps a NACKed
+// version from being sent again at once: the cache would answer the NACK
+// (which names the last good version) with the current version, the one
+// just rejected, and Envoy would reject it again, round after round. The
+// next change is sent instead.
 func (v versionTrust) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	if req.GetErrorDetail() != nil {
+		if snap, err := v.GetSnapshot(nodeKey(req.GetNode())); err == nil {
+			cur := snap.GetVersion(req.GetTypeUrl())
+			for _, sent := range sub.ReturnedResources() {
+				if sent == cur {
+					req = proto.Clone(req).(*cachev3.Request)
+					req.VersionInfo = cur
+				}
+				break // one response: every resource has its version
+			}
+		}
+	}
 	if req.GetVersionInfo() != "" && len(sub.ReturnedResources()) == 0 {
 		if snap, err := v.GetSnapshot(nodeKey(req.GetNode())); err == nil && snap.GetVersion(req.GetTypeUrl()) == req.GetVersionInfo() {
 			known := map[string]string{}
