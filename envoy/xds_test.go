@@ -181,3 +181,31 @@ func publicOf(t *testing.T, b *bootstrapv3.Bootstrap) *hcmOf {
 	t.Fatal("no public listener")
 	return nil
 }
+
+// Every ADS bootstrap variant envoy-config --ads can print validates.
+func TestADSBootstrapVariants(t *testing.T) {
+	for name, o := range map[string]xds.ADSBootstrapOptions{
+		"plain": {NodeID: "envoy", NodeCluster: "mcp-gateway", Server: "gateway:18000"},
+		"delta": {NodeID: "envoy", NodeCluster: "mcp-gateway", Server: "gateway:18000", Delta: true},
+		"tls":   {NodeID: "envoy", NodeCluster: "mcp-gateway", Server: "cp.example.com:18000", TLS: true},
+		"mtls": {NodeID: "envoy", NodeCluster: "mcp-gateway", Server: "10.0.0.5:18000", TLS: true,
+			CAFile: "/etc/envoy/ca.pem", CertFile: "/etc/envoy/client.pem", KeyFile: "/etc/envoy/client-key.pem"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			y, err := xds.RenderADS(o, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := decodeBootstrap(y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validateBootstrap(b); err != nil {
+				t.Fatal(err)
+			}
+			if b.GetNode().GetCluster() != "mcp-gateway" || len(b.GetStaticResources().GetClusters()) != 1 {
+				t.Fatalf("node %v, %d static clusters", b.GetNode(), len(b.GetStaticResources().GetClusters()))
+			}
+		})
+	}
+}

@@ -34,6 +34,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	caFile := fs.String("ca-file", "", "with --ads --tls: CA bundle for the ADS server (default: system roots)")
 	certFile := fs.String("cert-file", "", "with --ads --tls: client certificate for mutual TLS")
 	keyFile := fs.String("key-file", "", "with --ads --tls: client key for mutual TLS")
+	delta := fs.Bool("delta", false, "with --ads: incremental (delta) xDS, for many agents")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	if *ads {
 		out, err := xds.RenderADS(xds.ADSBootstrapOptions{
 			NodeID: *nodeID, NodeCluster: *nodeCluster, Server: *server,
-			TLS: *tlsOn, CAFile: *caFile, CertFile: *certFile, KeyFile: *keyFile,
+			TLS: *tlsOn, CAFile: *caFile, CertFile: *certFile, KeyFile: *keyFile, Delta: *delta,
 		}, regen)
 		if err != nil {
 			return err
