@@ -63,6 +63,10 @@ type Server struct {
 	grpc  *grpc.Server
 	kick  chan struct{}
 
+	// pub serialises publishing snapshots (Rebuild, a new node cluster);
+	// mu guards the fields below and is the only lock the stream
+	// callbacks take, so a callback never waits behind SetSnapshot.
+	pub     sync.Mutex
 	mu      sync.Mutex
 	snap    *cachev3.Snapshot
 	res     *Resources
@@ -211,17 +215,24 @@ func (s *Server) Rebuild(ctx context.Context) error {
 		return err
 	}
 	metrics.XDSBuildSeconds.Observe(time.Since(start).Seconds())
+	s.pub.Lock()
+	defer s.pub.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.snap != nil && sameVersions(s.snap, snap) {
+		s.mu.Unlock()
 		return nil
 	}
 	s.snap, s.res, s.built = snap, res, time.Now()
+	keys := make([]string, 0, len(s.keys))
+	for key := range s.keys {
+		keys = append(keys, key)
+	}
+	s.mu.Unlock()
 	metrics.XDSSnapshotVersion.Reset()
 	for _, typ := range snapshotTypes {
 		metrics.XDSSnapshotVersion.WithLabelValues(shortType(typ), snap.GetVersion(typ)).Set(1)
 	}
-	for key := range s.keys {
+	for _, key := range keys {
 		if err := s.cache.SetSnapshot(ctx, key, snap); err != nil {
 			return fmt.Errorf("xds: set snapshot: %w", err)
 		}
@@ -332,19 +343,23 @@ func shortType(typeURL string) string {
 // first watch is opened.
 func (s *Server) ensureKey(n *corev3.Node) error {
 	key := nodeKey(n)
+	s.pub.Lock()
+	defer s.pub.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.keys[key] {
-		return nil
+	known, full, snap := s.keys[key], len(s.keys) >= maxNodeClusters, s.snap
+	if !known && !full {
+		s.keys[key] = true
 	}
-	if len(s.keys) >= maxNodeClusters {
+	s.mu.Unlock()
+	switch {
+	case known:
+		return nil
+	case full:
 		return fmt.Errorf("xds: more than %d node clusters", maxNodeClusters)
-	}
-	s.keys[key] = true
-	if s.snap == nil {
+	case snap == nil:
 		return nil
 	}
-	return s.cache.SetSnapshot(context.Background(), key, s.snap)
+	return s.cache.SetSnapshot(context.Background(), key, snap)
 }
 
 // versionTrust lets an Envoy that reconnects (to this or another replica)
