@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -221,6 +222,14 @@ func TestXDSFollowsTheRegistry(t *testing.T) {
 	t.Logf("push latency after create (admin answer → CDS push received): %v; RDS after %v", cdsLatency, time.Since(created))
 	_ = rr
 
+	// The static bootstrap for the current registry has it too (store read).
+	ec := exec.Command(gatewayBin(), "envoy-config", "--config", gw.ConfigPath)
+	ec.Env = childEnv(nil)
+	static, err := ec.Output()
+	if err != nil || !strings.Contains(string(static), "cluster_name: agent_xds-new") || !strings.Contains(string(static), "/xds-new/mcp") {
+		t.Errorf("envoy-config lacks the new agent (%v):\n%.2000s", err, static)
+	}
+
 	// An agent without an upstream: created, and the answer says why it has no route.
 	raw := gw.CLI(t, "agents", "create", "--id", "xds-bare", "--owner", "alice", "--json")
 	var ans struct {
@@ -324,11 +333,12 @@ func TestXDSFollowsTheRegistry(t *testing.T) {
 	if r := back.next(resourcev3.RouteType, 100*time.Millisecond); r != nil {
 		t.Errorf("reconnect with the current route version got a push (version %s)", r.GetVersionInfo())
 	}
-	// …but it still follows changes.
+	// …but it still follows changes, made on the other replica, within a second.
 	gw.CLI(t, "agents", "create", "--id", "xds-late", "--owner", "alice", "--upstream", upstream)
-	back.waitPush(resourcev3.ClusterType, nil, 5*time.Second, func(r *discovery.DiscoveryResponse) bool {
+	_, crossLatency := back.waitPush(resourcev3.ClusterType, nil, time.Second, func(r *discovery.DiscoveryResponse) bool {
 		return slices.Contains(clusterNames(t, r), "agent_xds-late")
 	})
+	t.Logf("push latency on the other replica (admin answer on replica 1 → push from replica 2): %v", crossLatency)
 }
 
 func adminReq(t *testing.T, gw *Gateway, path string) []byte {
