@@ -216,11 +216,10 @@ func TestXDSFollowsTheRegistry(t *testing.T) {
 	_, cdsLatency := c.waitPush(resourcev3.ClusterType, nil, time.Second, func(r *discovery.DiscoveryResponse) bool {
 		return slices.Contains(clusterNames(t, r), "agent_xds-new")
 	})
-	rr, _ := c.waitPush(resourcev3.RouteType, rds, time.Second, func(r *discovery.DiscoveryResponse) bool {
+	c.waitPush(resourcev3.RouteType, rds, time.Second, func(r *discovery.DiscoveryResponse) bool {
 		return slices.Contains(routeKeys(t, r), "/xds-new/mcp")
 	})
 	t.Logf("push latency after create (admin answer → CDS push received): %v; RDS after %v", cdsLatency, time.Since(created))
-	_ = rr
 
 	// The static bootstrap for the current registry has it too (store read).
 	ec := exec.Command(gatewayBin(), "envoy-config", "--config", gw.ConfigPath)
@@ -254,7 +253,6 @@ func TestXDSFollowsTheRegistry(t *testing.T) {
 
 	// NACK the next cluster push: the stream goes on and later changes arrive.
 	gw.CLI(t, "agents", "create", "--id", "xds-nack", "--owner", "alice", "--upstream", upstream)
-	var acked *discovery.DiscoveryResponse
 	for {
 		r := c.must(resourcev3.ClusterType)
 		if slices.Contains(clusterNames(t, r), "agent_xds-nack") {
@@ -262,9 +260,7 @@ func TestXDSFollowsTheRegistry(t *testing.T) {
 			break
 		}
 		c.ack(r, nil)
-		acked = r
 	}
-	_ = acked
 	gw.CLI(t, "agents", "create", "--id", "xds-after", "--owner", "alice", "--upstream", upstream)
 	after, _ := c.waitPush(resourcev3.ClusterType, nil, 5*time.Second, func(r *discovery.DiscoveryResponse) bool {
 		return slices.Contains(clusterNames(t, r), "agent_xds-after")

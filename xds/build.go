@@ -173,7 +173,7 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 		res.Clusters = append(res.Clusters, c)
 	}
 
-	rc := publicRoutes(opts, ups)
+	rc := publicRoutes(ups)
 	var pub *listenerv3.Listener
 	if ads {
 		res.Routes = append(res.Routes, rc)
@@ -454,7 +454,7 @@ func agentRoutes(a agentUpstream) []*routev3.Route {
 // routes Envoy still matches in order (exact agent paths, then not_found),
 // so /demo/mcpx or /demo/mcp/extra end in a 404 as before. The path input
 // carries the query, hence a prefix map rather than an exact one.
-func publicRoutes(opts Options, ups []agentUpstream) *routev3.RouteConfiguration {
+func publicRoutes(ups []agentUpstream) *routev3.RouteConfiguration {
 	entries := map[string]*xdsmatcherv3.Matcher_OnMatch{}
 	for _, r := range routes.Gateway {
 		if r.DevOnly {
