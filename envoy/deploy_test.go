@@ -435,7 +435,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("CMD %q", c)
 	}
 	exposed := strings.Fields(strings.TrimPrefix(has(final, "EXPOSE "), "EXPOSE "))
-	for _, p := range []string{"8080", "9191", "9090"} {
+	for _, p := range []string{"8080", "9191", "9090", "18000"} {
 		if !slices.Contains(exposed, p) {
 			t.Errorf("EXPOSE lacks %s", p)
 		}
