@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -90,6 +91,45 @@ type Options struct {
 	// CheckUpstream refuses an agent's upstream URL (nil: CheckUpstreamURL
 	// with no exceptions). An agent refused gets no route.
 	CheckUpstream func(string) error
+
+	// pieces, when set, keeps each agent's cluster and routes from one
+	// build to the next (the ADS server's rebuilds), so a change costs the
+	// changed agent's encoding, not every agent's.
+	pieces *pieceCache
+}
+
+// pieceCache holds the per-agent resources of the last build, by agent id.
+type pieceCache struct {
+	mu   sync.Mutex
+	last map[string]*agentPieces
+}
+
+type agentPieces struct {
+	upstream string
+	cluster  *clusterv3.Cluster
+	routes   *xdsmatcherv3.Matcher_OnMatch
+}
+
+// agentPieces returns a's cluster and route list, reused when a's upstream
+// is what it was (everything else they depend on is fixed per Options).
+func (o *Options) agentPieces(a agentUpstream, next map[string]*agentPieces) (*agentPieces, error) {
+	raw := a.url.String()
+	if o.pieces != nil {
+		o.pieces.mu.Lock()
+		p := o.pieces.last[a.id]
+		o.pieces.mu.Unlock()
+		if p != nil && p.upstream == raw {
+			next[a.id] = p
+			return p, nil
+		}
+	}
+	c, err := agentCluster(a, o.UpstreamCAFile)
+	if err != nil {
+		return nil, err
+	}
+	p := &agentPieces{upstream: raw, cluster: c, routes: routeList("agent_"+a.id, append(agentRoutes(a), notFoundRoute()))}
+	next[a.id] = p
+	return p, nil
 }
 
 func (o *Options) defaults() {
@@ -165,15 +205,23 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 	}
 	admin.ConnectTimeout = durationpb.New(250 * time.Millisecond)
 	res.Clusters = append(res.Clusters, admin)
+	next := make(map[string]*agentPieces, len(ups))
+	lists := make(map[string]*xdsmatcherv3.Matcher_OnMatch, len(ups))
 	for _, a := range ups {
-		c, err := agentCluster(a, opts.UpstreamCAFile)
+		p, err := opts.agentPieces(a, next)
 		if err != nil {
 			return nil, err
 		}
-		res.Clusters = append(res.Clusters, c)
+		res.Clusters = append(res.Clusters, p.cluster)
+		lists[routes.AgentPaths(a.id)[0]] = p.routes
+	}
+	if opts.pieces != nil {
+		opts.pieces.mu.Lock()
+		opts.pieces.last = next
+		opts.pieces.mu.Unlock()
 	}
 
-	rc := publicRoutes(ups)
+	rc := publicRoutes(lists)
 	var pub *listenerv3.Listener
 	if ads {
 		res.Routes = append(res.Routes, rc)
@@ -454,7 +502,7 @@ func agentRoutes(a agentUpstream) []*routev3.Route {
 // routes Envoy still matches in order (exact agent paths, then not_found),
 // so /demo/mcpx or /demo/mcp/extra end in a 404 as before. The path input
 // carries the query, hence a prefix map rather than an exact one.
-func publicRoutes(ups []agentUpstream) *routev3.RouteConfiguration {
+func publicRoutes(agentLists map[string]*xdsmatcherv3.Matcher_OnMatch) *routev3.RouteConfiguration {
 	entries := map[string]*xdsmatcherv3.Matcher_OnMatch{}
 	for _, r := range routes.Gateway {
 		if r.DevOnly {
@@ -466,8 +514,8 @@ func publicRoutes(ups []agentUpstream) *routev3.RouteConfiguration {
 		}
 		entries[r.Path] = routeList(r.Name, list)
 	}
-	for _, a := range ups {
-		entries[routes.AgentPaths(a.id)[0]] = routeList("agent_"+a.id, append(agentRoutes(a), notFoundRoute()))
+	for path, l := range agentLists {
+		entries[path] = l
 	}
 	return &routev3.RouteConfiguration{
 		Name: RouteConfigName,

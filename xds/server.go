@@ -110,6 +110,7 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Resync <= 0 {
 		opts.Resync = time.Minute
 	}
+	opts.Build.pieces = &pieceCache{}
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger,

@@ -57,3 +57,31 @@ func TestSnapshotVersionsDeterministic(t *testing.T) {
 		t.Fatal("the listeners do not depend on the agents, yet their version changed")
 	}
 }
+
+// A rebuild that reuses unchanged agents' pieces gives the same versions as
+// a build from scratch, and a changed upstream is not served stale.
+func TestRebuildReusesPieces(t *testing.T) {
+	agents := testAgents(20)
+	opts := testOpts
+	opts.pieces = &pieceCache{}
+	if _, _, err := Snapshot(opts, agents); err != nil {
+		t.Fatal(err)
+	}
+	agents[3].Upstream = "http://moved:81/other"
+	got, _, err := Snapshot(opts, agents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := Snapshot(testOpts, agents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range snapshotTypes {
+		if got.GetVersion(typ) != want.GetVersion(typ) {
+			t.Fatalf("%s: rebuild %s, from scratch %s", typ, got.GetVersion(typ), want.GetVersion(typ))
+		}
+	}
+	if len(opts.pieces.last) != 20 {
+		t.Fatalf("cache holds %d agents, want 20", len(opts.pieces.last))
+	}
+}
