@@ -223,7 +223,10 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 					return c.printJSON(raw)
 				}
 				fmt.Fprintf(stdout, "Created agent %s.\n", clean(a.ID))
-				return printAgent(stdout, &a)
+				if err := printAgent(stdout, &a); err != nil {
+					return err
+				}
+				return printRoute(stdout, raw)
 			},
 		},
 		"list": {
@@ -611,4 +614,20 @@ func when(t time.Time, zero string) string {
 		return zero
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// printRoute prints the answer's route note: whether Envoy routes the agent.
+func printRoute(w io.Writer, raw []byte) error {
+	var ans struct {
+		Route *RouteInfo `json:"route"`
+	}
+	if json.Unmarshal(raw, &ans) != nil || ans.Route == nil {
+		return nil
+	}
+	if ans.Route.Routed {
+		_, err := fmt.Fprintf(w, "route:\tEnvoy routes %s to the upstream (xDS, within a second)\n", clean(ans.Route.Path))
+		return err
+	}
+	_, err := fmt.Fprintf(w, "route:\tnot routed: %s\n", clean(ans.Route.Note))
+	return err
 }

@@ -71,6 +71,8 @@ type Config struct {
 	CIMD CIMD `json:"cimd"`
 	// Clients: hygiene of dynamically registered clients.
 	Clients Clients `json:"clients"`
+	// XDS: the Envoy control plane (ADS) in serve, and envoy-config.
+	XDS XDS `json:"xds"`
 }
 
 type Listen struct {
@@ -194,6 +196,34 @@ const (
 	MinAdminTokenLen = 32
 )
 
+// XDS configures the ADS server that sends Envoy its listeners, routes and
+// clusters built from the agent registry (package xds), and the static
+// bootstrap `mcp-gateway envoy-config` prints.
+type XDS struct {
+	// Listen is the ADS gRPC listener; "" disables it.
+	Listen string `json:"listen"`
+	TLS    XDSTLS `json:"tls"`
+	// Mode: "grpc" (ext_authz to the Check) or "http-service" (/authz/check).
+	Mode string `json:"mode"`
+	// GatewayHTTP and GatewayGRPC: host:port at which Envoy reaches
+	// listen.http and listen.grpc (default 127.0.0.1 and their ports).
+	GatewayHTTP string `json:"gateway_http"`
+	GatewayGRPC string `json:"gateway_grpc"`
+	// UpstreamCAFile validates https agents (default: the system roots).
+	UpstreamCAFile string `json:"upstream_ca_file"`
+	// AllowedUpstreamHosts: hostnames, IPs or CIDRs agents may use as
+	// upstream although loopback, link-local or cloud metadata.
+	AllowedUpstreamHosts []string `json:"allowed_upstream_hosts"`
+}
+
+// XDSTLS: the ADS listener's certificate; with ClientCAFile, Envoy must
+// present a certificate signed by it (mutual TLS).
+type XDSTLS struct {
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	ClientCAFile string `json:"client_ca_file"`
+}
+
 // Default returns the defaults every loaded config starts from.
 func Default() *Config {
 	return &Config{
@@ -218,6 +248,8 @@ func Default() *Config {
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
 		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50, AllowedSchemes: []string{"cursor"}},
+
+		XDS: XDS{Listen: ":18000", Mode: "grpc"},
 
 		TrustedHops: 1,
 	}
@@ -449,6 +481,7 @@ func (c *Config) Validate(dev bool) error {
 			bad(field, "%q can run code or launch a system handler and is never allowed", sc)
 		}
 	}
+	c.XDS.validate(bad)
 	return errors.Join(errs...)
 }
 
@@ -551,4 +584,30 @@ func (c *Config) Secrets() ([][]byte, error) {
 		out[i] = s
 	}
 	return out, nil
+}
+
+// validate checks the xds block.
+func (x *XDS) validate(bad func(field, format string, a ...any)) {
+	for name, a := range map[string]string{"xds.listen": x.Listen, "xds.gateway_http": x.GatewayHTTP, "xds.gateway_grpc": x.GatewayGRPC} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(name, "%q is not host:port", a)
+		}
+	}
+	if x.Mode != "grpc" && x.Mode != "http-service" {
+		bad("xds.mode", "%q: want grpc or http-service", x.Mode)
+	}
+	if (x.TLS.CertFile == "") != (x.TLS.KeyFile == "") {
+		bad("xds.tls", "set both cert_file and key_file, or neither")
+	}
+	if x.TLS.ClientCAFile != "" && x.TLS.CertFile == "" {
+		bad("xds.tls.client_ca_file", "mutual TLS needs cert_file and key_file too")
+	}
+	for i, h := range x.AllowedUpstreamHosts {
+		if !validHostOrCIDR(h) {
+			bad(fmt.Sprintf("xds.allowed_upstream_hosts[%d]", i), "%q is not a hostname, IP address or CIDR", h)
+		}
+	}
 }

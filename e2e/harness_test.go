@@ -314,6 +314,7 @@ type Gateway struct {
 	HTTPURL    string // serve's HTTP listener: authorization server + /authz/check
 	GRPCAddr   string // serve's ext_authz gRPC listener (127.0.0.1:<port>)
 	AdminURL   string // admin listener: /admin/v1, /metrics, /healthz, /readyz
+	XDSAddr    string // ADS server (127.0.0.1:<port>)
 	AdminToken string
 	AgentAddr  string            // the demo agent (host:port, MCP path /mcp), upstream of demo and other
 	Users      map[string]string // built-in users → passwords: alice, bob
@@ -436,6 +437,7 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 	g.PublicURL = "http://" + g.publicAddr
 	httpAddr, grpcAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	g.HTTPURL, g.GRPCAddr, g.AdminURL = "http://"+httpAddr, grpcAddr, "http://"+adminAddr
+	g.XDSAddr = freeAddr(t)
 
 	access, cacheTTL := opts.AccessTTL, opts.CacheTTL
 	if access == 0 {
@@ -465,6 +467,9 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 		"rate_limit": map[string]int{"register": 0, "token": 0, "authorize": 0, "login": 0, "login_per_user": 0},
 		"cache":      map[string]any{"ttl": cacheTTL.String(), "max_size": 1000},
 		"clients":    map[string]any{"max_per_ip": 0},
+		// The agents here run on loopback, which agent upstreams may not
+		// use unless allowed.
+		"xds": map[string]any{"listen": g.XDSAddr, "allowed_upstream_hosts": []string{"127.0.0.1"}},
 	}
 	// JSON is YAML: the config loader reads it as is.
 	b, err := json.MarshalIndent(cfg, "", "  ")

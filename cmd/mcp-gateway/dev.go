@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -47,6 +47,10 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cfg.Listen = config.Listen{HTTP: *listen, GRPC: *grpcAddr, Admin: *adminAddr}
+	// Dev mode is its own proxy: no ADS server. Agents on this machine
+	// (the demo agent, one you run) are its normal upstreams.
+	cfg.XDS.Listen = ""
+	cfg.XDS.AllowedUpstreamHosts = append(cfg.XDS.AllowedUpstreamHosts, "127.0.0.0/8", "::1", "localhost")
 	if *publicURL != "" {
 		cfg.PublicURL = *publicURL
 	} else if _, set := os.LookupEnv("MCPGW_PUBLIC_URL"); !set {
@@ -147,13 +151,11 @@ func devHandler(g *gateway) http.Handler {
 	})
 }
 
+// isGatewayPath: the shared route table (internal/routes), which the Envoy
+// builder uses too, so /accounting/mcp is an agent here as it is in Envoy.
 func isGatewayPath(p string) bool {
-	for _, prefix := range []string{"/oauth/", "/.well-known/", "/authz/check", "/login", "/consent", "/account"} {
-		if strings.HasPrefix(p, prefix) {
-			return true
-		}
-	}
-	return false
+	_, ok := routes.GatewayRoute(p, true)
+	return ok
 }
 
 func hasAgent(cfg *config.Config, id string) bool {

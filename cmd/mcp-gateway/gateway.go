@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/authz"
@@ -22,6 +25,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/storeopen"
 	"github.com/mcpgateway/mcp-gateway/token"
+	"github.com/mcpgateway/mcp-gateway/xds"
 )
 
 // gateway is every piece of one replica, wired from a config. serve and dev
@@ -36,6 +40,8 @@ type gateway struct {
 	admin  *admin.Server
 	grpc   *grpc.Server
 	static []store.Agent
+	// xds is the ADS server for Envoy; nil when xds.listen is empty.
+	xds *xds.Server
 }
 
 func newLogger() *slog.Logger {
@@ -93,7 +99,24 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		st.Close()
 		return nil, err
 	}
-	g.admin = admin.New(admin.Options{
+	xo, err := xds.OptionsFromConfig(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	for _, a := range g.static {
+		if _, why := xds.RouteFor(a, xo.CheckUpstream); why != "" {
+			log.Warn("agent not routed by Envoy", "agent", a.ID, "reason", why)
+		}
+	}
+	if cfg.XDS.Listen != "" {
+		g.xds, err = newXDSServer(cfg, xo, g.static, st, log)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	aopts := admin.Options{
 		Token:         cfg.AdminToken,
 		AuthFailLimit: cfg.RateLimit.AdminAuth,
 		Store:         st,
@@ -101,7 +124,16 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Ready:         g.authz.Ready,
 		AccessTTL:     cfg.TTL.Access.D(),
 		Logger:        log,
-	})
+		CheckUpstream: xo.CheckUpstream,
+		RouteNote: func(a store.Agent) (bool, string) {
+			u, why := xds.RouteFor(a, xo.CheckUpstream)
+			return u != nil, why
+		},
+	}
+	if g.xds != nil {
+		aopts.XDS = func() any { return g.xds.Status() }
+	}
+	g.admin = admin.New(aopts)
 	g.grpc = authz.NewGRPCServer(g.authz)
 	return g, nil
 }
@@ -123,7 +155,9 @@ func (g *gateway) httpHandler() http.Handler {
 type listener struct {
 	name string
 	addr string
-	http http.Handler // nil: the gRPC server
+	http http.Handler // nil: the gRPC server, unless serve is set
+	// serve runs a server of its own on the listener (the ADS server).
+	serve func(net.Listener) error
 }
 
 // run starts the authorizer and every listener, then on ctx's end shuts down
@@ -137,6 +171,12 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 	defer stopBG()
 	if err := g.authz.Start(bg); err != nil {
 		return fmt.Errorf("authorizer: %w", err)
+	}
+	if g.xds != nil {
+		if err := g.xds.Start(bg); err != nil {
+			return fmt.Errorf("xds: %w", err)
+		}
+		defer g.xds.Stop()
 	}
 
 	baseCtx, cancelStreams := context.WithCancel(context.Background())
@@ -157,6 +197,15 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 			return listenError(l.name, l.addr, err)
 		}
 		addrs[l.name] = ln.Addr()
+		if l.serve != nil {
+			go func() {
+				if err := l.serve(ln); err != nil {
+					errc <- fmt.Errorf("%s: %w", l.name, err)
+				}
+			}()
+			g.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
+			continue
+		}
 		if l.http == nil {
 			grpcUsed = true
 			go func() { errc <- g.grpc.Serve(ln) }()
@@ -204,6 +253,11 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 		"drain", drainDelay.String(), "shutdown_timeout", shutdownTimeout.String())
 	g.authz.Drain()
 	time.Sleep(drainDelay)
+	if g.xds != nil {
+		// ADS streams never end by themselves: close them now; each Envoy
+		// reconnects to another replica and keeps its configuration.
+		g.xds.Stop()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	streams := time.AfterFunc(streamGrace, cancelStreams)
@@ -242,4 +296,30 @@ func listenError(name, addr string, err error) error {
 		return fmt.Errorf("%s listener: %w (another process holds %s; a gateway that was just stopped keeps its ports while it drains, --drain-delay (5s for serve) plus in-flight requests: wait for its \"stopped\" log line, then start again)", name, err, addr)
 	}
 	return fmt.Errorf("%s listener: %w", name, err)
+}
+
+// newXDSServer is the ADS server on xds.listen, with TLS (and mutual TLS
+// when xds.tls.client_ca_file is set).
+func newXDSServer(cfg *config.Config, opts xds.Options, static []store.Agent, st store.Store, log *slog.Logger) (*xds.Server, error) {
+	so := xds.ServerOptions{Build: opts, Static: static, Store: st, Logger: log}
+	if t := cfg.XDS.TLS; t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("xds.tls: %w", err)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if t.ClientCAFile != "" {
+			pem, err := os.ReadFile(t.ClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("xds.tls.client_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("xds.tls.client_ca_file: no PEM certificate in %s", t.ClientCAFile)
+			}
+			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		so.GRPCOptions = append(so.GRPCOptions, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	return xds.NewServer(so), nil
 }
