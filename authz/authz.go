@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type Options struct {
 	Store  Store
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
+	// AgentOrigins are the Origin values admitted on /<agent>/mcp besides
+	// PublicURL's own (config agent_origins); "*" admits any.
+	AgentOrigins []string
 
 	CacheTTL         time.Duration // API-key and agent cache TTL; default 30s
 	NegativeCacheTTL time.Duration // "not found" entries; default min(5s, CacheTTL)
@@ -64,6 +68,10 @@ type Authorizer struct {
 	ch401     string // `Bearer realm="MCP", resource_metadata="<prmBase>`
 	scopes    []string
 	scopeStr  string
+
+	// Origins admitted on agent paths (OriginAllowed).
+	origins   []string // PublicURL's origin first
+	anyOrigin bool
 
 	ring   *token.Ring
 	store  Store
@@ -172,6 +180,8 @@ func New(opts Options) (*Authorizer, error) {
 		a.now, a.realClock = time.Now, true
 	}
 	a.ch401 = `Bearer realm="MCP", resource_metadata="` + a.prmBase
+	a.origins = append([]string{config.OriginOf(pub)}, opts.AgentOrigins...)
+	a.anyOrigin = slices.Contains(opts.AgentOrigins, "*")
 	for i := range opts.StaticAgents {
 		ag := opts.StaticAgents[i] // copy: the caller's slice stays theirs
 		if !config.ValidAgentID(ag.ID) {

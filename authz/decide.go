@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ const (
 	ReasonUnknownAgent      = "unknown_agent"
 	ReasonUnavailable       = "unavailable"
 	ReasonRouteMismatch     = "route_mismatch"
+	ReasonOriginNotAllowed  = "origin_not_allowed"
 )
 
 // ContextExtensionAgent is the ext_authz context_extensions key under which
@@ -60,6 +62,7 @@ const (
 	rUnknownAgent
 	rUnavailable
 	rRouteMismatch
+	rOrigin
 	nReasons
 )
 
@@ -87,6 +90,10 @@ var reasons = [nReasons]struct {
 	// and the gateway parsed the path differently, or the route table is
 	// wrong. Nothing is routed there, hence 404 like bad_path.
 	rRouteMismatch: {ReasonRouteMismatch, "deny", 404, "not_found", "this path does not belong to the agent its route was built for", nil, ""},
+	// A browser page of another site (or a DNS-rebound name) calls an agent:
+	// refused before the credential is looked at, with no challenge, as no
+	// token would make it acceptable.
+	rOrigin: {ReasonOriginNotAllowed, "deny", 403, "origin_not_allowed", "the request's Origin may not call this agent: the gateway admits its public URL's origin and agent_origins", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -176,6 +183,9 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	if r.RouteAgent != nil && *r.RouteAgent != agent {
 		return rRouteMismatch, credNone, agent
 	}
+	if !a.originOK(r) {
+		return rOrigin, credNone, agent
+	}
 	var authz string
 	switch {
 	case r.Headers != nil:
@@ -194,6 +204,30 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	default:
 		return a.decideKey(ctx, r, d, agent, raw, cred, now), cred, agent
 	}
+}
+
+// originOK: a request without Origin (not a browser) or with an admitted one.
+func (a *Authorizer) originOK(r *Request) bool {
+	o := r.origin()
+	return o == "" || a.OriginAllowed(o)
+}
+
+// origin is the request's Origin header ("" when absent).
+func (r *Request) origin() string {
+	switch {
+	case r.Headers != nil:
+		return r.Headers["origin"]
+	case r.Header != nil:
+		return r.Header("origin")
+	}
+	return ""
+}
+
+// OriginAllowed reports whether a browser page of origin may call agents:
+// the public URL's origin, agent_origins, or any when that lists "*".
+// Repeated Origin headers (joined with ",") match nothing.
+func (a *Authorizer) OriginAllowed(origin string) bool {
+	return a.anyOrigin || slices.Contains(a.origins, origin)
 }
 
 // parseBearer reads `Bearer <token>` (scheme case-insensitive). cred is
@@ -473,6 +507,11 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
+		if rsn == rOrigin { // not a credential problem: no challenge
+			d.hdr[0] = jsonHeader
+			d.Headers = d.hdr[:1]
+			break
+		}
 		if d.hdr[0].Key == "" { // every 403 goes through forbid; stay safe anyway
 			d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: `Bearer realm="MCP", error="insufficient_scope"`}
 		}
@@ -514,6 +553,13 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 			p = p[:maxAuditPath]
 		}
 		attrs = append(attrs, slog.String("path", p))
+	}
+	if d.Reason == ReasonOriginNotAllowed {
+		o := r.origin()
+		if len(o) > maxAuditPath {
+			o = o[:maxAuditPath]
+		}
+		attrs = append(attrs, slog.String("origin", o))
 	}
 	if d.Reason == ReasonRouteMismatch && r.RouteAgent != nil {
 		ra := *r.RouteAgent

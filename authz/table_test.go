@@ -37,6 +37,9 @@ type want struct {
 	scope   string // challenge scope= for 401/403
 	body    string // JSON body "error"
 	ident   map[string]string
+	// noChallenge: a 403 that is no credential problem (Origin) has no
+	// WWW-Authenticate at all.
+	noChallenge bool
 }
 
 type tcase struct {
@@ -76,11 +79,13 @@ func forbidden(agent, reason, scope string) want {
 
 func notFound(reason string) want { return want{status: 404, reason: reason, body: "not_found"} }
 
+var badOrigin = want{status: 403, reason: ReasonOriginNotAllowed, body: "origin_not_allowed", noChallenge: true}
+
 func bearer(tok string) []string { return []string{"Bearer " + tok} }
 
 // tableEnv seeds the tokens and keys the cases use.
 func tableEnv(t *testing.T) (*env, []tcase) {
-	e := newEnv(t)
+	e := newEnv(t, func(o *Options) { o.AgentOrigins = []string{"http://localhost:6274"} })
 	ctx := context.Background()
 
 	aliceGW := e.mint("aliceGW", "alice")
@@ -269,6 +274,19 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "route/spoof-headers-cannot-set-it", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf("demo"),
 			hdr: map[string]string{"x-mcp-agent": "demo", "x-envoy-context-agent": "alpha"}, want: notFound(ReasonRouteMismatch)},
 		{name: "route/bad-path-first", path: "/alpha/../demo/mcp", auth: bearer(aliceGW), ext: routeOf("demo"), want: notFound(ReasonBadPath)},
+
+		// --- Origin (DNS rebinding, other sites' pages; issue 16 item 8) ---
+		{name: "origin/public-url", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": pub}, want: okAlice},
+		{name: "origin/listed", path: "/alpha/mcp/", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://localhost:6274"}, want: okAlice},
+		{name: "origin/other-site", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
+		{name: "origin/other-site-before-credential", path: "/alpha/mcp", hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
+		{name: "origin/other-site-key", path: "/alpha/mcp", auth: bearer(bakAlpha), hdr: map[string]string{"Origin": "https://evil.example.com"}, want: badOrigin},
+		{name: "origin/null", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "null"}, want: badOrigin},
+		{name: "origin/listed-port-prefix", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://localhost:62740"}, want: badOrigin},
+		{name: "origin/public-other-scheme", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "https://127.0.0.1:8000"}, want: badOrigin},
+		{name: "origin/rebound-name", path: "/alpha/mcp", auth: bearer(aliceGW), host: "rebind.example:8000", hdr: map[string]string{"Origin": "http://rebind.example:8000"}, want: badOrigin},
+		{name: "origin/two-joined", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": pub + "," + pub}, want: badOrigin},
+		{name: "origin/unknown-agent", path: "/nosuch/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
 	}
 	return e, cases
 }
@@ -405,6 +423,12 @@ func checkDenied(t *testing.T, tc tcase, status int, challenge, ctype string, bo
 	}
 	if err := json.Unmarshal(body, &b); err != nil || b.Error != tc.want.body || b.Description == "" {
 		t.Errorf("body %s (err %v), want error %q with a description", body, err, tc.want.body)
+	}
+	if tc.want.noChallenge {
+		if challenge != "" {
+			t.Errorf("unexpected challenge %q", challenge)
+		}
+		return
 	}
 	switch tc.want.status {
 	case 401, 403:

@@ -79,6 +79,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Ring:         ring,
 		Store:        st,
 		StaticAgents: g.static,
+		AgentOrigins: cfg.AgentOrigins,
 		CacheTTL:     cfg.Cache.TTL.D(),
 		CacheSize:    cfg.Cache.MaxSize,
 		Logger:       log,
