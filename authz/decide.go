@@ -152,7 +152,7 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
 	d.Reason = reasons[rsn].name
 	d.Identity.Credential = credNames[cred]
 	if rsn != rOK {
-		a.deny(d, rsn, agent)
+		a.deny(d, rsn, agent, slashForm(r.Path))
 	}
 	a.counters[rsn][cred].Inc()
 	a.observe(r.Adapter, time.Since(start))
@@ -379,12 +379,17 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 }
 
 // audienceOK: aud must name this agent's resource (<public>/<agent>/mcp)
-// or the whole gateway (<public>), byte for byte.
+// or the whole gateway (<public>), byte for byte. The endpoint's slash form
+// (<public>/<agent>/mcp/, a resource of its own) names the same agent, so
+// a token for either form is good on either path.
 func (a *Authorizer) audienceOK(aud []string, agent string) bool {
 	p := a.publicURL
 	for _, s := range aud {
 		if s == p {
 			return true
+		}
+		if strings.HasSuffix(s, "/mcp/") {
+			s = s[:len(s)-1]
 		}
 		if len(s) == len(p)+1+len(agent)+len("/mcp") && strings.HasPrefix(s, p) &&
 			s[len(p)] == '/' && s[len(p)+1:len(p)+1+len(agent)] == agent && strings.HasSuffix(s, "/mcp") {
@@ -494,7 +499,7 @@ func appendUnique(list []string, s string) []string {
 
 // deny fills the response for a refused request: the challenge (401: from
 // the public URL; 403: the agent's, set by forbid), JSON content type and body.
-func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
+func (a *Authorizer) deny(d *Decision, rsn reason, agent string, slash bool) {
 	r := &reasons[rsn]
 	d.Allow = false
 	d.Status = r.status
@@ -503,7 +508,11 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
 	switch r.status {
 	case 401:
-		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + agent + `/mcp", scope="` + a.scopeStr + `"` + chError[rsn]}
+		res := agent + "/mcp"
+		if slash {
+			res += "/" // the metadata of the URL the client used (RFC 9728 §3.3)
+		}
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + res + `", scope="` + a.scopeStr + `"` + chError[rsn]}
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
@@ -525,6 +534,14 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 		d.hdr[0] = jsonHeader
 		d.Headers = d.hdr[:1]
 	}
+}
+
+// slashForm: the target is an agent's endpoint in its /<agent>/mcp/ form.
+func slashForm(target string) bool {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	return strings.HasSuffix(target, "/mcp/")
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.

@@ -77,6 +77,15 @@ func forbidden(agent, reason, scope string) want {
 	return want{status: 403, reason: reason, errCode: "insufficient_scope", agent: agent, scope: scope, body: "insufficient_scope"}
 }
 
+// resourceOf is the resource path an expected challenge names: want.agent
+// is an agent id (its /mcp form) or "<id>/mcp/" for the slash form.
+func resourceOf(agent string) string {
+	if strings.HasSuffix(agent, "/mcp/") {
+		return agent
+	}
+	return agent + "/mcp"
+}
+
 func notFound(reason string) want { return want{status: 404, reason: reason, body: "not_found"} }
 
 var badOrigin = want{status: 403, reason: ReasonOriginNotAllowed, body: "origin_not_allowed", noChallenge: true}
@@ -94,6 +103,7 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 	aliceBravoAud := e.mint("", "alice", aud(pub+"/bravo/mcp"))
 	aliceMultiAud := e.mint("", "alice", aud(pub+"/other/mcp", pub+"/alpha/mcp"))
 	aliceAudSlash := e.mint("", "alice", aud(pub+"/alpha/mcp/"))
+	aliceAudSlash2 := e.mint("", "alice", aud(pub+"/alpha/mcp//"))
 	aliceAudOther := e.mint("", "alice", aud("http://evil.example", pub+"/"))
 	aliceScopeOther := e.mint("", "alice", scope("other"))
 	aliceScopeEmpty := e.mint("", "alice", scope(""))
@@ -168,7 +178,14 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "jwt/token-for-agent-A-at-B", path: "/alpha/mcp", auth: bearer(aliceDemoAud), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/token-for-agent-A-at-B-same-length", path: "/alpha/mcp", auth: bearer(aliceBravoAud), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/agent-aud/same-length-agent", path: "/bravo/mcp", auth: bearer(aliceBravoAud), want: allowAs("alice", "bravo", "client-alice", "mcp", CredOAuth)},
-		{name: "jwt/aud-trailing-slash", path: "/alpha/mcp", auth: bearer(aliceAudSlash), want: unauth("alpha", ReasonWrongAudience)},
+		// The endpoint's two forms are one agent (issue 16 item 9): a token
+		// for either is good on either path.
+		{name: "jwt/aud-slash-form", path: "/alpha/mcp", auth: bearer(aliceAudSlash), want: okAlice},
+		{name: "jwt/aud-slash-form-at-slash-path", path: "/alpha/mcp/", auth: bearer(aliceAudSlash), want: okAlice},
+		{name: "jwt/aud-at-slash-path", path: "/alpha/mcp/?x=1", auth: bearer(aliceAlpha), want: okAlice},
+		{name: "jwt/aud-slash-form-other-agent", path: "/bravo/mcp/", auth: bearer(aliceAudSlash), want: unauth("bravo/mcp/", ReasonWrongAudience)},
+		{name: "jwt/aud-double-slash", path: "/alpha/mcp", auth: bearer(aliceAudSlash2), want: unauth("alpha", ReasonWrongAudience)},
+		{name: "auth/missing-slash-form", path: "/alpha/mcp/", want: unauth("alpha/mcp/", ReasonMissingCredential)},
 		{name: "jwt/aud-foreign-and-slash", path: "/alpha/mcp", auth: bearer(aliceAudOther), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/gateway-wide-not-owner", path: "/alpha/mcp", auth: bearer(carolGW), want: forbidden("alpha", ReasonForbidden, "mcp")},
 		{name: "jwt/owner-of-other-agent", path: "/demo/mcp", auth: bearer(aliceGW), want: forbidden("demo", ReasonForbidden, "mcp")},
@@ -435,7 +452,7 @@ func checkDenied(t *testing.T, tc tcase, status int, challenge, ctype string, bo
 		p := challengeParams(t, challenge)
 		wantP := map[string]string{
 			"realm":             "MCP",
-			"resource_metadata": pub + "/.well-known/oauth-protected-resource/" + tc.want.agent + "/mcp",
+			"resource_metadata": pub + "/.well-known/oauth-protected-resource/" + resourceOf(tc.want.agent),
 			"scope":             tc.want.scope,
 		}
 		if tc.want.errCode != "" {
