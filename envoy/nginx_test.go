@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -615,14 +616,29 @@ func TestNginxBehaviour(t *testing.T) {
 		}
 	})
 
+	t.Run("favicon: 204 without a check", func(t *testing.T) {
+		checks, public := gw.counts()
+		if resp := do("GET", "/favicon.ico", "", nil); resp.StatusCode != 204 {
+			t.Errorf("/favicon.ico: status %d, want 204", resp.StatusCode)
+		}
+		if c, p := gw.counts(); c != checks || p != public {
+			t.Error("/favicon.ico reached the gateway")
+		}
+	})
+
 	t.Run("CORS preflight answered without a check", func(t *testing.T) {
 		checks, _ := gw.counts()
 		resp := do("OPTIONS", "/demo/mcp", "", map[string]string{"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST"})
 		if resp.StatusCode != 204 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		if !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "mcp-protocol-version") ||
-			resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		allow := strings.Split(resp.Header.Get("Access-Control-Allow-Headers"), ", ")
+		for _, h := range browserClientHeaders {
+			if !slices.Contains(allow, h) {
+				t.Errorf("preflight Allow-Headers %q lacks %s", allow, h)
+			}
+		}
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Errorf("preflight headers %v", resp.Header)
 		}
 		if after, _ := gw.counts(); after != checks {
