@@ -126,7 +126,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	resource, agent, err := s.resolveResource(ctx, q.Get("resource"))
 	if errors.Is(err, errBadTarget) {
-		fail("invalid_target", "resource must be this gateway's base URL or <base>/<agent>/mcp of a known agent")
+		// Names the public URL: a client given another host name for this
+		// gateway (localhost for 127.0.0.1) sees which one to use.
+		fail("invalid_target", "resource must be this gateway's URL "+s.issuer+" or "+s.issuer+"/<agent>/mcp of a known agent")
 		return
 	}
 	if err != nil {
