@@ -2,14 +2,18 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/mcpgateway/mcp-gateway/envoy"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
 )
 
@@ -158,4 +162,21 @@ func headerListHas(list, h string) bool {
 		}
 	}
 	return false
+}
+
+// TestNginxConfigWritesNJSModule: `nginx-config --njs-out` installs the njs
+// module the nginx template imports, next to the agents include.
+func TestNginxConfigWritesNJSModule(t *testing.T) {
+	dir := t.TempDir()
+	njs, agents := filepath.Join(dir, "mcp-gateway.js"), filepath.Join(dir, "agents.conf")
+	if err := runNginxConfig(context.Background(), []string{"--config", registryConfig(t, "memory", ""), "--out", agents, "--njs-out", njs}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(njs)
+	if err != nil || string(got) != envoy.NginxJS || !strings.Contains(string(got), "function clientIdentity") {
+		t.Fatalf("njs module: %v %q", err, got)
+	}
+	if b, err := os.ReadFile(agents); err != nil || !strings.Contains(string(b), "map $mcp_agent $mcp_agent_url") {
+		t.Fatalf("agents include: %v", err)
+	}
 }
