@@ -248,7 +248,7 @@ func (s *Server) canonicalResource(raw string) (resource, agentID string, ok boo
 	}
 	// The slash form stays itself: the token's aud then names exactly the
 	// URL the client connects to, and the Check accepts either form.
-	return s.issuer + "/" + id + suffix, id, true
+	return s.agentURL(id) + suffix[len("/mcp"):], id, true
 }
 
 // resolveResource is canonicalResource plus the agent lookup: an unknown

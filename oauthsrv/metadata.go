@@ -141,7 +141,7 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 	}
 	// The slash form's document names the slash form: a client checks the
 	// resource against the URL it connects to, byte for byte.
-	b, err := json.Marshal(s.prm(s.issuer+"/"+id+suffix, scopes, name))
+	b, err := json.Marshal(s.prm(s.agentURL(id)+suffix[len("/mcp"):], scopes, name))
 	if err != nil {
 		writeUnavailable(w)
 		return
