@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -40,6 +41,9 @@ type Options struct {
 	Scopes []string
 	Ring   *token.Ring
 	Store  Store
+	// Assertions signs the x-mcp-identity assertion added on every allow;
+	// nil: none is added (and a client-sent one is still removed).
+	Assertions *assertion.Signer
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
 
@@ -66,6 +70,7 @@ type Authorizer struct {
 	scopeStr  string
 
 	ring   *token.Ring
+	assert *assertion.Signer
 	store  Store
 	static map[string]*agentInfo
 	keys   *cache[keyInfo]
@@ -102,6 +107,7 @@ type agentInfo struct {
 	requiredStr string
 	chForbidden string // 403 challenges
 	chScope     string
+	resource    string // <public>/<id>/mcp: the assertion's audience
 }
 
 // keyInfo is a cached API-key record.
@@ -154,6 +160,7 @@ func New(opts Options) (*Authorizer, error) {
 		scopes:       append([]string(nil), opts.Scopes...),
 		scopeStr:     strings.Join(opts.Scopes, " "),
 		ring:         opts.Ring,
+		assert:       opts.Assertions,
 		store:        opts.Store,
 		static:       make(map[string]*agentInfo, len(opts.StaticAgents)),
 		keys:         newCache[keyInfo]("api_key", ttl, neg, size),
@@ -208,7 +215,7 @@ func validScope(s string) bool {
 }
 
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
-	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr}
+	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr, resource: a.publicURL + "/" + id + "/mcp"}
 	if len(ag.Scopes) > 0 {
 		// Only well-formed scope tokens: they end up in a quoted challenge.
 		var req []string
