@@ -5,7 +5,7 @@
 //
 //	v, err := agentauth.New(agentauth.Options{
 //		Issuer:   "https://mcp.example.com",              // the gateway's public_url
-//		Audience: "https://mcp.example.com/weather/mcp",  // this agent's MCP URL
+//		Audiences: []string{"https://mcp.example.com/weather/mcp"}, // this agent's MCP URL
 //	})
 //	http.Handle("/mcp", v.Middleware(mcpHandler))
 //	// in a handler: id, _ := agentauth.FromContext(r.Context()); id.Subject …
@@ -54,7 +54,7 @@ type Claims struct {
 type Identity struct {
 	Issuer     string
 	Audience   string
-	Subject    string // the user
+	Subject    string // the user ("" for an agent key issued without one)
 	ClientID   string // the OAuth client, or the API key's id
 	Scope      string // space-separated granted scopes
 	Credential string // oauth, agent_key or user_key
@@ -69,12 +69,14 @@ var (
 	ErrInvalid = errors.New("agentauth: invalid identity assertion")
 )
 
-// Options configure a Verifier. Issuer and Audience are required.
+// Options configure a Verifier. Issuer and Audiences are required.
 type Options struct {
 	// Issuer is the gateway's public URL (its config public_url).
 	Issuer string
-	// Audience is this agent's resource URL: <public_url>/<agent id>/mcp.
-	Audience string
+	// Audiences are this agent's resource URLs, <public_url>/<agent id>/mcp:
+	// usually one; more when one server backs several agent ids. An
+	// assertion for any other agent is refused.
+	Audiences []string
 	// JWKSURL is where the public keys are fetched; default
 	// <Issuer>/.well-known/jwks.json. Set it when the agent reaches the
 	// gateway by another (internal) address.
@@ -98,10 +100,10 @@ type Options struct {
 
 // Verifier checks assertions. It is safe for concurrent use.
 type Verifier struct {
-	issuer, audience string
-	keys             *keySet
-	parser           *jwt.Parser
-	log              *slog.Logger
+	issuer string
+	keys   *keySet
+	parser *jwt.Parser
+	log    *slog.Logger
 }
 
 // New checks opts and returns a Verifier. It fetches nothing yet.
@@ -109,8 +111,13 @@ func New(opts Options) (*Verifier, error) {
 	if err := absURL(opts.Issuer); err != nil {
 		return nil, fmt.Errorf("agentauth: Issuer: %w", err)
 	}
-	if err := absURL(opts.Audience); err != nil {
-		return nil, fmt.Errorf("agentauth: Audience: %w", err)
+	if len(opts.Audiences) == 0 {
+		return nil, errors.New("agentauth: Audiences: at least one is required")
+	}
+	for _, a := range opts.Audiences {
+		if err := absURL(a); err != nil {
+			return nil, fmt.Errorf("agentauth: Audiences: %w", err)
+		}
 	}
 	issuer := strings.TrimRight(opts.Issuer, "/")
 	if opts.JWKSURL == "" {
@@ -134,9 +141,8 @@ func New(opts Options) (*Verifier, error) {
 		opts.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
 	v := &Verifier{
-		issuer:   issuer,
-		audience: opts.Audience,
-		log:      opts.Logger,
+		issuer: issuer,
+		log:    opts.Logger,
 		keys: &keySet{
 			url: opts.JWKSURL, client: opts.HTTPClient, now: opts.Now, log: opts.Logger,
 			refresh: def(opts.RefreshInterval, 10*time.Minute), minRefetch: def(opts.MinRefetchInterval, 30*time.Second),
@@ -145,7 +151,7 @@ func New(opts Options) (*Verifier, error) {
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{Alg}),
 		jwt.WithIssuer(issuer),
-		jwt.WithAudience(opts.Audience),
+		jwt.WithAudience(opts.Audiences...), // any one of them
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(def(opts.Leeway, 30*time.Second)),
@@ -183,11 +189,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if c.Subject == "" || c.IssuedAt == nil {
-		return nil, fmt.Errorf("%w: sub and iat are required", ErrInvalid)
+	if c.IssuedAt == nil || len(c.Audience) != 1 || c.Credential == "" {
+		return nil, fmt.Errorf("%w: iat, credential and exactly one aud are required", ErrInvalid)
 	}
 	return &Identity{
-		Issuer: c.Issuer, Audience: v.audience, Subject: c.Subject, ClientID: c.ClientID,
+		Issuer: c.Issuer, Audience: c.Audience[0], Subject: c.Subject, ClientID: c.ClientID,
 		Scope: c.Scope, Credential: c.Credential, ID: c.ID,
 		IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time,
 	}, nil

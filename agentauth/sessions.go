@@ -17,9 +17,9 @@ type SessionOptions struct {
 }
 
 // BindSessions binds every MCP session that next (a Streamable HTTP
-// handler, behind Middleware) creates to the user of the request that
-// created it, as the MCP Security Best Practices ask: a session id that
-// leaks or is guessed is useless to another user. A request naming a
+// handler, behind Middleware) creates to the user and client of the request
+// that created it, as the MCP Security Best Practices ask: a session id
+// that leaks or is guessed is useless to anyone else. A request naming a
 // session bound to someone else, or one the table does not know (evicted,
 // or made before a restart), gets 404 — what the protocol answers for an
 // unknown session, so a legitimate client starts a new one. Requests
@@ -43,12 +43,12 @@ func BindSessions(next http.Handler, opts SessionOptions) http.Handler {
 		}
 		sid := r.Header.Get(SessionHeader)
 		if sid == "" {
-			bw := &bindingWriter{ResponseWriter: w, t: t, sub: id.Subject}
+			bw := &bindingWriter{ResponseWriter: w, t: t, sub: principal(id)}
 			next.ServeHTTP(bw, r)
 			bw.bind()
 			return
 		}
-		if !t.check(sid, id.Subject) {
+		if !t.check(sid, principal(id)) {
 			http.Error(w, "session not found", http.StatusNotFound)
 			return
 		}
@@ -63,6 +63,10 @@ func BindSessions(next http.Handler, opts SessionOptions) http.Handler {
 		}
 	})
 }
+
+// principal is who a session belongs to: the user through one client (an
+// agent key without a user is its own client).
+func principal(id *Identity) string { return id.Subject + "\x00" + id.ClientID }
 
 type binding struct {
 	sub  string

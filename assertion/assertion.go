@@ -83,10 +83,10 @@ type entry struct {
 type Options struct {
 	Issuer    string // the gateway's public URL
 	Keys      []Key
-	CacheSize int              // assertions cached; default 10000
+	CacheSize int // assertions cached; default 10000
 	// NoCache signs on every Get: only to measure what the cache saves.
 	NoCache bool
-	Now       func() time.Time // default time.Now
+	Now     func() time.Time // default time.Now
 }
 
 // New checks the keys (P-256, unique non-empty ids) and builds a Signer.

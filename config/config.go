@@ -63,6 +63,36 @@ type Config struct {
 	CIMD CIMD `json:"cimd"`
 	// Clients: hygiene of dynamically registered clients.
 	Clients Clients `json:"clients"`
+
+	// AssertionKeys sign the x-mcp-identity assertion agents receive (ES256:
+	// P-256 PEM files written by `mcp-gateway keys gen-assertion`). The first
+	// signs, all are published at /.well-known/jwks.json: rotate by
+	// prepending. Empty: one key is derived from each signing key.
+	AssertionKeys []AssertionKey `json:"assertion_keys"`
+}
+
+// AssertionKey is one identity-assertion signing key.
+type AssertionKey struct {
+	ID             string `json:"id"`
+	PrivateKeyFile string `json:"private_key_file"`
+}
+
+// validateAssertionKeys: unique non-empty ids, a file each.
+func (c *Config) validateAssertionKeys(bad func(field, format string, a ...any)) {
+	seen := map[string]bool{}
+	for i, k := range c.AssertionKeys {
+		f := fmt.Sprintf("assertion_keys[%d]", i)
+		switch {
+		case k.ID == "" || len(k.ID) > 128:
+			bad(f+".id", "required, at most 128 characters")
+		case seen[k.ID]:
+			bad(f+".id", "%q used twice", k.ID)
+		}
+		seen[k.ID] = true
+		if k.PrivateKeyFile == "" {
+			bad(f+".private_key_file", "required (mcp-gateway keys gen-assertion writes one)")
+		}
+	}
 }
 
 type Listen struct {
@@ -383,6 +413,7 @@ func (c *Config) Validate(dev bool) error {
 	if c.Clients.MaxPerIP < 0 {
 		bad("clients.max_per_ip", "must not be negative (0: no cap)")
 	}
+	c.validateAssertionKeys(bad)
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/mcpgateway/mcp-gateway/admin"
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/login"
@@ -29,6 +30,7 @@ type gateway struct {
 	log    *slog.Logger
 	store  store.Store
 	ring   *token.Ring
+	assert *assertion.Signer
 	authz  *authz.Authorizer
 	oauth  *oauthsrv.Server
 	admin  *admin.Server
@@ -57,11 +59,15 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, err
 	}
+	signer, err := newAssertionSigner(cfg, keys, log)
+	if err != nil {
+		return nil, err
+	}
 	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, static: staticAgents(cfg)}
+	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, assert: signer, static: staticAgents(cfg)}
 	if loginOpt == nil {
 		loginOpt = login.Provider(cfg, st, login.WithLogger(log))
 	}
@@ -69,6 +75,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		PublicURL:    cfg.PublicURL,
 		Scopes:       cfg.Scopes,
 		Ring:         ring,
+		Assertions:   signer,
 		Store:        st,
 		StaticAgents: g.static,
 		CacheTTL:     cfg.Cache.TTL.D(),
@@ -111,9 +118,46 @@ func staticAgents(cfg *config.Config) []store.Agent {
 	return out
 }
 
-// httpHandler is the authorization server plus the HTTP check adapter.
+// newAssertionSigner loads the assertion keys of the config or, when it
+// has none, derives one from each signing key (kid "hs-<id>"), so replicas
+// sharing signing keys share assertion keys and rotate with them.
+func newAssertionSigner(cfg *config.Config, ring []token.Key, log *slog.Logger) (*assertion.Signer, error) {
+	var keys []assertion.Key
+	for i, k := range cfg.AssertionKeys {
+		b, err := os.ReadFile(k.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: assertion_keys[%d].private_key_file: %w", i, err)
+		}
+		pk, err := assertion.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("config: assertion_keys[%d] (%s): %w", i, k.ID, err)
+		}
+		keys = append(keys, assertion.Key{ID: k.ID, Private: pk})
+	}
+	if len(keys) == 0 {
+		for _, k := range ring {
+			pk, err := assertion.DeriveKey(k.Secret)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, assertion.Key{ID: "hs-" + k.ID, Private: pk})
+		}
+		log.Info("identity assertion keys derived from signing_keys; set assertion_keys to manage them apart")
+	}
+	return assertion.New(assertion.Options{Issuer: cfg.PublicURL, Keys: keys, CacheSize: cfg.Cache.MaxSize})
+}
+
+// httpHandler is the authorization server plus the HTTP check adapter and
+// the assertion keys (assertion.JWKSPath).
 func (g *gateway) httpHandler() http.Handler {
-	return authz.WithHTTPCheck(g.authz, g.oauth.Handler())
+	oauth, jwks := g.oauth.Handler(), g.assert.JWKSHandler()
+	return authz.WithHTTPCheck(g.authz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == assertion.JWKSPath {
+			jwks.ServeHTTP(w, r)
+			return
+		}
+		oauth.ServeHTTP(w, r)
+	}))
 }
 
 // listener is one server the gateway runs.

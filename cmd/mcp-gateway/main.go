@@ -23,7 +23,7 @@ var commands = map[string]command{
 	"dev":           {runDev, "all-in-one dev mode on one port with a demo agent and a built-in proxy"},
 	"demo-agent":    {runDemoAgent, "run the demo MCP server on its own (--listen :3000)"},
 	"agents":        {runAgents, "manage agents through the admin API (create, list, get, delete)"},
-	"keys":          {runKeys, "manage API keys through the admin API (create, list, revoke)"},
+	"keys":          {runKeys, "manage API keys through the admin API (create, list, revoke); gen-assertion writes an identity-assertion key"},
 	"clients":       {runClients, "list and delete registered OAuth clients through the admin API"},
 	"hash-password": {runHashPassword, "print a bcrypt hash for a built-in user's password (read from stdin)"},
 	"healthcheck":   {runHealthcheck, "exit 0 when the admin /healthz answers 200 (for container healthchecks)"},
