@@ -47,7 +47,7 @@ func jwksServer(t *testing.T, cur **assertion.Signer) *httptest.Server {
 
 func verifier(t *testing.T, jwks string) *agentauth.Verifier {
 	t.Helper()
-	v, err := agentauth.New(agentauth.Options{Issuer: iss, Audience: iss + "/alpha/mcp", JWKSURL: jwks, MinRefetchInterval: time.Nanosecond})
+	v, err := agentauth.New(agentauth.Options{Issuer: iss, Audiences: []string{iss + "/alpha/mcp"}, JWKSURL: jwks, MinRefetchInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
