@@ -260,7 +260,7 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	}
 	d.Identity.User = c.Subject
 	d.Identity.ClientID = c.ClientID
-	if a.jtis.has(c.ID) || (c.ClientID != "" && a.jtis.clientRevoked(c.ClientID, c.ExpiresAt.Time)) {
+	if a.revoked(c) {
 		return rRevoked
 	}
 	ai, err := a.lookupAgent(ctx, agent, now)

@@ -158,6 +158,8 @@ type RateLimit struct {
 	Login     int `json:"login"`
 	// LoginPerUser caps failed logins per username per 15 minutes.
 	LoginPerUser int `json:"login_per_user"`
+	// Introspect: /oauth/introspect calls per client IP per minute.
+	Introspect int `json:"introspect"`
 }
 
 // Cache bounds the in-process caches of API keys and agents.
@@ -204,7 +206,7 @@ func Default() *Config {
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    []string{"mcp"},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
-		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10},
+		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, Introspect: 600},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
 		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50},

@@ -92,7 +92,9 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Ring:   ring,
 		Agents: g.authz,
 		Login:  loginOpt,
-		Logger: log,
+		// RFC 7662 introspection answers what the Check would decide.
+		Introspector: g.authz,
+		Logger:       log,
 	})
 	if err != nil {
 		st.Close()
