@@ -398,6 +398,17 @@ func (a *Authorizer) forbid(d *Decision, ai *agentInfo, rsn reason) reason {
 // headers to strip. false: the assertion could not be signed, and the
 // request must not pass without it.
 func (a *Authorizer) allow(r *Request, d *Decision, ai *agentInfo, agent, cref, scope string, cred int, now time.Time) bool {
+	var upstream HeaderValue
+	if u := ai.upstream; u != nil {
+		if ai.upstreamBad {
+			return false // the agent requires a credential we cannot give
+		}
+		v, err := a.upsec.get(u, now)
+		if err != nil {
+			return false
+		}
+		upstream = HeaderValue{Key: u.Header, Value: v}
+	}
 	var assertion string
 	if a.assert != nil {
 		var err error
@@ -411,7 +422,10 @@ func (a *Authorizer) allow(r *Request, d *Decision, ai *agentInfo, agent, cref, 
 	d.Status = 200
 	d.Identity.Agent = agent
 	d.Identity.Scope = scope
-	rm := append(d.rm[:0], "authorization")
+	rm := d.rm[:0]
+	if upstream.Key != "authorization" { // else overwritten with the agent's credential
+		rm = append(rm, "authorization")
+	}
 	n := 0
 	for _, h := range [...]HeaderValue{
 		{HeaderUser, d.Identity.User},
@@ -428,6 +442,10 @@ func (a *Authorizer) allow(r *Request, d *Decision, ai *agentInfo, agent, cref, 
 			continue
 		}
 		d.hdr[n] = h
+		n++
+	}
+	if upstream.Key != "" {
+		d.hdr[n] = upstream
 		n++
 	}
 	d.UpstreamHeaders = d.hdr[:n]

@@ -63,6 +63,6 @@ type Decision struct {
 
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
 	// decision usually costs one allocation.
-	hdr [6]HeaderValue
+	hdr [7]HeaderValue
 	rm  [4]string
 }

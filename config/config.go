@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // Duration is a time.Duration written as "60m", "120s" in YAML and env.
@@ -69,6 +72,41 @@ type Config struct {
 	// signs, all are published at /.well-known/jwks.json: rotate by
 	// prepending. Empty: one key is derived from each signing key.
 	AssertionKeys []AssertionKey `json:"assertion_keys"`
+	// UpstreamSecrets: where agents' upstream credentials (upstream_auth
+	// secret_file) are read, and how often a file is re-read for rotation.
+	UpstreamSecrets UpstreamSecrets `json:"upstream_secrets"`
+}
+
+// UpstreamSecrets locates agents' upstream secrets.
+type UpstreamSecrets struct {
+	Dir     string   `json:"dir"`     // absolute; secret_file names a file in it
+	Refresh Duration `json:"refresh"` // a file is re-read at most this often
+}
+
+// validateUpstreamAuth: every agent's reference is well-formed (the header
+// name is lower-cased in place) and its file can only be in the directory.
+func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) {
+	if c.UpstreamSecrets.Refresh < Duration(time.Second) || c.UpstreamSecrets.Refresh > Duration(10*time.Minute) {
+		bad("upstream_secrets.refresh", "must be between 1s and 10m")
+	}
+	if d := c.UpstreamSecrets.Dir; d != "" && !filepath.IsAbs(d) {
+		bad("upstream_secrets.dir", "%q must be an absolute path", d)
+	}
+	for i := range c.Agents {
+		u := c.Agents[i].UpstreamAuth
+		if u == nil {
+			continue
+		}
+		norm, err := u.Validate()
+		if err != nil {
+			bad(fmt.Sprintf("agents[%d]", i), "%v", err)
+			continue
+		}
+		if norm.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
+			bad(fmt.Sprintf("agents[%d].upstream_auth.secret_file", i), "needs upstream_secrets.dir")
+		}
+		*u = norm
+	}
 }
 
 // AssertionKey is one identity-assertion signing key.
@@ -148,6 +186,8 @@ type StaticAgent struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// UpstreamAuth: a header with a shared secret the Check adds (issue 14).
+	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.
@@ -210,6 +250,8 @@ func Default() *Config {
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
 		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50},
+
+		UpstreamSecrets: UpstreamSecrets{Refresh: Duration(10 * time.Second)},
 	}
 }
 
@@ -416,6 +458,7 @@ func (c *Config) Validate(dev bool) error {
 		bad("clients.max_per_ip", "must not be negative (0: no cap)")
 	}
 	c.validateAssertionKeys(bad)
+	c.validateUpstreamAuth(bad)
 	return errors.Join(errs...)
 }
 

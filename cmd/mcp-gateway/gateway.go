@@ -79,8 +79,12 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Store:        st,
 		StaticAgents: g.static,
 		CacheTTL:     cfg.Cache.TTL.D(),
-		CacheSize:    cfg.Cache.MaxSize,
-		Logger:       log,
+		// Agents' upstream credentials (upstream_auth): only references
+		// are stored; the secrets are read here.
+		UpstreamSecretsDir:     cfg.UpstreamSecrets.Dir,
+		UpstreamSecretsRefresh: cfg.UpstreamSecrets.Refresh.D(),
+		CacheSize:              cfg.Cache.MaxSize,
+		Logger:                 log,
 	})
 	if err != nil {
 		st.Close()
@@ -115,7 +119,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
 	for i, a := range cfg.Agents {
-		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true}
+		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true, UpstreamAuth: a.UpstreamAuth}
 	}
 	return out
 }

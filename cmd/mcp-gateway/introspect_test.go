@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +196,26 @@ func TestIntrospectionRateLimited(t *testing.T) {
 	}
 	if code, m := e.post("", "x"); code != http.StatusTooManyRequests {
 		t.Fatalf("4th call: %d %v", code, m)
+	}
+}
+
+// TestStaticAgentUpstreamAuth: a config agent's upstream credential is
+// read from upstream_secrets.dir and added by the Check.
+func TestStaticAgentUpstreamAuth(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "demo.token"), []byte("tok-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newIntrospectEnv(t, func(c *config.Config) {
+		c.UpstreamSecrets.Dir = dir
+		c.Agents[0].UpstreamAuth = &store.UpstreamAuth{Header: "authorization", Prefix: "Bearer ", SecretFile: "demo.token"}
+	})
+	raw, _ := e.mint(t, "alice", e.pub+"/demo/mcp", time.Hour)
+	req := httptest.NewRequest("GET", "/authz/check/demo/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+raw)
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Header().Get("Authorization") != "Bearer tok-1" || rec.Header().Get("X-Mcp-Identity") == "" {
+		t.Fatalf("%d %v", rec.Code, rec.Header())
 	}
 }
