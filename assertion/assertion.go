@@ -60,7 +60,6 @@ type Signer struct {
 	signer Key
 	method *jwt.SigningMethodECDSA
 	jwks   []byte // the published key set, built once
-	now    func() time.Time
 
 	hit, miss prometheus.Counter
 	mu        sync.RWMutex
@@ -86,7 +85,6 @@ type Options struct {
 	CacheSize int // assertions cached; default 10000
 	// NoCache signs on every Get: only to measure what the cache saves.
 	NoCache bool
-	Now     func() time.Time // default time.Now
 }
 
 // New checks the keys (P-256, unique non-empty ids) and builds a Signer.
@@ -117,13 +115,10 @@ func New(opts Options) (*Signer, error) {
 		return nil, fmt.Errorf("assertion: %w", err)
 	}
 	s := &Signer{
-		issuer: opts.Issuer, signer: opts.Keys[0], method: jwt.SigningMethodES256, jwks: jwks, now: opts.Now,
+		issuer: opts.Issuer, signer: opts.Keys[0], method: jwt.SigningMethodES256, jwks: jwks,
 		hit:   metrics.CacheLookups.WithLabelValues("assertion", "hit"),
 		miss:  metrics.CacheLookups.WithLabelValues("assertion", "miss"),
 		cache: make(map[cacheKey]*entry), max: opts.CacheSize, noCache: opts.NoCache,
-	}
-	if s.now == nil {
-		s.now = time.Now
 	}
 	if s.max <= 0 {
 		s.max = 10000

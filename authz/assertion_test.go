@@ -112,7 +112,7 @@ func TestAssertionSpoofAndRefusals(t *testing.T) {
 func TestAssertionCache(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	sg := newSigner(t, clock)
+	sg := newSigner(t)
 	e := newEnv(t, func(o *Options) { o.Assertions = sg; o.Now = clock })
 	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "beta", Owner: "alice"}); err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func TestAssertionCache(t *testing.T) {
 
 // TestAssertionCacheBounded: the cache never holds more than its size.
 func TestAssertionCacheBounded(t *testing.T) {
-	sg := newSigner(t, nil, func(o *assertion.Options) { o.CacheSize = 8 })
+	sg := newSigner(t, func(o *assertion.Options) { o.CacheSize = 8 })
 	now := time.Now()
 	for i := range 50 {
 		if _, err := sg.Get("cred"+string(rune('a'+i)), "alpha", pub+"/alpha/mcp", assertion.Identity{Subject: "alice"}, now); err != nil {

@@ -68,7 +68,7 @@ func BenchmarkDecideJWTNoAssertion(b *testing.B) {
 func BenchmarkDecideJWTAssertionUncached(b *testing.B) {
 	e := newEnv(b, func(o *Options) {
 		o.Logger = slog.New(slog.DiscardHandler)
-		o.Assertions = newSigner(b, nil, func(ao *assertion.Options) { ao.NoCache = true })
+		o.Assertions = newSigner(b, func(ao *assertion.Options) { ao.NoCache = true })
 	})
 	runDecide(b, e.a, benchRequest("/alpha/mcp", "Bearer "+e.mint("", "alice")), 200)
 }

@@ -49,10 +49,10 @@ var assertionKey = sync.OnceValue(func() *ecdsa.PrivateKey {
 	return k
 })
 
-// newSigner signs with assertionKey; now nil is the real clock.
-func newSigner(t testing.TB, now func() time.Time, tweak ...func(*assertion.Options)) *assertion.Signer {
+// newSigner signs with assertionKey.
+func newSigner(t testing.TB, tweak ...func(*assertion.Options)) *assertion.Signer {
 	t.Helper()
-	o := assertion.Options{Issuer: pub, Keys: []assertion.Key{{ID: "a1", Private: assertionKey()}}, Now: now}
+	o := assertion.Options{Issuer: pub, Keys: []assertion.Key{{ID: "a1", Private: assertionKey()}}}
 	for _, f := range tweak {
 		f(&o)
 	}
@@ -112,7 +112,7 @@ func newEnvOn(t testing.TB, st store.Store, tweak ...func(*Options)) *env {
 		Ring:          e.ring,
 		Store:         st,
 		StaticAgents:  staticAgents,
-		Assertions:    newSigner(t, nil),
+		Assertions:    newSigner(t),
 		TouchInterval: 50 * time.Millisecond,
 		Logger:        slog.New(slog.NewJSONHandler(e.logs, nil)),
 	}
