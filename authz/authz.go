@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -40,6 +42,13 @@ type Options struct {
 	Scopes []string
 	Ring   *token.Ring
 	Store  Store
+	// Assertions signs the x-mcp-identity assertion added on every allow;
+	// nil: none is added (and a client-sent one is still removed).
+	Assertions *assertion.Signer
+	// UpstreamSecretsDir holds the files agents' upstream_auth secret_file
+	// names; UpstreamSecretsRefresh is how often one is re-read (default 10s).
+	UpstreamSecretsDir     string
+	UpstreamSecretsRefresh time.Duration
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
 
@@ -66,6 +75,8 @@ type Authorizer struct {
 	scopeStr  string
 
 	ring   *token.Ring
+	assert *assertion.Signer
+	upsec  *secrets
 	store  Store
 	static map[string]*agentInfo
 	keys   *cache[keyInfo]
@@ -102,6 +113,11 @@ type agentInfo struct {
 	requiredStr string
 	chForbidden string // 403 challenges
 	chScope     string
+	resource    string // <public>/<id>/mcp: the assertion's audience
+	// upstream is the agent's upstream credential, validated; upstreamBad:
+	// the stored reference is invalid, so every allow fails closed.
+	upstream    *store.UpstreamAuth
+	upstreamBad bool
 }
 
 // keyInfo is a cached API-key record.
@@ -148,12 +164,15 @@ func New(opts Options) (*Authorizer, error) {
 		size = 10000
 	}
 	a := &Authorizer{
-		resyncNow:    make(chan struct{}, 1),
-		publicURL:    pub,
-		prmBase:      pub + "/.well-known/oauth-protected-resource/",
-		scopes:       append([]string(nil), opts.Scopes...),
-		scopeStr:     strings.Join(opts.Scopes, " "),
-		ring:         opts.Ring,
+		resyncNow: make(chan struct{}, 1),
+		publicURL: pub,
+		prmBase:   pub + "/.well-known/oauth-protected-resource/",
+		scopes:    append([]string(nil), opts.Scopes...),
+		scopeStr:  strings.Join(opts.Scopes, " "),
+		ring:      opts.Ring,
+		assert:    opts.Assertions,
+		upsec: &secrets{dir: opts.UpstreamSecretsDir, refresh: def(opts.UpstreamSecretsRefresh, 10*time.Second),
+			getenv: os.Getenv, m: make(map[secretKey]*secretEntry)},
 		store:        opts.Store,
 		static:       make(map[string]*agentInfo, len(opts.StaticAgents)),
 		keys:         newCache[keyInfo]("api_key", ttl, neg, size),
@@ -168,6 +187,7 @@ func New(opts Options) (*Authorizer, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.upsec.log = a.log
 	if a.now == nil {
 		a.now, a.realClock = time.Now, true
 	}
@@ -208,7 +228,7 @@ func validScope(s string) bool {
 }
 
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
-	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr}
+	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr, resource: a.publicURL + "/" + id + "/mcp"}
 	if len(ag.Scopes) > 0 {
 		// Only well-formed scope tokens: they end up in a quoted challenge.
 		var req []string
@@ -219,6 +239,10 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 		}
 		ai.required = req // empty after filtering: nothing can match, deny
 		ai.requiredStr = strings.Join(req, " ")
+	}
+	if ag.UpstreamAuth != nil {
+		norm, err := ag.UpstreamAuth.Validate()
+		ai.upstream, ai.upstreamBad = &norm, err != nil
 	}
 	tail := `", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
 	ai.chForbidden = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rForbidden].desc + tail

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/mcpgateway/mcp-gateway/admin"
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
@@ -35,6 +36,7 @@ type gateway struct {
 	log    *slog.Logger
 	store  store.Store
 	ring   *token.Ring
+	assert *assertion.Signer
 	authz  *authz.Authorizer
 	oauth  *oauthsrv.Server
 	admin  *admin.Server
@@ -65,11 +67,15 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, err
 	}
+	signer, err := newAssertionSigner(cfg, keys, log)
+	if err != nil {
+		return nil, err
+	}
 	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, static: staticAgents(cfg)}
+	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, assert: signer, static: staticAgents(cfg)}
 	if loginOpt == nil {
 		loginOpt = login.Provider(cfg, st, login.WithLogger(log))
 	}
@@ -77,11 +83,16 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		PublicURL:    cfg.PublicURL,
 		Scopes:       cfg.ScopeNames(),
 		Ring:         ring,
+		Assertions:   signer,
 		Store:        st,
 		StaticAgents: g.static,
 		CacheTTL:     cfg.Cache.TTL.D(),
-		CacheSize:    cfg.Cache.MaxSize,
-		Logger:       log,
+		// Agents' upstream credentials (upstream_auth): only references
+		// are stored; the secrets are read here.
+		UpstreamSecretsDir:     cfg.UpstreamSecrets.Dir,
+		UpstreamSecretsRefresh: cfg.UpstreamSecrets.Refresh.D(),
+		CacheSize:              cfg.Cache.MaxSize,
+		Logger:                 log,
 	})
 	if err != nil {
 		st.Close()
@@ -93,7 +104,9 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Ring:   ring,
 		Agents: g.authz,
 		Login:  loginOpt,
-		Logger: log,
+		// RFC 7662 introspection answers what the Check would decide.
+		Introspector: g.authz,
+		Logger:       log,
 	})
 	if err != nil {
 		st.Close()
@@ -141,14 +154,51 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
 	for i, a := range cfg.Agents {
-		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true}
+		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true, UpstreamAuth: a.UpstreamAuth}
 	}
 	return out
 }
 
-// httpHandler is the authorization server plus the HTTP check adapter.
+// newAssertionSigner loads the assertion keys of the config or, when it
+// has none, derives one from each signing key (kid "hs-<id>"), so replicas
+// sharing signing keys share assertion keys and rotate with them.
+func newAssertionSigner(cfg *config.Config, ring []token.Key, log *slog.Logger) (*assertion.Signer, error) {
+	var keys []assertion.Key
+	for i, k := range cfg.AssertionKeys {
+		b, err := os.ReadFile(k.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: assertion_keys[%d].private_key_file: %w", i, err)
+		}
+		pk, err := assertion.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("config: assertion_keys[%d] (%s): %w", i, k.ID, err)
+		}
+		keys = append(keys, assertion.Key{ID: k.ID, Private: pk})
+	}
+	if len(keys) == 0 {
+		for _, k := range ring {
+			pk, err := assertion.DeriveKey(k.Secret)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, assertion.Key{ID: "hs-" + k.ID, Private: pk})
+		}
+		log.Info("identity assertion keys derived from signing_keys; set assertion_keys to manage them apart")
+	}
+	return assertion.New(assertion.Options{Issuer: cfg.PublicURL, Keys: keys, CacheSize: cfg.Cache.MaxSize})
+}
+
+// httpHandler is the authorization server plus the HTTP check adapter and
+// the assertion keys (assertion.JWKSPath).
 func (g *gateway) httpHandler() http.Handler {
-	return authz.WithHTTPCheck(g.authz, g.oauth.Handler())
+	oauth, jwks := g.oauth.Handler(), g.assert.JWKSHandler()
+	return authz.WithHTTPCheck(g.authz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == assertion.JWKSPath {
+			jwks.ServeHTTP(w, r)
+			return
+		}
+		oauth.ServeHTTP(w, r)
+	}))
 }
 
 // listener is one server the gateway runs.
