@@ -227,3 +227,25 @@ func TestErrorPagesLeadOn(t *testing.T) {
 		t.Errorf("authorization error page: %s", body)
 	}
 }
+
+// A forged, truncated or oversized flash cookie shows the page without a
+// key (never an error).
+func TestAccountFlashTampered(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.accountLogin("alice")
+	u, _ := url.Parse(e.url)
+	for name, v := range map[string]string{
+		"not base64": "%%%",
+		"short":      "AAAA",
+		"forged":     base64.RawURLEncoding.EncodeToString(make([]byte, 80)),
+		"oversized":  strings.Repeat("A", 3000),
+	} {
+		b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "mcpgw_newkey", Value: v, Path: "/"}})
+		resp := b.get(e.url + "/account?done=key_created")
+		body := readBodyString(resp)
+		if resp.StatusCode != http.StatusOK || oagKey.MatchString(body) || !strings.Contains(body, "Signed in as") {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
+		}
+	}
+}
