@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -63,6 +65,8 @@ type Options struct {
 	// CIMDRootCAs are the trust roots for fetching Client ID Metadata
 	// Documents; nil: the system roots (tests pass their TLS server's).
 	CIMDRootCAs *x509.CertPool
+	// Tracer, when set, traces every endpoint (tracing.go); nil: off.
+	Tracer trace.Tracer
 }
 
 // Server is the authorization server. Build it with New.
@@ -93,6 +97,8 @@ type Server struct {
 	pages   *pages
 	asMeta  []byte // RFC 8414 document, built once
 	prmRoot []byte // RFC 9728 document for the base URL
+
+	tracer trace.Tracer // nil: tracing off
 }
 
 // New checks opts and builds the server.
@@ -123,6 +129,7 @@ func New(opts Options) (*Server, error) {
 		base:   base,
 		secure: base.Scheme == "https",
 		scopes: cfg.ScopeNames(),
+		tracer: opts.Tracer,
 	}
 	s.basePath = strings.TrimSuffix(base.Path, "/")
 	if s.log == nil {
@@ -196,7 +203,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	get := "GET, HEAD, OPTIONS"
 	post := "POST, OPTIONS"
-	handle := func(path, endpoint string, h http.Handler) { mux.Handle(path, instrument(endpoint, h)) }
+	handle := func(path, endpoint string, h http.Handler) {
+		mux.Handle(path, s.traced(path, endpoint, instrument(endpoint, h)))
+	}
 
 	handle("/.well-known/oauth-authorization-server", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
 	handle("/.well-known/oauth-authorization-server/", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
