@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
+	"github.com/mcpgateway/mcp-gateway/internal/tracing"
 	"github.com/mcpgateway/mcp-gateway/login"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -42,6 +43,8 @@ type gateway struct {
 	static []store.Agent
 	// xds is the ADS server for Envoy; nil when xds.listen is empty.
 	xds *xds.Server
+	// tracing exports spans when the OTEL_* environment asks (else a no-op).
+	tracing *tracing.Provider
 }
 
 func newLogger() *slog.Logger {
@@ -57,6 +60,16 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, err
 	}
+	tp, err := tracing.Setup(ctx, version, log)
+	if err != nil {
+		return nil, err
+	}
+	built := false
+	defer func() {
+		if !built {
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
 	keys := make([]token.Key, len(secrets))
 	for i, s := range secrets {
 		keys[i] = token.Key{ID: cfg.SigningKeys[i].ID, Secret: s}
@@ -69,7 +82,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, static: staticAgents(cfg)}
+	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, static: staticAgents(cfg), tracing: tp}
 	if loginOpt == nil {
 		loginOpt = login.Provider(cfg, st, login.WithLogger(log))
 	}
@@ -82,6 +95,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		CacheTTL:     cfg.Cache.TTL.D(),
 		CacheSize:    cfg.Cache.MaxSize,
 		Logger:       log,
+		Tracer:       tp.Tracer(),
 	})
 	if err != nil {
 		st.Close()
@@ -94,6 +108,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Agents: g.authz,
 		Login:  loginOpt,
 		Logger: log,
+		Tracer: tp.Tracer(),
 	})
 	if err != nil {
 		st.Close()
@@ -135,6 +150,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	}
 	g.admin = admin.New(aopts)
 	g.grpc = authz.NewGRPCServer(g.authz)
+	built = true
 	return g, nil
 }
 
@@ -167,6 +183,7 @@ type listener struct {
 // then everything closes.
 func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrace, shutdownTimeout time.Duration, started func(map[string]net.Addr)) error {
 	defer g.store.Close()
+	defer g.flushSpans()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	if err := g.authz.Start(bg); err != nil {
@@ -287,6 +304,15 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 	}
 	g.log.Info("stopped")
 	return nil
+}
+
+// flushSpans exports the spans still queued and stops the exporter.
+func (g *gateway) flushSpans() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.tracing.Shutdown(ctx); err != nil {
+		g.log.Warn("tracing: spans not exported at shutdown", "err", err)
+	}
 }
 
 // listenError explains the usual cause of a busy port: a gateway just

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -87,9 +88,10 @@ type Provider struct {
 // Setup builds the provider the environment asks for (Enabled): OTLP/gRPC
 // exporter, batch span processor, the SDK's sampler (default: parent-based,
 // always on, so Envoy's sampling decision is kept). Export errors are logged
-// through log. With tracing off it returns the zero Provider.
-func Setup(ctx context.Context, getenv func(string) string, version string, log *slog.Logger) (*Provider, error) {
-	on, err := Enabled(getenv, log)
+// through log. With tracing off it returns the zero Provider. It reads the
+// process environment, as the SDK's parts do.
+func Setup(ctx context.Context, version string, log *slog.Logger) (*Provider, error) {
+	on, err := Enabled(os.Getenv, log)
 	if err != nil || !on {
 		return &Provider{}, err
 	}
