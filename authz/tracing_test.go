@@ -9,6 +9,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -233,5 +234,32 @@ func BenchmarkCheckTraced(b *testing.B) {
 		}
 		out, _ := codec.Marshal(s.check(context.Background(), &r))
 		out.Free()
+	}
+}
+
+// TestCheckSpanStoreDown: a 503 (store unreachable) is the gateway's
+// failure, so its span is an error; a denial is not.
+func TestCheckSpanStoreDown(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e, f, _ := flakyEnv(t, func(o *Options) { o.Tracer = tp.Tracer("t") })
+	oag := e.addKey("oag", token.PrefixUserKey, store.APIKey{Kind: store.KeyUser, User: "alice"})
+	f.down.Store(true)
+	h := auth(oag)
+	h["traceparent"] = clientParent
+	grpcCheck(t, e, context.Background(), envoyCheckRequest("POST", "/alpha/mcp", "gw.example", h))
+	checkSpan(t, rec, clientTrace, clientSpan, map[attribute.Key]string{
+		tracing.AttrDecision: "error", tracing.AttrReason: ReasonUnavailable, tracing.AttrCredential: CredUser,
+		grpcStatusKey: "14",
+	}, oag)
+	if st := rec.Ended()[0].Status(); st.Code != otelcodes.Error {
+		t.Errorf("span status %v, want Error", st)
+	}
+	rec.Reset()
+	f.down.Store(false)
+	grpcCheck(t, e, context.Background(), envoyCheckRequest("POST", "/alpha/mcp", "gw.example", map[string]string{"traceparent": clientParent}))
+	if st := rec.Ended()[0].Status(); st.Code == otelcodes.Error {
+		t.Errorf("a denial's span is an error: %v", st)
 	}
 }
