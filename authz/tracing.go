@@ -87,9 +87,10 @@ func (a *Authorizer) startGRPCCheckSpan(ctx context.Context, r *checkRequest) (c
 // client's; Envoy's http_service sends its own).
 func (a *Authorizer) startHTTPCheckSpan(r *http.Request) (context.Context, trace.Span) {
 	parent := w3c.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	return a.tracer.Start(parent, r.Method+" "+CheckPath, trace.WithSpanKind(trace.SpanKindServer),
+	method := tracing.Method(r.Method)
+	return a.tracer.Start(parent, method+" "+CheckPath, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
-			attribute.String("http.request.method", r.Method),
+			attribute.String("http.request.method", method),
 			attribute.String("http.route", CheckPath),
 			tracing.AttrAdapter.String("http"),
 		))
@@ -127,3 +128,41 @@ const grpcStatusKey = attribute.Key("rpc.grpc.status_code")
 
 // httpStatusKey is the HTTP check's answer status attribute.
 const httpStatusKey = attribute.Key("http.response.status_code")
+
+// A Decider decides requests in process.
+type Decider interface {
+	Decide(ctx context.Context, r *Request) *Decision
+}
+
+// TracingDecider is a for in-process callers (dev mode's proxy): with
+// tracing on, each decision is a server span continuing the request's
+// traceparent (adapter "proxy"); off, a itself.
+func (a *Authorizer) TracingDecider() Decider {
+	if a.tracer == nil {
+		return a
+	}
+	return tracingDecider{a}
+}
+
+type tracingDecider struct{ a *Authorizer }
+
+// agentRoute is the route of every MCP endpoint, as spans name it.
+const agentRoute = "/{agent}/mcp"
+
+func (t tracingDecider) Decide(ctx context.Context, r *Request) *Decision {
+	if r.Header != nil {
+		if tp := r.Header(headerTraceparent); tp != "" {
+			ctx = w3c.Extract(ctx, traceparentCarrier(tp))
+		}
+	}
+	method := tracing.Method(r.Method)
+	ctx, span := t.a.tracer.Start(ctx, method+" "+agentRoute, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			attribute.String("http.request.method", method),
+			attribute.String("http.route", agentRoute),
+			tracing.AttrAdapter.String("proxy"),
+		))
+	d := t.a.Decide(ctx, r)
+	endCheckSpan(span, d, httpStatusKey, d.Status)
+	return d
+}

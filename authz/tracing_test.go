@@ -263,3 +263,28 @@ func TestCheckSpanStoreDown(t *testing.T) {
 		t.Errorf("a denial's span is an error: %v", st)
 	}
 }
+
+// TestTracingDecider: dev mode's proxy decides in process; with tracing on
+// each decision is a span continuing the request's traceparent.
+func TestTracingDecider(t *testing.T) {
+	if d := newEnv(t).a; d.TracingDecider() != Decider(d) {
+		t.Fatal("tracing off: the decider is wrapped")
+	}
+	e, rec := tracedEnv(t)
+	jwt := e.mint("", "alice")
+	h := map[string]string{"authorization": "Bearer " + jwt, "traceparent": clientParent}
+	d := e.a.TracingDecider().Decide(context.Background(), &Request{
+		Method: "POST", Path: "/alpha/mcp", Adapter: "proxy",
+		Header: func(name string) string { return h[name] },
+	})
+	if !d.Allow {
+		t.Fatalf("decision %v", d.Reason)
+	}
+	checkSpan(t, rec, clientTrace, clientSpan, map[attribute.Key]string{
+		tracing.AttrDecision: "allow", tracing.AttrAgent: "alpha", tracing.AttrCredential: CredOAuth,
+		tracing.AttrAdapter: "proxy", httpStatusKey: "200",
+	}, jwt)
+	if n := rec.Ended()[0].Name(); n != "POST /{agent}/mcp" {
+		t.Errorf("span name %q", n)
+	}
+}

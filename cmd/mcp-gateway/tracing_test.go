@@ -145,7 +145,7 @@ func TestDevExportsSpansOverOTLP(t *testing.T) {
 	if err != nil || resp.GetStatus().GetCode() == 0 {
 		t.Fatalf("Check: %v %v", resp.GetStatus(), err)
 	}
-	for _, path := range []string{"/.well-known/oauth-authorization-server", "/authz/check/demo/mcp"} {
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/authz/check/demo/mcp", "/demo/mcp"} {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+path, nil)
 		req.Header.Set("Traceparent", parent)
 		req.Header.Set("Authorization", "Bearer "+bogus)
@@ -172,6 +172,7 @@ func TestDevExportsSpansOverOTLP(t *testing.T) {
 		},
 		"GET /authz/check": {"mcp_gateway.decision": "deny", "mcp_gateway.agent": "demo", "mcp_gateway.adapter": "http"},
 		"GET /.well-known/oauth-authorization-server": {"mcp_gateway.endpoint": "as_metadata"},
+		"GET /{agent}/mcp":                            {"mcp_gateway.decision": "deny", "mcp_gateway.agent": "demo", "mcp_gateway.adapter": "proxy"},
 	}
 	for name, attrs := range want {
 		s, ok := byName[name]

@@ -145,6 +145,17 @@ const (
 	AttrReason     = attribute.Key("mcp_gateway.reason")     // decision reason, or OAuth error code
 	AttrAgent      = attribute.Key("mcp_gateway.agent")      // agent id
 	AttrCredential = attribute.Key("mcp_gateway.credential") // oauth | agent_key | user_key | none
-	AttrAdapter    = attribute.Key("mcp_gateway.adapter")    // grpc | http
+	AttrAdapter    = attribute.Key("mcp_gateway.adapter")    // grpc | http | proxy (dev mode)
 	AttrEndpoint   = attribute.Key("mcp_gateway.endpoint")   // OAuth endpoint: token, authorize…
 )
+
+// Method is an HTTP method as spans record it: the known methods as they
+// are, anything else "_OTHER" (as the semantic conventions say), so a
+// client cannot put arbitrary text in a span name.
+func Method(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH":
+		return m
+	}
+	return "_OTHER"
+}
