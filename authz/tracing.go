@@ -150,10 +150,15 @@ type tracingDecider struct{ a *Authorizer }
 const agentRoute = "/{agent}/mcp"
 
 func (t tracingDecider) Decide(ctx context.Context, r *Request) *Decision {
-	if r.Header != nil {
-		if tp := r.Header(headerTraceparent); tp != "" {
-			ctx = w3c.Extract(ctx, traceparentCarrier(tp))
-		}
+	var tp string
+	switch {
+	case r.Headers != nil:
+		tp = r.Headers[headerTraceparent]
+	case r.Header != nil:
+		tp = r.Header(headerTraceparent)
+	}
+	if tp != "" {
+		ctx = w3c.Extract(ctx, traceparentCarrier(tp))
 	}
 	method := tracing.Method(r.Method)
 	ctx, span := t.a.tracer.Start(ctx, method+" "+agentRoute, trace.WithSpanKind(trace.SpanKindServer),

@@ -84,9 +84,10 @@ func startReceiver(t *testing.T) (*otlpReceiver, string) {
 }
 
 // TestDevExportsSpansOverOTLP runs dev mode configured for tracing through
-// the OTEL_* environment only, sends a gRPC Check, an HTTP check and a
-// metadata request, each with a client traceparent, stops the gateway
-// (which flushes) and reads what a real OTLP/gRPC collector received.
+// the OTEL_* environment only, sends a gRPC Check, an HTTP check, a
+// metadata request and an MCP request through the gate, each with a client
+// traceparent, stops the gateway (which flushes) and reads what a real
+// OTLP/gRPC collector received.
 func TestDevExportsSpansOverOTLP(t *testing.T) {
 	rcv, collector := startReceiver(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+collector) // http: plaintext gRPC
