@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
@@ -61,6 +62,9 @@ type Options struct {
 	// (subscription dropped during a Redis restart) is healed; default 30s.
 	ResyncInterval time.Duration
 
+	// Tracer, when set, traces each Check (tracing.go); nil: off.
+	Tracer trace.Tracer
+
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now; judges API-key expiry
 }
@@ -101,6 +105,7 @@ type Authorizer struct {
 	counters [nReasons][nCreds]prometheus.Counter
 	latency  [4]prometheus.Observer
 
+	tracer    trace.Tracer // nil: tracing off
 	log       *slog.Logger
 	now       func() time.Time
 	realClock bool // now is time.Now: reuse Decide's start time
@@ -183,6 +188,7 @@ func New(opts Options) (*Authorizer, error) {
 		pending:      make(map[string]time.Time),
 		log:          opts.Logger,
 		now:          opts.Now,
+		tracer:       opts.Tracer,
 	}
 	if a.log == nil {
 		a.log = slog.Default()

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -65,6 +67,8 @@ type Options struct {
 	CIMDRootCAs *x509.CertPool
 	// Introspector answers /oauth/introspect (RFC 7662); nil: no endpoint.
 	Introspector Introspector
+	// Tracer, when set, traces every endpoint (tracing.go); nil: off.
+	Tracer trace.Tracer
 }
 
 // Server is the authorization server. Build it with New.
@@ -96,6 +100,8 @@ type Server struct {
 	pages      *pages
 	asMeta     []byte // RFC 8414 document, built once
 	prmRoot    []byte // RFC 9728 document for the base URL
+
+	tracer trace.Tracer // nil: tracing off
 }
 
 // New checks opts and builds the server.
@@ -128,6 +134,7 @@ func New(opts Options) (*Server, error) {
 		scopes: cfg.ScopeNames(),
 
 		introspect: opts.Introspector,
+		tracer:     opts.Tracer,
 	}
 	s.basePath = strings.TrimSuffix(base.Path, "/")
 	if s.log == nil {
@@ -201,7 +208,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	get := "GET, HEAD, OPTIONS"
 	post := "POST, OPTIONS"
-	handle := func(path, endpoint string, h http.Handler) { mux.Handle(path, instrument(endpoint, h)) }
+	handle := func(path, endpoint string, h http.Handler) {
+		mux.Handle(path, s.traced(path, endpoint, instrument(endpoint, h)))
+	}
 
 	handle("/.well-known/oauth-authorization-server", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
 	handle("/.well-known/oauth-authorization-server/", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))

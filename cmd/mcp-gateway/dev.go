@@ -139,7 +139,7 @@ MCP Gateway dev mode
 func devHandler(g *gateway) http.Handler {
 	oauth := g.httpHandler()
 	gated := proxy.New(proxy.Options{
-		Decider: g.authz,
+		Decider: g.authz.TracingDecider(),
 		Upstream: func(ctx context.Context, id string) (*url.URL, error) {
 			a, err := g.authz.GetAgent(ctx, id)
 			if err != nil {

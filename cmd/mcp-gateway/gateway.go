@@ -21,6 +21,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
+	"github.com/mcpgateway/mcp-gateway/internal/tracing"
 	"github.com/mcpgateway/mcp-gateway/login"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -44,6 +45,8 @@ type gateway struct {
 	static []store.Agent
 	// xds is the ADS server for Envoy; nil when xds.listen is empty.
 	xds *xds.Server
+	// tracing exports spans when the OTEL_* environment asks (else a no-op).
+	tracing *tracing.Provider
 }
 
 func newLogger() *slog.Logger {
@@ -59,6 +62,16 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, err
 	}
+	tp, err := tracing.Setup(ctx, version, log)
+	if err != nil {
+		return nil, err
+	}
+	built := false
+	defer func() {
+		if !built {
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
 	keys := make([]token.Key, len(secrets))
 	for i, s := range secrets {
 		keys[i] = token.Key{ID: cfg.SigningKeys[i].ID, Secret: s}
@@ -75,7 +88,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, assert: signer, static: staticAgents(cfg)}
+	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, assert: signer, static: staticAgents(cfg), tracing: tp}
 	if loginOpt == nil {
 		loginOpt = login.Provider(cfg, st, login.WithLogger(log))
 	}
@@ -93,6 +106,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		UpstreamSecretsRefresh: cfg.UpstreamSecrets.Refresh.D(),
 		CacheSize:              cfg.Cache.MaxSize,
 		Logger:                 log,
+		Tracer:                 tp.Tracer(),
 	})
 	if err != nil {
 		st.Close()
@@ -107,6 +121,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		// RFC 7662 introspection answers what the Check would decide.
 		Introspector: g.authz,
 		Logger:       log,
+		Tracer:       tp.Tracer(),
 	})
 	if err != nil {
 		st.Close()
@@ -148,6 +163,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	}
 	g.admin = admin.New(aopts)
 	g.grpc = authz.NewGRPCServer(g.authz)
+	built = true
 	return g, nil
 }
 
@@ -217,6 +233,7 @@ type listener struct {
 // then everything closes.
 func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrace, shutdownTimeout time.Duration, started func(map[string]net.Addr)) error {
 	defer g.store.Close()
+	defer g.flushSpans()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	if err := g.authz.Start(bg); err != nil {
@@ -337,6 +354,15 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 	}
 	g.log.Info("stopped")
 	return nil
+}
+
+// flushSpans exports the spans still queued and stops the exporter.
+func (g *gateway) flushSpans() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.tracing.Shutdown(ctx); err != nil {
+		g.log.Warn("tracing: spans not exported at shutdown", "err", err)
+	}
 }
 
 // listenError explains the usual cause of a busy port: a gateway just
