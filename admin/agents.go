@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
@@ -22,6 +23,8 @@ type AgentRequest struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// UpstreamAuth names (never holds) a secret the Check sends upstream.
+	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
 // AgentAnswer is an agent as the API answers it: with how proxies route it.
@@ -85,6 +88,14 @@ func (req *AgentRequest) validate() error {
 			return badField("upstream", "want an absolute http(s) URL without fragment")
 		}
 	}
+	if req.UpstreamAuth != nil {
+		norm, err := req.UpstreamAuth.Validate()
+		if err != nil { // "upstream_auth.<field>: why"
+			f, msg, _ := strings.Cut(err.Error(), ": ")
+			return badField(f, "%s", msg)
+		}
+		req.UpstreamAuth = &norm
+	}
 	return checkScopes("scopes", req.Scopes)
 }
 
@@ -110,6 +121,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	a := &store.Agent{
 		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
 		Upstream: req.Upstream, Scopes: req.Scopes, Created: s.now().UTC(),
+		UpstreamAuth: req.UpstreamAuth,
 	}
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {

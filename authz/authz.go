@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -41,6 +44,13 @@ type Options struct {
 	Scopes []string
 	Ring   *token.Ring
 	Store  Store
+	// Assertions signs the x-mcp-identity assertion added on every allow;
+	// nil: none is added (and a client-sent one is still removed).
+	Assertions *assertion.Signer
+	// UpstreamSecretsDir holds the files agents' upstream_auth secret_file
+	// names; UpstreamSecretsRefresh is how often one is re-read (default 10s).
+	UpstreamSecretsDir     string
+	UpstreamSecretsRefresh time.Duration
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
 	// AgentOrigins are the Origin values admitted on /<agent>/mcp besides
@@ -55,6 +65,9 @@ type Options struct {
 	// ResyncInterval re-reads the whole denylist so a missed pub/sub event
 	// (subscription dropped during a Redis restart) is healed; default 30s.
 	ResyncInterval time.Duration
+
+	// Tracer, when set, traces each Check (tracing.go); nil: off.
+	Tracer trace.Tracer
 
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now; judges API-key expiry
@@ -74,6 +87,8 @@ type Authorizer struct {
 	anyOrigin bool
 
 	ring   *token.Ring
+	assert *assertion.Signer
+	upsec  *secrets
 	store  Store
 	static map[string]*agentInfo
 	keys   *cache[keyInfo]
@@ -98,6 +113,7 @@ type Authorizer struct {
 	counters [nReasons][nCreds]prometheus.Counter
 	latency  [4]prometheus.Observer
 
+	tracer    trace.Tracer // nil: tracing off
 	log       *slog.Logger
 	now       func() time.Time
 	realClock bool // now is time.Now: reuse Decide's start time
@@ -110,6 +126,11 @@ type agentInfo struct {
 	requiredStr string
 	chForbidden string // 403 challenges
 	chScope     string
+	resource    string // <public>/<id>/mcp: the assertion's audience
+	// upstream is the agent's upstream credential, validated; upstreamBad:
+	// the stored reference is invalid, so every allow fails closed.
+	upstream    *store.UpstreamAuth
+	upstreamBad bool
 }
 
 // keyInfo is a cached API-key record.
@@ -156,12 +177,15 @@ func New(opts Options) (*Authorizer, error) {
 		size = 10000
 	}
 	a := &Authorizer{
-		resyncNow:    make(chan struct{}, 1),
-		publicURL:    pub,
-		prmBase:      pub + "/.well-known/oauth-protected-resource/",
-		scopes:       append([]string(nil), opts.Scopes...),
-		scopeStr:     strings.Join(opts.Scopes, " "),
-		ring:         opts.Ring,
+		resyncNow: make(chan struct{}, 1),
+		publicURL: pub,
+		prmBase:   pub + "/.well-known/oauth-protected-resource/",
+		scopes:    append([]string(nil), opts.Scopes...),
+		scopeStr:  strings.Join(opts.Scopes, " "),
+		ring:      opts.Ring,
+		assert:    opts.Assertions,
+		upsec: &secrets{dir: opts.UpstreamSecretsDir, refresh: def(opts.UpstreamSecretsRefresh, 10*time.Second),
+			getenv: os.Getenv, m: make(map[secretKey]*secretEntry)},
 		store:        opts.Store,
 		static:       make(map[string]*agentInfo, len(opts.StaticAgents)),
 		keys:         newCache[keyInfo]("api_key", ttl, neg, size),
@@ -172,10 +196,12 @@ func New(opts Options) (*Authorizer, error) {
 		pending:      make(map[string]time.Time),
 		log:          opts.Logger,
 		now:          opts.Now,
+		tracer:       opts.Tracer,
 	}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.upsec.log = a.log
 	if a.now == nil {
 		a.now, a.realClock = time.Now, true
 	}
@@ -218,7 +244,7 @@ func validScope(s string) bool {
 }
 
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
-	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr}
+	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr, resource: a.publicURL + "/" + id + "/mcp"}
 	if len(ag.Scopes) > 0 {
 		// Only well-formed scope tokens: they end up in a quoted challenge.
 		var req []string
@@ -229,6 +255,10 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 		}
 		ai.required = req // empty after filtering: nothing can match, deny
 		ai.requiredStr = strings.Join(req, " ")
+	}
+	if ag.UpstreamAuth != nil {
+		norm, err := ag.UpstreamAuth.Validate()
+		ai.upstream, ai.upstreamBad = &norm, err != nil
 	}
 	tail := `", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
 	ai.chForbidden = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rForbidden].desc + tail

@@ -3,6 +3,8 @@ package authz
 import (
 	"net/http"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // CheckPath is where the HTTP check adapter listens.
@@ -45,7 +47,12 @@ func HTTPCheckHandler(a *Authorizer) http.Handler {
 		case strings.HasPrefix(raw, CheckPath+"/"):
 			target = raw[len(CheckPath):]
 		}
-		d := a.Decide(r.Context(), &Request{
+		ctx := r.Context()
+		var span trace.Span // nil unless tracing is on (tracing.go)
+		if a.tracer != nil {
+			ctx, span = a.startHTTPCheckSpan(r)
+		}
+		d := a.Decide(ctx, &Request{
 			Method: method,
 			Path:   target,
 			Header: func(name string) string {
@@ -67,6 +74,9 @@ func HTTPCheckHandler(a *Authorizer) http.Handler {
 			},
 			Adapter: "http",
 		})
+		if span != nil {
+			endCheckSpan(span, d, httpStatusKey, HTTPStatus(d))
+		}
 		writeHTTPDecision(w, d)
 	})
 }

@@ -11,12 +11,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // Duration is a time.Duration written as "60m", "120s" in YAML and env.
@@ -78,6 +81,71 @@ type Config struct {
 	// (the MCP transport's DNS-rebinding defence). A request without Origin
 	// (not a browser) is unaffected. "*" admits every origin. See origins.go.
 	AgentOrigins []string `json:"agent_origins"`
+
+	// AssertionKeys sign the x-mcp-identity assertion agents receive (ES256:
+	// P-256 PEM files written by `mcp-gateway keys gen-assertion`). The first
+	// signs, all are published at /.well-known/jwks.json: rotate by
+	// prepending. Empty: one key is derived from each signing key.
+	AssertionKeys []AssertionKey `json:"assertion_keys"`
+	// UpstreamSecrets: where agents' upstream credentials (upstream_auth
+	// secret_file) are read, and how often a file is re-read for rotation.
+	UpstreamSecrets UpstreamSecrets `json:"upstream_secrets"`
+}
+
+// UpstreamSecrets locates agents' upstream secrets.
+type UpstreamSecrets struct {
+	Dir     string   `json:"dir"`     // absolute; secret_file names a file in it
+	Refresh Duration `json:"refresh"` // a file is re-read at most this often
+}
+
+// validateUpstreamAuth: every agent's reference is well-formed (the header
+// name is lower-cased in place) and its file can only be in the directory.
+func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) {
+	if c.UpstreamSecrets.Refresh < Duration(time.Second) || c.UpstreamSecrets.Refresh > Duration(10*time.Minute) {
+		bad("upstream_secrets.refresh", "must be between 1s and 10m")
+	}
+	if d := c.UpstreamSecrets.Dir; d != "" && !filepath.IsAbs(d) {
+		bad("upstream_secrets.dir", "%q must be an absolute path", d)
+	}
+	for i := range c.Agents {
+		u := c.Agents[i].UpstreamAuth
+		if u == nil {
+			continue
+		}
+		norm, err := u.Validate()
+		if err != nil {
+			bad(fmt.Sprintf("agents[%d]", i), "%v", err)
+			continue
+		}
+		if norm.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
+			bad(fmt.Sprintf("agents[%d].upstream_auth.secret_file", i), "needs upstream_secrets.dir")
+		}
+		*u = norm
+	}
+}
+
+// AssertionKey is one identity-assertion signing key.
+type AssertionKey struct {
+	ID             string `json:"id"`
+	PrivateKeyFile string `json:"private_key_file"`
+}
+
+// validateAssertionKeys: unique non-empty ids, a file each.
+func (c *Config) validateAssertionKeys(bad func(field, format string, a ...any)) {
+	seen := map[string]bool{}
+	for i, k := range c.AssertionKeys {
+		f := fmt.Sprintf("assertion_keys[%d]", i)
+		switch {
+		case k.ID == "" || len(k.ID) > 128:
+			bad(f+".id", "required, at most 128 characters")
+		case seen[k.ID]:
+			bad(f+".id", "%q used twice", k.ID)
+		}
+		seen[k.ID] = true
+		if k.PrivateKeyFile == "" {
+			bad(f+".private_key_file", "required (mcp-gateway keys gen-assertion writes one)")
+		}
+	}
 }
 
 type Listen struct {
@@ -147,6 +215,8 @@ type StaticAgent struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// UpstreamAuth: a header with a shared secret the Check adds (issue 14).
+	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.
@@ -160,6 +230,8 @@ type RateLimit struct {
 	LoginPerUser int `json:"login_per_user"`
 	// AdminAuth caps failed admin-token authentications per IP per minute.
 	AdminAuth int `json:"admin_auth"`
+	// Introspect: /oauth/introspect calls per client IP per minute.
+	Introspect int `json:"introspect"`
 }
 
 // Cache bounds the in-process caches of API keys and agents.
@@ -249,7 +321,7 @@ func Default() *Config {
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    Scopes{{Name: "mcp", Description: DefaultMCPScopeDescription}},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
-		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10},
+		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10, Introspect: 600},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
 		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50, AllowedSchemes: []string{"cursor"}},
@@ -257,6 +329,8 @@ func Default() *Config {
 		XDS: XDS{Listen: ":18000", Mode: "grpc"},
 
 		TrustedHops: 1,
+
+		UpstreamSecrets: UpstreamSecrets{Refresh: Duration(10 * time.Second)},
 	}
 }
 
@@ -488,6 +562,8 @@ func (c *Config) Validate(dev bool) error {
 		}
 	}
 	c.XDS.validate(bad)
+	c.validateAssertionKeys(bad)
+	c.validateUpstreamAuth(bad)
 	return errors.Join(errs...)
 }
 

@@ -406,11 +406,13 @@ func (g *Gateway) redisKeys(t testing.TB, pattern string) []string {
 	return keys
 }
 
-// startDemoAgent runs `mcp-gateway demo-agent` and returns its host:port.
-func startDemoAgent(t testing.TB, dir string) string {
+// startDemoAgent runs `mcp-gateway demo-agent` for agents demo and other of
+// the gateway at publicURL (keys fetched from httpURL) and returns its host:port.
+func startDemoAgent(t testing.TB, dir, publicURL, httpURL string) string {
 	t.Helper()
 	addr := freeAddr(t)
-	p := startProc(t, "demo-agent", filepath.Join(dir, "demo-agent.log"), childEnv(nil), gatewayBin(), "demo-agent", "--listen", addr)
+	p := startProc(t, "demo-agent", filepath.Join(dir, "demo-agent.log"), childEnv(nil), gatewayBin(), "demo-agent", "--listen", addr,
+		"--issuer", publicURL, "--agents", "demo,other", "--jwks-url", httpURL+"/.well-known/jwks.json")
 	waitReady(t, p, "/healthz", httpOK("http://"+addr+"/healthz"))
 	return addr
 }
@@ -423,11 +425,9 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 	}
 	storeURL, prefix := storeForTest(t, opts.Memory)
 	dir := t.TempDir()
-	agentAddr := startDemoAgent(t, dir)
 	g := &Gateway{
 		publicAddr: freeAddr(t),
 		AdminToken: randomString(24),
-		AgentAddr:  agentAddr,
 		Users:      map[string]string{"alice": "alice-" + randomString(9), "bob": "bob-" + randomString(9)},
 		StoreURL:   storeURL,
 		Prefix:     prefix,
@@ -438,6 +438,8 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 	httpAddr, grpcAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	g.HTTPURL, g.GRPCAddr, g.AdminURL = "http://"+httpAddr, grpcAddr, "http://"+adminAddr
 	g.XDSAddr = freeAddr(t)
+	agentAddr := startDemoAgent(t, dir, g.PublicURL, g.HTTPURL)
+	g.AgentAddr = agentAddr
 
 	access, cacheTTL := opts.AccessTTL, opts.CacheTTL
 	if access == 0 {

@@ -148,8 +148,11 @@ func TestCompose(t *testing.T) {
 	if envoySvc.DependsOn["gateway"].Condition != types.ServiceConditionHealthy {
 		t.Error("envoy must wait for a healthy gateway")
 	}
-	if agent := service(t, p, "demo-agent"); !slices.Equal([]string(agent.Command), []string{"demo-agent", "--listen", ":3000"}) || agent.Image != gw.Image {
-		t.Errorf("demo-agent must run the gateway image's demo-agent --listen :3000, is %q %q", agent.Image, agent.Command)
+	// The demo agent verifies the gateway's assertions: its issuer is the
+	// gateway's public_url, its keys come from the gateway's HTTP listener.
+	wantAgent := []string{"demo-agent", "--listen", ":3000", "--issuer", "http://localhost:8000", "--jwks-url", "http://gateway:8080/.well-known/jwks.json"}
+	if agent := service(t, p, "demo-agent"); !slices.Equal([]string(agent.Command), wantAgent) || agent.Image != gw.Image {
+		t.Errorf("demo-agent must run the gateway image's %q, is %q %q", wantAgent, agent.Image, agent.Command)
 	}
 
 	// The gateway's config as the container will load it.

@@ -52,7 +52,7 @@ const (
 )
 
 // identityHeaders are the headers only the gateway may set upstream.
-var identityHeaders = []string{"x-mcp-user", "x-mcp-agent", "x-mcp-client-id", "x-mcp-scope", "x-mcp-credential"}
+var identityHeaders = []string{"x-mcp-user", "x-mcp-agent", "x-mcp-client-id", "x-mcp-scope", "x-mcp-credential", "x-mcp-identity"}
 
 // findBootstraps lists every YAML file in the repository with a top-level
 // static_resources key: those are Envoy bootstraps, wherever they live.

@@ -209,6 +209,9 @@ type Agent struct {
 	Scopes   []string  `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
 	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
 	Created  time.Time `json:"created_at,omitzero"`
+	// UpstreamAuth: a header with a shared secret added on allow (a
+	// reference to the secret only); nil: none.
+	UpstreamAuth *UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
 // Allows reports whether user may use the agent.

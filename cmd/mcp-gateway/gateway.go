@@ -17,9 +17,11 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/mcpgateway/mcp-gateway/admin"
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/authz"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
+	"github.com/mcpgateway/mcp-gateway/internal/tracing"
 	"github.com/mcpgateway/mcp-gateway/login"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -35,6 +37,7 @@ type gateway struct {
 	log    *slog.Logger
 	store  store.Store
 	ring   *token.Ring
+	assert *assertion.Signer
 	authz  *authz.Authorizer
 	oauth  *oauthsrv.Server
 	admin  *admin.Server
@@ -42,6 +45,8 @@ type gateway struct {
 	static []store.Agent
 	// xds is the ADS server for Envoy; nil when xds.listen is empty.
 	xds *xds.Server
+	// tracing exports spans when the OTEL_* environment asks (else a no-op).
+	tracing *tracing.Provider
 }
 
 func newLogger() *slog.Logger {
@@ -57,6 +62,16 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, err
 	}
+	tp, err := tracing.Setup(ctx, version, log)
+	if err != nil {
+		return nil, err
+	}
+	built := false
+	defer func() {
+		if !built {
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
 	keys := make([]token.Key, len(secrets))
 	for i, s := range secrets {
 		keys[i] = token.Key{ID: cfg.SigningKeys[i].ID, Secret: s}
@@ -65,11 +80,15 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	if err != nil {
 		return nil, err
 	}
+	signer, err := newAssertionSigner(cfg, keys, log)
+	if err != nil {
+		return nil, err
+	}
 	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, static: staticAgents(cfg)}
+	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, assert: signer, static: staticAgents(cfg), tracing: tp}
 	if loginOpt == nil {
 		loginOpt = login.Provider(cfg, st, login.WithLogger(log))
 	}
@@ -77,12 +96,18 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		PublicURL:    cfg.PublicURL,
 		Scopes:       cfg.ScopeNames(),
 		Ring:         ring,
+		Assertions:   signer,
 		Store:        st,
 		StaticAgents: g.static,
 		AgentOrigins: cfg.AgentOrigins,
 		CacheTTL:     cfg.Cache.TTL.D(),
-		CacheSize:    cfg.Cache.MaxSize,
-		Logger:       log,
+		// Agents' upstream credentials (upstream_auth): only references
+		// are stored; the secrets are read here.
+		UpstreamSecretsDir:     cfg.UpstreamSecrets.Dir,
+		UpstreamSecretsRefresh: cfg.UpstreamSecrets.Refresh.D(),
+		CacheSize:              cfg.Cache.MaxSize,
+		Logger:                 log,
+		Tracer:                 tp.Tracer(),
 	})
 	if err != nil {
 		st.Close()
@@ -94,7 +119,10 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Ring:   ring,
 		Agents: g.authz,
 		Login:  loginOpt,
-		Logger: log,
+		// RFC 7662 introspection answers what the Check would decide.
+		Introspector: g.authz,
+		Logger:       log,
+		Tracer:       tp.Tracer(),
 	})
 	if err != nil {
 		st.Close()
@@ -136,20 +164,58 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	}
 	g.admin = admin.New(aopts)
 	g.grpc = authz.NewGRPCServer(g.authz)
+	built = true
 	return g, nil
 }
 
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
 	for i, a := range cfg.Agents {
-		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true}
+		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true, UpstreamAuth: a.UpstreamAuth}
 	}
 	return out
 }
 
-// httpHandler is the authorization server plus the HTTP check adapter.
+// newAssertionSigner loads the assertion keys of the config or, when it
+// has none, derives one from each signing key (kid "hs-<id>"), so replicas
+// sharing signing keys share assertion keys and rotate with them.
+func newAssertionSigner(cfg *config.Config, ring []token.Key, log *slog.Logger) (*assertion.Signer, error) {
+	var keys []assertion.Key
+	for i, k := range cfg.AssertionKeys {
+		b, err := os.ReadFile(k.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: assertion_keys[%d].private_key_file: %w", i, err)
+		}
+		pk, err := assertion.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("config: assertion_keys[%d] (%s): %w", i, k.ID, err)
+		}
+		keys = append(keys, assertion.Key{ID: k.ID, Private: pk})
+	}
+	if len(keys) == 0 {
+		for _, k := range ring {
+			pk, err := assertion.DeriveKey(k.Secret)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, assertion.Key{ID: "hs-" + k.ID, Private: pk})
+		}
+		log.Info("identity assertion keys derived from signing_keys; set assertion_keys to manage them apart")
+	}
+	return assertion.New(assertion.Options{Issuer: cfg.PublicURL, Keys: keys, CacheSize: cfg.Cache.MaxSize})
+}
+
+// httpHandler is the authorization server plus the HTTP check adapter and
+// the assertion keys (assertion.JWKSPath).
 func (g *gateway) httpHandler() http.Handler {
-	return authz.WithHTTPCheck(g.authz, g.oauth.Handler())
+	oauth, jwks := g.oauth.Handler(), g.assert.JWKSHandler()
+	return authz.WithHTTPCheck(g.authz, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == assertion.JWKSPath {
+			jwks.ServeHTTP(w, r)
+			return
+		}
+		oauth.ServeHTTP(w, r)
+	}))
 }
 
 // listener is one server the gateway runs.
@@ -168,6 +234,7 @@ type listener struct {
 // then everything closes.
 func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrace, shutdownTimeout time.Duration, started func(map[string]net.Addr)) error {
 	defer g.store.Close()
+	defer g.flushSpans()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	if err := g.authz.Start(bg); err != nil {
@@ -288,6 +355,15 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 	}
 	g.log.Info("stopped")
 	return nil
+}
+
+// flushSpans exports the spans still queued and stops the exporter.
+func (g *gateway) flushSpans() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.tracing.Shutdown(ctx); err != nil {
+		g.log.Warn("tracing: spans not exported at shutdown", "err", err)
+	}
 }
 
 // listenError explains the usual cause of a busy port: a gateway just

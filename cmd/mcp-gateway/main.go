@@ -23,7 +23,7 @@ var commands = map[string]command{
 	"dev":           {runDev, "all-in-one dev mode on one port with a demo agent and a built-in proxy"},
 	"demo-agent":    {runDemoAgent, "run the demo MCP server on its own (--listen :3000)"},
 	"agents":        {runAgents, "manage agents through the admin API (create, list, get, delete)"},
-	"keys":          {runKeys, "manage API keys through the admin API (create, list, revoke)"},
+	"keys":          {runKeys, "manage API keys through the admin API (create, list, revoke); gen-assertion writes an identity-assertion key"},
 	"clients":       {runClients, "list and delete registered OAuth clients through the admin API"},
 	"nginx-config":  {runNginxConfig, "print the nginx agents include for the registry (--config, --out)"},
 	"istio-config":  {runIstioConfig, "print the Istio VirtualService for the registry (--config, --host)"},

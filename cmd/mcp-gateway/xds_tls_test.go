@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -68,15 +66,6 @@ func (ca *testCA) issue(t *testing.T, serial int64, server bool) (certPEM, keyPE
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
-func writeFile(t *testing.T, dir, name string, b []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // The ADS listener with xds.tls and client_ca_file: an Envoy with a client
 // certificate from that CA gets its configuration; one without is refused.
 func TestXDSMutualTLS(t *testing.T) {
@@ -86,8 +75,8 @@ func TestXDSMutualTLS(t *testing.T) {
 	cc, ck := ca.issue(t, 3, false)
 	cfg := config.Default()
 	cfg.XDS.TLS = config.XDSTLS{
-		CertFile: writeFile(t, dir, "server.pem", sc), KeyFile: writeFile(t, dir, "server-key.pem", sk),
-		ClientCAFile: writeFile(t, dir, "ca.pem", ca.pem),
+		CertFile: writeFile(t, dir, "server.pem", string(sc)), KeyFile: writeFile(t, dir, "server-key.pem", string(sk)),
+		ClientCAFile: writeFile(t, dir, "ca.pem", string(ca.pem)),
 	}
 	opts, err := xds.OptionsFromConfig(cfg)
 	if err != nil {
