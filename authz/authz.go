@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,9 @@ type Options struct {
 	UpstreamSecretsRefresh time.Duration
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
+	// AgentOrigins are the Origin values admitted on /<agent>/mcp besides
+	// PublicURL's own (config agent_origins); "*" admits any.
+	AgentOrigins []string
 
 	CacheTTL         time.Duration // API-key and agent cache TTL; default 30s
 	NegativeCacheTTL time.Duration // "not found" entries; default min(5s, CacheTTL)
@@ -77,6 +81,10 @@ type Authorizer struct {
 	ch401     string // `Bearer realm="MCP", resource_metadata="<prmBase>`
 	scopes    []string
 	scopeStr  string
+
+	// Origins admitted on agent paths (OriginAllowed).
+	origins   []string // PublicURL's origin first
+	anyOrigin bool
 
 	ring   *token.Ring
 	assert *assertion.Signer
@@ -198,6 +206,8 @@ func New(opts Options) (*Authorizer, error) {
 		a.now, a.realClock = time.Now, true
 	}
 	a.ch401 = `Bearer realm="MCP", resource_metadata="` + a.prmBase
+	a.origins = append([]string{config.OriginOf(pub)}, opts.AgentOrigins...)
+	a.anyOrigin = slices.Contains(opts.AgentOrigins, "*")
 	for i := range opts.StaticAgents {
 		ag := opts.StaticAgents[i] // copy: the caller's slice stays theirs
 		if !config.ValidAgentID(ag.ID) {

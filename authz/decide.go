@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ const (
 	ReasonUnknownAgent      = "unknown_agent"
 	ReasonUnavailable       = "unavailable"
 	ReasonRouteMismatch     = "route_mismatch"
+	ReasonOriginNotAllowed  = "origin_not_allowed"
 )
 
 // ContextExtensionAgent is the ext_authz context_extensions key under which
@@ -64,6 +66,7 @@ const (
 	rUnknownAgent
 	rUnavailable
 	rRouteMismatch
+	rOrigin
 	nReasons
 )
 
@@ -91,6 +94,10 @@ var reasons = [nReasons]struct {
 	// and the gateway parsed the path differently, or the route table is
 	// wrong. Nothing is routed there, hence 404 like bad_path.
 	rRouteMismatch: {ReasonRouteMismatch, "deny", 404, "not_found", "this path does not belong to the agent its route was built for", nil, ""},
+	// A browser page of another site (or a DNS-rebound name) calls an agent:
+	// refused before the credential is looked at, with no challenge, as no
+	// token would make it acceptable.
+	rOrigin: {ReasonOriginNotAllowed, "deny", 403, "origin_not_allowed", "the request's Origin may not call this agent: the gateway admits its public URL's origin and agent_origins", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -149,7 +156,7 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
 	d.Reason = reasons[rsn].name
 	d.Identity.Credential = credNames[cred]
 	if rsn != rOK {
-		a.deny(d, rsn, agent)
+		a.deny(d, rsn, agent, slashForm(r.Path))
 	}
 	a.counters[rsn][cred].Inc()
 	a.observe(r.Adapter, time.Since(start))
@@ -180,6 +187,9 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	if r.RouteAgent != nil && *r.RouteAgent != agent {
 		return rRouteMismatch, credNone, agent
 	}
+	if !a.originOK(r) {
+		return rOrigin, credNone, agent
+	}
 	var authz string
 	switch {
 	case r.Headers != nil:
@@ -198,6 +208,30 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	default:
 		return a.decideKey(ctx, r, d, agent, raw, cred, now), cred, agent
 	}
+}
+
+// originOK: a request without Origin (not a browser) or with an admitted one.
+func (a *Authorizer) originOK(r *Request) bool {
+	o := r.origin()
+	return o == "" || a.OriginAllowed(o)
+}
+
+// origin is the request's Origin header ("" when absent).
+func (r *Request) origin() string {
+	switch {
+	case r.Headers != nil:
+		return r.Headers["origin"]
+	case r.Header != nil:
+		return r.Header("origin")
+	}
+	return ""
+}
+
+// OriginAllowed reports whether a browser page of origin may call agents:
+// the public URL's origin, agent_origins, or any when that lists "*".
+// Repeated Origin headers (joined with ",") match nothing.
+func (a *Authorizer) OriginAllowed(origin string) bool {
+	return a.anyOrigin || slices.Contains(a.origins, origin)
 }
 
 // parseBearer reads `Bearer <token>` (scheme case-insensitive). cred is
@@ -357,12 +391,17 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 }
 
 // audienceOK: aud must name this agent's resource (<public>/<agent>/mcp)
-// or the whole gateway (<public>), byte for byte.
+// or the whole gateway (<public>), byte for byte. The endpoint's slash form
+// (<public>/<agent>/mcp/, a resource of its own) names the same agent, so
+// a token for either form is good on either path.
 func (a *Authorizer) audienceOK(aud []string, agent string) bool {
 	p := a.publicURL
 	for _, s := range aud {
 		if s == p {
 			return true
+		}
+		if strings.HasSuffix(s, "/mcp/") {
+			s = s[:len(s)-1]
 		}
 		if len(s) == len(p)+1+len(agent)+len("/mcp") && strings.HasPrefix(s, p) &&
 			s[len(p)] == '/' && s[len(p)+1:len(p)+1+len(agent)] == agent && strings.HasSuffix(s, "/mcp") {
@@ -509,7 +548,7 @@ func appendUnique(list []string, s string) []string {
 
 // deny fills the response for a refused request: the challenge (401: from
 // the public URL; 403: the agent's, set by forbid), JSON content type and body.
-func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
+func (a *Authorizer) deny(d *Decision, rsn reason, agent string, slash bool) {
 	r := &reasons[rsn]
 	d.Allow = false
 	d.Status = r.status
@@ -518,10 +557,19 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
 	switch r.status {
 	case 401:
-		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + agent + `/mcp", scope="` + a.scopeStr + `"` + chError[rsn]}
+		res := agent + "/mcp"
+		if slash {
+			res += "/" // the metadata of the URL the client used (RFC 9728 §3.3)
+		}
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + res + `", scope="` + a.scopeStr + `"` + chError[rsn]}
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
+		if rsn == rOrigin { // not a credential problem: no challenge
+			d.hdr[0] = jsonHeader
+			d.Headers = d.hdr[:1]
+			break
+		}
 		if d.hdr[0].Key == "" { // every 403 goes through forbid; stay safe anyway
 			d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: `Bearer realm="MCP", error="insufficient_scope"`}
 		}
@@ -535,6 +583,14 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 		d.hdr[0] = jsonHeader
 		d.Headers = d.hdr[:1]
 	}
+}
+
+// slashForm: the target is an agent's endpoint in its /<agent>/mcp/ form.
+func slashForm(target string) bool {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	return strings.HasSuffix(target, "/mcp/")
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.
@@ -563,6 +619,13 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 			p = p[:maxAuditPath]
 		}
 		attrs = append(attrs, slog.String("path", p))
+	}
+	if d.Reason == ReasonOriginNotAllowed {
+		o := r.origin()
+		if len(o) > maxAuditPath {
+			o = o[:maxAuditPath]
+		}
+		attrs = append(attrs, slog.String("origin", o))
 	}
 	if d.Reason == ReasonRouteMismatch && r.RouteAgent != nil {
 		ra := *r.RouteAgent

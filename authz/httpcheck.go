@@ -81,6 +81,20 @@ func HTTPCheckHandler(a *Authorizer) http.Handler {
 	})
 }
 
+// HeaderError carries a denial's OAuth-style error code ("invalid_token",
+// "origin_not_allowed"…) on the HTTP check's answer.
+const HeaderError = "X-Mcp-Error"
+
+// errorCode is the error of the JSON body of a denial with reason name.
+func errorCode(name string) string {
+	for i := range reasons {
+		if reasons[i].name == name {
+			return reasons[i].err
+		}
+	}
+	return ""
+}
+
 // HTTPStatus is the status the HTTP check adapter answers for a decision.
 func HTTPStatus(d *Decision) int {
 	switch {
@@ -107,6 +121,9 @@ func writeHTTPDecision(w http.ResponseWriter, d *Decision) {
 	for _, v := range d.Headers {
 		h.Set(v.Key, v.Value)
 	}
+	// nginx's auth_request drops the check's body: the error code lets its
+	// error page say why (a refused Origin has no challenge to point at).
+	h.Set(HeaderError, errorCode(d.Reason))
 	w.WriteHeader(HTTPStatus(d))
 	_, _ = w.Write(d.Body)
 }

@@ -37,6 +37,9 @@ type want struct {
 	scope   string // challenge scope= for 401/403
 	body    string // JSON body "error"
 	ident   map[string]string
+	// noChallenge: a 403 that is no credential problem (Origin) has no
+	// WWW-Authenticate at all.
+	noChallenge bool
 }
 
 type tcase struct {
@@ -74,13 +77,24 @@ func forbidden(agent, reason, scope string) want {
 	return want{status: 403, reason: reason, errCode: "insufficient_scope", agent: agent, scope: scope, body: "insufficient_scope"}
 }
 
+// resourceOf is the resource path an expected challenge names: want.agent
+// is an agent id (its /mcp form) or "<id>/mcp/" for the slash form.
+func resourceOf(agent string) string {
+	if strings.HasSuffix(agent, "/mcp/") {
+		return agent
+	}
+	return agent + "/mcp"
+}
+
 func notFound(reason string) want { return want{status: 404, reason: reason, body: "not_found"} }
+
+var badOrigin = want{status: 403, reason: ReasonOriginNotAllowed, body: "origin_not_allowed", noChallenge: true}
 
 func bearer(tok string) []string { return []string{"Bearer " + tok} }
 
 // tableEnv seeds the tokens and keys the cases use.
 func tableEnv(t *testing.T) (*env, []tcase) {
-	e := newEnv(t)
+	e := newEnv(t, func(o *Options) { o.AgentOrigins = []string{"http://localhost:6274"} })
 	ctx := context.Background()
 
 	aliceGW := e.mint("aliceGW", "alice")
@@ -89,6 +103,7 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 	aliceBravoAud := e.mint("", "alice", aud(pub+"/bravo/mcp"))
 	aliceMultiAud := e.mint("", "alice", aud(pub+"/other/mcp", pub+"/alpha/mcp"))
 	aliceAudSlash := e.mint("", "alice", aud(pub+"/alpha/mcp/"))
+	aliceAudSlash2 := e.mint("", "alice", aud(pub+"/alpha/mcp//"))
 	aliceAudOther := e.mint("", "alice", aud("http://evil.example", pub+"/"))
 	aliceScopeOther := e.mint("", "alice", scope("other"))
 	aliceScopeEmpty := e.mint("", "alice", scope(""))
@@ -163,7 +178,14 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "jwt/token-for-agent-A-at-B", path: "/alpha/mcp", auth: bearer(aliceDemoAud), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/token-for-agent-A-at-B-same-length", path: "/alpha/mcp", auth: bearer(aliceBravoAud), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/agent-aud/same-length-agent", path: "/bravo/mcp", auth: bearer(aliceBravoAud), want: allowAs("alice", "bravo", "client-alice", "mcp", CredOAuth)},
-		{name: "jwt/aud-trailing-slash", path: "/alpha/mcp", auth: bearer(aliceAudSlash), want: unauth("alpha", ReasonWrongAudience)},
+		// The endpoint's two forms are one agent (issue 16 item 9): a token
+		// for either is good on either path.
+		{name: "jwt/aud-slash-form", path: "/alpha/mcp", auth: bearer(aliceAudSlash), want: okAlice},
+		{name: "jwt/aud-slash-form-at-slash-path", path: "/alpha/mcp/", auth: bearer(aliceAudSlash), want: okAlice},
+		{name: "jwt/aud-at-slash-path", path: "/alpha/mcp/?x=1", auth: bearer(aliceAlpha), want: okAlice},
+		{name: "jwt/aud-slash-form-other-agent", path: "/bravo/mcp/", auth: bearer(aliceAudSlash), want: unauth("bravo/mcp/", ReasonWrongAudience)},
+		{name: "jwt/aud-double-slash", path: "/alpha/mcp", auth: bearer(aliceAudSlash2), want: unauth("alpha", ReasonWrongAudience)},
+		{name: "auth/missing-slash-form", path: "/alpha/mcp/", want: unauth("alpha/mcp/", ReasonMissingCredential)},
 		{name: "jwt/aud-foreign-and-slash", path: "/alpha/mcp", auth: bearer(aliceAudOther), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/gateway-wide-not-owner", path: "/alpha/mcp", auth: bearer(carolGW), want: forbidden("alpha", ReasonForbidden, "mcp")},
 		{name: "jwt/owner-of-other-agent", path: "/demo/mcp", auth: bearer(aliceGW), want: forbidden("demo", ReasonForbidden, "mcp")},
@@ -269,6 +291,19 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "route/spoof-headers-cannot-set-it", path: "/alpha/mcp", auth: bearer(aliceGW), ext: routeOf("demo"),
 			hdr: map[string]string{"x-mcp-agent": "demo", "x-envoy-context-agent": "alpha"}, want: notFound(ReasonRouteMismatch)},
 		{name: "route/bad-path-first", path: "/alpha/../demo/mcp", auth: bearer(aliceGW), ext: routeOf("demo"), want: notFound(ReasonBadPath)},
+
+		// --- Origin (DNS rebinding, other sites' pages; issue 16 item 8) ---
+		{name: "origin/public-url", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": pub}, want: okAlice},
+		{name: "origin/listed", path: "/alpha/mcp/", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://localhost:6274"}, want: okAlice},
+		{name: "origin/other-site", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
+		{name: "origin/other-site-before-credential", path: "/alpha/mcp", hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
+		{name: "origin/other-site-key", path: "/alpha/mcp", auth: bearer(bakAlpha), hdr: map[string]string{"Origin": "https://evil.example.com"}, want: badOrigin},
+		{name: "origin/null", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "null"}, want: badOrigin},
+		{name: "origin/listed-port-prefix", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://localhost:62740"}, want: badOrigin},
+		{name: "origin/public-other-scheme", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "https://127.0.0.1:8000"}, want: badOrigin},
+		{name: "origin/rebound-name", path: "/alpha/mcp", auth: bearer(aliceGW), host: "rebind.example:8000", hdr: map[string]string{"Origin": "http://rebind.example:8000"}, want: badOrigin},
+		{name: "origin/two-joined", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": pub + "," + pub}, want: badOrigin},
+		{name: "origin/unknown-agent", path: "/nosuch/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
 	}
 	return e, cases
 }
@@ -409,12 +444,18 @@ func checkDenied(t *testing.T, tc tcase, status int, challenge, ctype string, bo
 	if err := json.Unmarshal(body, &b); err != nil || b.Error != tc.want.body || b.Description == "" {
 		t.Errorf("body %s (err %v), want error %q with a description", body, err, tc.want.body)
 	}
+	if tc.want.noChallenge {
+		if challenge != "" {
+			t.Errorf("unexpected challenge %q", challenge)
+		}
+		return
+	}
 	switch tc.want.status {
 	case 401, 403:
 		p := challengeParams(t, challenge)
 		wantP := map[string]string{
 			"realm":             "MCP",
-			"resource_metadata": pub + "/.well-known/oauth-protected-resource/" + tc.want.agent + "/mcp",
+			"resource_metadata": pub + "/.well-known/oauth-protected-resource/" + resourceOf(tc.want.agent),
 			"scope":             tc.want.scope,
 		}
 		if tc.want.errCode != "" {

@@ -76,6 +76,11 @@ type Config struct {
 	Clients Clients `json:"clients"`
 	// XDS: the Envoy control plane (ADS) in serve, and envoy-config.
 	XDS XDS `json:"xds"`
+	// AgentOrigins: browser origins (scheme://host[:port]) that may call
+	// /<agent>/mcp besides public_url's own; any other Origin is refused
+	// (the MCP transport's DNS-rebinding defence). A request without Origin
+	// (not a browser) is unaffected. "*" admits every origin. See origins.go.
+	AgentOrigins []string `json:"agent_origins"`
 
 	// AssertionKeys sign the x-mcp-identity assertion agents receive (ES256:
 	// P-256 PEM files written by `mcp-gateway keys gen-assertion`). The first
@@ -536,6 +541,7 @@ func (c *Config) Validate(dev bool) error {
 			bad(fmt.Sprintf("cimd.allowed_hosts[%d]", i), "%q is not a hostname, IP address or CIDR", h)
 		}
 	}
+	validateAgentOrigins(c.AgentOrigins, bad)
 	if c.Clients.IdleTTL < 0 {
 		bad("clients.idle_ttl", "must not be negative (0: never expire)")
 	}

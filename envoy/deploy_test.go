@@ -192,8 +192,14 @@ func checkComposeGatewayConfig(t *testing.T, p *types.Project, gw types.ServiceC
 		}
 		return h, port
 	}
-	if cfg.PublicURL != "http://localhost:8000" {
-		t.Errorf("public_url %q: clients reach Envoy at http://localhost:8000", cfg.PublicURL)
+	// One host name end to end (issue 16 item 5): the one Envoy publishes,
+	// dev mode's and the README's, so a newcomer mixing them is impossible.
+	if cfg.PublicURL != "http://127.0.0.1:8000" || cfg.PublicURL != config.Default().PublicURL {
+		t.Errorf("public_url %q: clients reach Envoy at http://127.0.0.1:8000, dev mode's address", cfg.PublicURL)
+	}
+	// MCP Inspector's web UI may call the agents (issue 16 items 7, 8).
+	if !slices.Contains(cfg.AgentOrigins, "http://localhost:6274") {
+		t.Errorf("agent_origins %q: MCP Inspector's web UI (http://localhost:6274) would be refused", cfg.AgentOrigins)
 	}
 	if h, port := hostPort(cfg.Listen.Admin); h != "0.0.0.0" || port != "9090" {
 		t.Errorf("admin listens on %q: Prometheus and the healthcheck need 0.0.0.0:9090", cfg.Listen.Admin)

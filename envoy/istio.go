@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	networkingv1 "istio.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcpgateway/mcp-gateway/internal/routes"
 )
 
 // IstioOptions names what the generated Istio resources attach to. The zero
@@ -76,10 +79,11 @@ func IstioVirtualService(routes []AgentRoute, opt IstioOptions) *networkingv1.Vi
 			return &networkingv1.HTTPMatchRequest{Uri: &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: p}}}
 		}
 		vs.Http = append(vs.Http, &networkingv1.HTTPRoute{
-			Name:    "agent-" + r.ID,
-			Match:   []*networkingv1.HTTPMatchRequest{exact("/" + r.ID + "/mcp"), exact("/" + r.ID + "/mcp/")},
-			Rewrite: &networkingv1.HTTPRewrite{Uri: r.Path, Authority: r.HostHeader},
-			Timeout: durationpb.New(0),
+			Name:       "agent-" + r.ID,
+			Match:      []*networkingv1.HTTPMatchRequest{exact("/" + r.ID + "/mcp"), exact("/" + r.ID + "/mcp/")},
+			Rewrite:    &networkingv1.HTTPRewrite{Uri: r.Path, Authority: r.HostHeader},
+			Timeout:    durationpb.New(0),
+			CorsPolicy: agentCORS(),
 			Headers: &networkingv1.Headers{Request: &networkingv1.Headers_HeaderOperations{
 				// The client's token goes no further (the gRPC Check removes it too).
 				Remove: []string{"authorization"},
@@ -90,6 +94,22 @@ func IstioVirtualService(routes []AgentRoute, opt IstioOptions) *networkingv1.Vi
 		})
 	}
 	return vs
+}
+
+// agentCORS: browser-based MCP clients (MCP Inspector's web UI) get their
+// preflights answered by the ingress, any origin (the Check refuses an
+// Origin the gateway does not admit), the shared header list. Preflights are
+// never forwarded: the CUSTOM policy lets them through unchecked
+// (authorization-policy.yaml), so none may reach an agent.
+func agentCORS() *networkingv1.CorsPolicy {
+	return &networkingv1.CorsPolicy{
+		AllowOrigins:        []*networkingv1.StringMatch{{MatchType: &networkingv1.StringMatch_Regex{Regex: ".*"}}},
+		AllowMethods:        strings.Split(routes.AgentCORSMethods, ", "),
+		AllowHeaders:        strings.Split(routes.AgentCORSAllowHeaders, ", "),
+		ExposeHeaders:       strings.Split(routes.AgentCORSExposeHeaders, ", "),
+		MaxAge:              durationpb.New(24 * time.Hour),
+		UnmatchedPreflights: networkingv1.CorsPolicy_IGNORE,
+	}
 }
 
 // IstioDestinationRules are the DestinationRules that make Istio speak TLS

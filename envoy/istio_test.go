@@ -240,22 +240,77 @@ func istioStringMatch(pattern, path string) bool {
 	return path == pattern
 }
 
-// checkedByCustom: does a CUSTOM policy's rule send this path to the provider?
-func checkedByCustom(p *securityv1.AuthorizationPolicy, path string) bool {
-	for _, r := range p.GetRules() {
-		if len(r.GetTo()) == 0 {
-			return true
+// checkIstioCORS: an agent route answers a browser client's preflight
+// (MCP Inspector's origin, the 2026-07-28 headers) and forwards none.
+func checkIstioCORS(c *networkingv1.CorsPolicy) error {
+	if c == nil {
+		return errors.New("no corsPolicy: a browser client's preflight is never answered")
+	}
+	if !slices.ContainsFunc(c.GetAllowOrigins(), func(m *networkingv1.StringMatch) bool {
+		return m.GetRegex() == ".*" || m.GetExact() == "http://localhost:6274"
+	}) {
+		return errors.New("corsPolicy does not admit http://localhost:6274")
+	}
+	for _, h := range browserClientHeaders {
+		if !slices.Contains(c.GetAllowHeaders(), h) {
+			return fmt.Errorf("corsPolicy allowHeaders lacks %s", h)
 		}
-		for _, to := range r.GetTo() {
-			op := to.GetOperation()
-			in := len(op.GetPaths()) == 0 || slices.ContainsFunc(op.GetPaths(), func(p string) bool { return istioStringMatch(p, path) })
-			out := slices.ContainsFunc(op.GetNotPaths(), func(p string) bool { return istioStringMatch(p, path) })
-			if in && !out {
-				return true
-			}
+	}
+	for _, m := range []string{"GET", "POST", "DELETE"} {
+		if !slices.Contains(c.GetAllowMethods(), m) {
+			return fmt.Errorf("corsPolicy allowMethods lacks %s", m)
+		}
+	}
+	if !slices.Contains(c.GetExposeHeaders(), "www-authenticate") || !slices.Contains(c.GetExposeHeaders(), "mcp-session-id") {
+		return errors.New("corsPolicy must expose www-authenticate and mcp-session-id")
+	}
+	// The CUSTOM policy lets preflights through unchecked: none may reach an agent.
+	if c.GetUnmatchedPreflights() != networkingv1.CorsPolicy_IGNORE {
+		return errors.New("corsPolicy must not forward unmatched preflights (unmatchedPreflights: IGNORE)")
+	}
+	return nil
+}
+
+// policyRequest is what a CUSTOM policy's rules are matched against.
+type policyRequest struct {
+	method, path string
+	headers      map[string]string // lower-case names
+}
+
+// checkedByCustom: does a CUSTOM policy's rule send this request to the
+// provider? Rules are ORed; a rule's to and when are ANDed.
+func checkedByCustom(p *securityv1.AuthorizationPolicy, path string) bool {
+	return customChecks(p, policyRequest{method: "POST", path: path})
+}
+
+func customChecks(p *securityv1.AuthorizationPolicy, req policyRequest) bool {
+	for _, r := range p.GetRules() {
+		if !slices.ContainsFunc(r.GetWhen(), func(c *securityv1.Condition) bool { return !conditionHolds(c, req) }) &&
+			(len(r.GetTo()) == 0 || slices.ContainsFunc(r.GetTo(), func(to *securityv1.Rule_To) bool { return operationMatches(to.GetOperation(), req) })) {
+			return true
 		}
 	}
 	return false
+}
+
+func operationMatches(op *securityv1.Operation, req policyRequest) bool {
+	match := func(p string) bool { return istioStringMatch(p, req.path) }
+	return (len(op.GetPaths()) == 0 || slices.ContainsFunc(op.GetPaths(), match)) &&
+		!slices.ContainsFunc(op.GetNotPaths(), match) &&
+		(len(op.GetMethods()) == 0 || slices.Contains(op.GetMethods(), req.method)) &&
+		!slices.Contains(op.GetNotMethods(), req.method)
+}
+
+// conditionHolds simulates request.headers[...] conditions ("*": present);
+// any other key fails the manifests' check.
+func conditionHolds(c *securityv1.Condition, req policyRequest) bool {
+	name, ok := strings.CutPrefix(c.GetKey(), "request.headers[")
+	if !ok {
+		panic("condition " + c.GetKey() + " is not simulated")
+	}
+	v, present := req.headers[strings.ToLower(strings.TrimSuffix(name, "]"))]
+	match := func(want string) bool { return present && (want == "*" || istioStringMatch(want, v)) }
+	return (len(c.GetValues()) == 0 || slices.ContainsFunc(c.GetValues(), match)) && !slices.ContainsFunc(c.GetNotValues(), match)
 }
 
 // vsRoute finds the VirtualService route for path: first HTTPRoute with a
@@ -341,6 +396,10 @@ func checkIstio(o *istioObjects) error {
 				if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), "x-mcp-*") {
 					fail("extension provider %s: includeRequestHeadersInCheck lacks \"x-mcp-*\"", p.GetName())
 				}
+				// The gateway refuses an Origin it does not admit (issue 16 item 8).
+				if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), "origin") {
+					fail("extension provider %s: includeRequestHeadersInCheck lacks origin", p.GetName())
+				}
 			}
 		}
 	}
@@ -359,8 +418,16 @@ func checkIstio(o *istioObjects) error {
 		fail("no AuthorizationPolicy with action CUSTOM")
 	} else {
 		for _, p := range []string{"/demo/mcp", "/demo/mcp/", "/my.agent_2-x/mcp"} {
-			if !checkedByCustom(custom, p) {
-				fail("CUSTOM policy does not check %s", p)
+			for _, m := range []string{"POST", "GET", "DELETE", "PUT", "OPTIONS"} {
+				if !customChecks(custom, policyRequest{method: m, path: p, headers: map[string]string{"origin": "http://localhost:6274"}}) {
+					fail("CUSTOM policy does not check %s (%s)", p, m)
+				}
+			}
+			// A browser's CORS preflight has no credential: the ingress's
+			// corsPolicy answers it, unchecked (issue 16 item 7).
+			preflight := policyRequest{method: "OPTIONS", path: p, headers: map[string]string{"origin": "http://localhost:6274", "access-control-request-method": "POST"}}
+			if customChecks(custom, preflight) {
+				fail("CUSTOM policy checks the CORS preflight to %s: a browser client gets 401", p)
 			}
 		}
 		for _, p := range []string{"/oauth/token", "/oauth/register", "/.well-known/oauth-protected-resource/demo/mcp",
@@ -411,6 +478,11 @@ func checkIstio(o *istioObjects) error {
 		for _, r := range vs.GetHttp() {
 			if r.GetRoute()[0].GetDestination().GetHost() != gw && !slices.Contains(r.GetHeaders().GetRequest().GetRemove(), "authorization") {
 				fail("VirtualService route %s: an agent route must remove authorization", r.GetName())
+			}
+			if r.GetRoute()[0].GetDestination().GetHost() != gw {
+				if err := checkIstioCORS(r.GetCorsPolicy()); err != nil {
+					fail("VirtualService route %s: %v", r.GetName(), err)
+				}
 			}
 		}
 	}
@@ -605,6 +677,12 @@ func TestIstioValidationBites(t *testing.T) {
 		{"provider to a wrong port", "istio/mesh-config.yaml", "port: 9191", "port: 9192", "no Service mcp-gateway.mcp-gateway.svc.cluster.local with port 9192"},
 		{"agent route keeps the token", "istio/ingress.yaml", "        remove:\n        - authorization\n", "        remove:\n        - cookie\n", "must remove authorization"},
 		{"client x-mcp-* headers not sent to the HTTP check", "istio/mesh-config.yaml", `, "x-mcp-*"]`, "]", "includeRequestHeadersInCheck lacks \"x-mcp-*\""},
+		{"preflight checked", "istio/authorization-policy.yaml", "        notMethods: [\"OPTIONS\"]\n", "", "checks the CORS preflight to /demo/mcp"},
+		{"OPTIONS unchecked", "istio/authorization-policy.yaml", "      notValues: [\"*\"]", "      values: [\"*\"]", "does not check /demo/mcp (OPTIONS)"},
+		{"no CORS on an agent route", "istio/ingress.yaml", "  - corsPolicy:\n", "  - corsPolicyX:\n", "unknown field"},
+		{"Mcp-Param-* refused by CORS", "istio/ingress.yaml", "      - '*'\n", "", "allowHeaders lacks *"},
+		{"preflights forwarded", "istio/ingress.yaml", "unmatchedPreflights: IGNORE", "unmatchedPreflights: FORWARD", "unmatchedPreflights: IGNORE"},
+		{"Origin not sent to the HTTP check", "istio/mesh-config.yaml", ", origin, ", ", ", "includeRequestHeadersInCheck lacks origin"},
 		{"agent route to a missing Service", "istio/ingress.yaml", "host: demo-agent.mcp-gateway.svc.cluster.local", "host: demo.mcp-gateway.svc.cluster.local", "which no Service here offers"},
 	}
 	for _, c := range cases {

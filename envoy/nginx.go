@@ -14,11 +14,22 @@ import (
 //go:embed nginx/mcp-gateway.conf.template
 var nginxTemplate string
 
+// NginxJS is the njs module the template imports (nginx/mcp-gateway.js):
+// install it where NginxParams.NJSModule says.
+//
+//go:embed nginx/mcp-gateway.js
+var NginxJS string
+
+// nginxJSModules are where distributions keep nginx's JavaScript module
+// (Debian's libnginx-mod-http-js, the official image's).
+var nginxJSModules = []string{"/usr/lib/nginx/modules/ngx_http_js_module.so", "/etc/nginx/modules/ngx_http_js_module.so", "/usr/lib64/nginx/modules/ngx_http_js_module.so"}
+
 // NginxParams fills the placeholders of nginx/mcp-gateway.conf.template.
 type NginxParams struct {
 	Listen      string // "127.0.0.1:8000"
 	GatewayHTTP string // the gateway's HTTP listener, host:port
 	AgentsConf  string // the agents include (NginxAgents, `mcp-gateway nginx-config`)
+	NJSModule   string // where NginxJS is installed (`mcp-gateway nginx-config --njs-out`)
 }
 
 // placeholder is how the template marks a value to fill: ${UPPER_CASE}.
@@ -32,6 +43,7 @@ func NginxSite(p NginxParams) (string, error) {
 		"LISTEN":       p.Listen,
 		"GATEWAY_HTTP": p.GatewayHTTP,
 		"AGENTS_CONF":  p.AgentsConf,
+		"NJS_MODULE":   p.NJSModule,
 	}
 	for k, v := range vals {
 		// A value is pasted into nginx syntax: refuse what could end a
@@ -71,15 +83,34 @@ func NginxSite(p NginxParams) (string, error) {
 // creates the directories it names. Errors go to stderr, access logs to
 // prefix/access.log.
 func NginxStandalone(p NginxParams, prefix string) (string, error) {
-	site, err := NginxSite(p)
-	if err != nil {
-		return "", err
-	}
 	if !filepath.IsAbs(prefix) {
 		return "", errors.New("nginx prefix must be an absolute path")
 	}
 	if strings.ContainsAny(prefix, ";{}'\"\\$#\n\r\t ") {
 		return "", fmt.Errorf("nginx prefix %q has characters nginx syntax cannot take", prefix)
+	}
+	// The njs module next to the config, and nginx's JavaScript module
+	// loaded (a system nginx.conf does so from modules-enabled; this one
+	// stands alone).
+	if p.NJSModule == "" {
+		p.NJSModule = filepath.Join(prefix, "mcp-gateway.js")
+		if err := os.WriteFile(p.NJSModule, []byte(NginxJS), 0o644); err != nil {
+			return "", fmt.Errorf("nginx prefix: %w", err)
+		}
+	}
+	jsModule := ""
+	for _, m := range nginxJSModules {
+		if _, err := os.Stat(m); err == nil {
+			jsModule = m
+			break
+		}
+	}
+	if jsModule == "" {
+		return "", fmt.Errorf("nginx's JavaScript module is not installed (looked at %v): apt-get install libnginx-mod-http-js", nginxJSModules)
+	}
+	site, err := NginxSite(p)
+	if err != nil {
+		return "", err
 	}
 	tmp := filepath.Join(prefix, "tmp")
 	for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
@@ -93,7 +124,8 @@ func NginxStandalone(p NginxParams, prefix string) (string, error) {
 		// a test's private temp directory.
 		user = "user root;\n"
 	}
-	return fmt.Sprintf(`%sdaemon off;
+	return fmt.Sprintf(`%sload_module %[5]s;
+daemon off;
 worker_processes 1;
 pid %[2]s/nginx.pid;
 error_log stderr notice;
@@ -107,7 +139,7 @@ http {
     scgi_temp_path %[3]s/scgi;
 %[4]s
 }
-`, user, prefix, tmp, site), nil
+`, user, prefix, tmp, site, jsModule), nil
 }
 
 // DefaultCAFile is where Debian and the official nginx images keep the

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +24,7 @@ import (
 )
 
 func TestNginxSiteRender(t *testing.T) {
-	p := NginxParams{Listen: "127.0.0.1:8000", GatewayHTTP: "gateway:8080", AgentsConf: "/etc/nginx/mcp-gateway-agents.conf"}
+	p := NginxParams{Listen: "127.0.0.1:8000", GatewayHTTP: "gateway:8080", AgentsConf: "/etc/nginx/mcp-gateway-agents.conf", NJSModule: "/etc/nginx/njs/mcp-gateway.js"}
 	out, err := NginxSite(p)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +35,7 @@ func TestNginxSiteRender(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"listen 127.0.0.1:8000;", "server gateway:8080;", "include /etc/nginx/mcp-gateway-agents.conf;",
+		"listen 127.0.0.1:8000;", "server gateway:8080;", "include /etc/nginx/mcp-gateway-agents.conf;", "js_import mcp_gateway from /etc/nginx/njs/mcp-gateway.js;",
 		"$request_uri", "$upstream_http_x_mcp_user", // nginx's own variables survive
 	} {
 		if !strings.Contains(out, want) {
@@ -42,12 +43,13 @@ func TestNginxSiteRender(t *testing.T) {
 		}
 	}
 	for _, bad := range []NginxParams{
-		{Listen: "8000", GatewayHTTP: "gw:8080; include /etc/passwd", AgentsConf: "/a.conf"},
-		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: ""},
-		{Listen: "8000 }", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf"},
-		{Listen: "8000", GatewayHTTP: "gw 8080", AgentsConf: "/a.conf"},
-		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf; include /etc/passwd"},
-		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/$host.conf"},
+		{Listen: "8000", GatewayHTTP: "gw:8080; include /etc/passwd", AgentsConf: "/a.conf", NJSModule: "/m.js"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "", NJSModule: "/m.js"},
+		{Listen: "8000 }", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf", NJSModule: "/m.js"},
+		{Listen: "8000", GatewayHTTP: "gw 8080", AgentsConf: "/a.conf", NJSModule: "/m.js"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf; include /etc/passwd", NJSModule: "/m.js"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/$host.conf", NJSModule: "/m.js"},
+		{Listen: "8000", GatewayHTTP: "gw:8080", AgentsConf: "/a.conf", NJSModule: "/x.js; include /etc/passwd"},
 	} {
 		if _, err := NginxSite(bad); err == nil {
 			t.Errorf("NginxSite(%+v) accepted a value that is not plain", bad)
@@ -616,14 +618,70 @@ func TestNginxBehaviour(t *testing.T) {
 		}
 	})
 
+	t.Run("Mcp-Param-* and the client's headers reach the agent, its credentials do not", func(t *testing.T) {
+		// SEP-2243: intermediaries forward Mcp-Param-<Name> (issue 16 item 7).
+		// Without a client x-mcp-* header nginx forwards the client's set.
+		hdr := map[string]string{
+			"Content-Type": "application/json", "Mcp-Method": "tools/call", "Mcp-Name": "lookup",
+			"Mcp-Param-Region": "eu-west-1", "mcp-param-customer-id": "42", "X-Other": "kept",
+			"Cookie": "mcpgw_session=secret", "Proxy-Authorization": "Basic eDp5", "Forwarded": "for=6.6.6.6",
+			"X-Real-IP": "6.6.6.6", "X-Forwarded-Host": "evil.example",
+		}
+		for _, method := range []string{"POST", "GET"} {
+			req, _ := http.NewRequest(method, base+"/demo/mcp?seen", strings.NewReader(`{}`))
+			req.Header.Set("Authorization", "Bearer good")
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var seen seenByAgent
+			err = json.NewDecoder(resp.Body).Decode(&seen)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || err != nil {
+				t.Fatalf("%s: status %d, %v", method, resp.StatusCode, err)
+			}
+			for _, k := range []string{"Mcp-Method", "Mcp-Name", "Mcp-Param-Region", "Mcp-Param-Customer-Id", "X-Other"} {
+				if got := seen.Headers[k]; len(got) != 1 || got[0] != hdr[k] && got[0] != hdr[strings.ToLower(k)] {
+					t.Errorf("%s: agent got %s = %q", method, k, got)
+				}
+			}
+			for _, k := range []string{"Authorization", "Cookie", "Proxy-Authorization", "Forwarded", "X-Real-Ip", "X-Forwarded-Host"} {
+				if got, ok := seen.Headers[k]; ok {
+					t.Errorf("%s: agent got %s = %q", method, k, got)
+				}
+			}
+			if got := seen.Headers["X-Mcp-User"]; len(got) != 1 || got[0] != "alice" {
+				t.Errorf("%s: agent got X-Mcp-User %q, want the gateway's [alice]", method, got)
+			}
+		}
+	})
+
+	t.Run("favicon: 204 without a check", func(t *testing.T) {
+		checks, public := gw.counts()
+		if resp := do("GET", "/favicon.ico", "", nil); resp.StatusCode != 204 {
+			t.Errorf("/favicon.ico: status %d, want 204", resp.StatusCode)
+		}
+		if c, p := gw.counts(); c != checks || p != public {
+			t.Error("/favicon.ico reached the gateway")
+		}
+	})
+
 	t.Run("CORS preflight answered without a check", func(t *testing.T) {
 		checks, _ := gw.counts()
 		resp := do("OPTIONS", "/demo/mcp", "", map[string]string{"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST"})
 		if resp.StatusCode != 204 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		if !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "mcp-protocol-version") ||
-			resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		allow := strings.Split(resp.Header.Get("Access-Control-Allow-Headers"), ", ")
+		for _, h := range browserClientHeaders {
+			if !slices.Contains(allow, h) {
+				t.Errorf("preflight Allow-Headers %q lacks %s", allow, h)
+			}
+		}
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Errorf("preflight headers %v", resp.Header)
 		}
 		if after, _ := gw.counts(); after != checks {

@@ -723,6 +723,10 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 	return errors.Join(errs...)
 }
 
+// browserClientHeaders must be in every front's Access-Control-Allow-Headers
+// for agents (issue 16 item 7); "*" admits Mcp-Param-*, never Authorization.
+var browserClientHeaders = []string{"authorization", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method", "mcp-name", "last-event-id", "*"}
+
 func checkCORS(a *anypb.Any) error {
 	p := &corsv3.CorsPolicy{}
 	if err := a.UnmarshalTo(p); err != nil {
@@ -740,7 +744,9 @@ func checkCORS(a *anypb.Any) error {
 		}
 		return out
 	}
-	for _, h := range []string{"authorization", "content-type", "mcp-protocol-version", "mcp-session-id", "last-event-id"} {
+	// A 2026-07-28 browser client sends Mcp-Method, Mcp-Name and
+	// Mcp-Param-<Name> (covered by "*" only: a list cannot name a prefix).
+	for _, h := range browserClientHeaders {
 		if !slices.Contains(split(p.GetAllowHeaders()), h) {
 			return fmt.Errorf("CORS allow_headers lacks %s", h)
 		}

@@ -124,6 +124,10 @@ func TestXDSRoutesTheContract(t *testing.T) {
 					continue
 				}
 				switch {
+				case e.NoContent:
+					if got.cluster != "" || got.status != 204 || got.authz {
+						t.Errorf("%s: cluster %q status %d authz %v, want 204 without a check", e.Path, got.cluster, got.status, got.authz)
+					}
 				case e.Gateway != "":
 					if got.cluster != xds.ClusterHTTP || got.route.GetName() != e.Gateway || got.authz {
 						t.Errorf("%s: route %q cluster %q authz %v, want gateway route %s without a check", e.Path, got.route.GetName(), got.cluster, got.authz, e.Gateway)

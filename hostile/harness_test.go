@@ -339,7 +339,8 @@ func devFront(az *authz.Authorizer, oauth *oauthsrv.Server, log *slog.Logger) ht
 			}
 			return url.Parse(a.Upstream)
 		},
-		Logger: log,
+		Logger:        log,
+		OriginAllowed: az.OriginAllowed,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, p := range []string{"/oauth/", "/.well-known/", "/authz/check", "/login", "/consent", "/account"} {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -127,7 +126,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	resource, agent, err := s.resolveResource(ctx, q.Get("resource"))
 	if errors.Is(err, errBadTarget) {
-		fail("invalid_target", "resource must be this gateway's base URL or <base>/<agent>/mcp of a known agent")
+		// Names the public URL: a client given another host name for this
+		// gateway (localhost for 127.0.0.1) sees which one to use.
+		fail("invalid_target", "resource must be this gateway's URL "+s.issuer+" or "+s.issuer+"/<agent>/mcp of a known agent")
 		return
 	}
 	if err != nil {
@@ -220,7 +221,8 @@ func isB64URL(b byte) bool {
 var errBadTarget = errors.New("invalid resource")
 
 // canonicalResource validates an RFC 8707 resource and returns its canonical
-// form (the audience): the issuer, or the issuer + "/<agent>/mcp", and the
+// form (the audience): the issuer, or the issuer + "/<agent>/mcp" or
+// "/<agent>/mcp/" (the endpoint's two paths, each its own resource), and the
 // agent id ("" for the gateway-wide audience). Scheme and host compare
 // case-insensitively, the path exactly. "" → the issuer.
 func (s *Server) canonicalResource(raw string) (resource, agentID string, ok bool) {
@@ -240,11 +242,13 @@ func (s *Server) canonicalResource(raw string) (resource, agentID string, ok boo
 		return s.issuer, "", true
 	}
 	rest, ok := strings.CutPrefix(u.Path, s.basePath+"/")
-	id, ok2 := strings.CutSuffix(rest, "/mcp")
-	if !ok || !ok2 || !config.ValidAgentID(id) {
+	id, suffix, ok2 := agentResourcePath(rest)
+	if !ok || !ok2 {
 		return "", "", false
 	}
-	return s.agentURL(id), id, true
+	// The slash form stays itself: the token's aud then names exactly the
+	// URL the client connects to, and the Check accepts either form.
+	return s.agentURL(id) + suffix[len("/mcp"):], id, true
 }
 
 // resolveResource is canonicalResource plus the agent lookup: an unknown

@@ -110,7 +110,15 @@ func (s *Server) Pending(w http.ResponseWriter, r *http.Request, id string) (*st
 		return nil, false
 	}
 	c, err := r.Cookie(s.browserCookie)
-	if err != nil || p.BrowserHash == "" ||
+	if err != nil {
+		// No binding cookie at all: most often the sign-in began at another
+		// host name of this gateway (localhost for 127.0.0.1), whose cookie
+		// this one never sees. Say so, with the address to use.
+		s.ErrorPage(w, http.StatusBadRequest, "Different browser or address", "This browser has no sign-in cookie for "+s.issuer+
+			". The sign-in was started in another browser, or at another address of this gateway (such as localhost instead of 127.0.0.1): browsers keep cookies per host name. Give the application the address "+s.issuer+" and start again.")
+		return nil, false
+	}
+	if p.BrowserHash == "" ||
 		subtle.ConstantTimeCompare([]byte(token.Hash(c.Value)), []byte(p.BrowserHash)) != 1 {
 		s.ErrorPage(w, http.StatusBadRequest, "Different browser", "This sign-in request was started in another browser. Go back to the application and start again here.")
 		return nil, false

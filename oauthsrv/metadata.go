@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -108,7 +107,8 @@ func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
 const prmPrefix = "/.well-known/oauth-protected-resource"
 
 // handlePRM serves the root document and the path-aware one for
-// /<agent>/mcp, whose resource is byte-identical to the MCP endpoint URL.
+// /<agent>/mcp and /<agent>/mcp/, whose resource is byte-identical to that
+// MCP endpoint URL.
 func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 	if !isGet(r) {
 		writeMethodNotAllowed(w, "GET, HEAD, OPTIONS")
@@ -122,8 +122,8 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 	// RFC 9728 §3.1: the resource's path is appended to the well-known
 	// path; it includes the public URL's own path, if any.
 	rest, ok := strings.CutPrefix(rest, s.basePath+"/")
-	id, ok2 := strings.CutSuffix(rest, "/mcp")
-	if !ok || !ok2 || !config.ValidAgentID(id) || r.URL.RawPath != "" {
+	id, suffix, ok2 := agentResourcePath(rest)
+	if !ok || !ok2 || r.URL.RawPath != "" {
 		writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at this path")
 		return
 	}
@@ -144,7 +144,9 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 		}
 		name = a.Name
 	}
-	b, err := json.Marshal(s.prm(s.agentURL(id), scopes, name))
+	// The slash form's document names the slash form: a client checks the
+	// resource against the URL it connects to, byte for byte.
+	b, err := json.Marshal(s.prm(s.agentURL(id)+suffix[len("/mcp"):], scopes, name))
 	if err != nil {
 		writeUnavailable(w)
 		return

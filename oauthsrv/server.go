@@ -352,14 +352,25 @@ func (s *Server) resourceAgent(resource string) string {
 	if !ok {
 		return ""
 	}
-	id, ok := strings.CutSuffix(rest, "/mcp")
-	if !ok || !config.ValidAgentID(id) {
-		return ""
-	}
+	id, _, _ := agentResourcePath(rest)
 	return id
 }
 
-// agentURL is the MCP endpoint URL (and resource) of agent id.
+// agentResourcePath parses "<agent>/mcp" or "<agent>/mcp/": an agent's MCP
+// endpoint is served at both paths, and a client names as its resource the
+// form it connects to (RFC 9728 §3.3 wants the metadata's resource to be
+// that exact URL). suffix is "/mcp" or "/mcp/".
+func agentResourcePath(rest string) (id, suffix string, ok bool) {
+	for _, suf := range [...]string{"/mcp", "/mcp/"} {
+		if id, found := strings.CutSuffix(rest, suf); found && config.ValidAgentID(id) {
+			return id, suf, true
+		}
+	}
+	return "", "", false
+}
+
+// agentURL is the MCP endpoint URL (and resource) of agent id, the
+// canonical form without the trailing slash.
 func (s *Server) agentURL(id string) string { return s.issuer + "/" + id + "/mcp" }
 
 // pathURL is an absolute URL of one of our paths.

@@ -151,7 +151,7 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 	if raw, sent := form["resource"]; sent {
 		res, _, ok := s.canonicalResource(raw[0])
 		if !ok || raw[0] == "" {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource is not valid here")
+			writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource must be this gateway's URL "+s.issuer+" or "+s.issuer+"/<agent>/mcp")
 			return
 		}
 		resource = res

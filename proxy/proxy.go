@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/authz"
+	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"github.com/mcpgateway/mcp-gateway/internal/slowbody"
 )
 
@@ -39,6 +40,10 @@ type Options struct {
 	// MaxRequestBytes bounds a request body; 0 means DefaultMaxRequestBytes,
 	// negative disables the limit.
 	MaxRequestBytes int64
+	// OriginAllowed names the browser origins that get CORS on agent paths
+	// (preflights answered, responses readable); nil: no CORS. The decision
+	// refuses the others on its own.
+	OriginAllowed func(origin string) bool
 }
 
 // DefaultMaxRequestBytes is the request body limit when Options leaves it 0.
@@ -81,7 +86,15 @@ func New(opts Options) http.Handler {
 		// soon as the upstream sends them.
 		FlushInterval: -1,
 		ErrorHandler:  h.upstreamError,
-		ErrorLog:      slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		// The agent's own CORS headers give way to the gateway's.
+		ModifyResponse: func(resp *http.Response) error {
+			for _, k := range corsHeaders {
+				resp.Header.Del(k)
+			}
+			h.cors(resp.Header, resp.Request)
+			return nil
+		},
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
 	return h
 }
@@ -102,6 +115,13 @@ func newTransport() *http.Transport {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == routes.Favicon {
+		w.WriteHeader(http.StatusNoContent) // a browser's own request: no decision
+		return
+	}
+	if h.preflight(w, r) {
+		return
+	}
 	d := h.opts.Decider.Decide(r.Context(), authzRequest(r))
 	if d == nil {
 		h.log.Error("proxy: decider returned no decision", "method", r.Method)
@@ -109,6 +129,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !d.Allow {
+		h.cors(w.Header(), r)
 		writeDenial(w, d)
 		return
 	}
@@ -132,6 +153,47 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, &route{target: target, decision: d})
 	h.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// corsHeaders are the response headers the gateway's CORS decides alone.
+var corsHeaders = []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age"}
+
+// preflight answers a CORS preflight to an agent path from an admitted
+// origin: it carries no credential, so the decision would only challenge it.
+// Others (no origin, another origin, not an agent path) go on to the
+// decision, which refuses a foreign Origin with 403.
+func (h *handler) preflight(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" || !h.corsOrigin(r) {
+		return false
+	}
+	if _, ok := authz.AgentFromPath(authzRequest(r).Path); !ok {
+		return false
+	}
+	hdr := w.Header()
+	h.cors(hdr, r)
+	hdr.Set("Access-Control-Allow-Methods", routes.AgentCORSMethods)
+	hdr.Set("Access-Control-Allow-Headers", routes.AgentCORSAllowHeaders)
+	hdr.Set("Access-Control-Max-Age", routes.AgentCORSMaxAge)
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+func (h *handler) corsOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	return h.opts.OriginAllowed != nil && o != "" && len(r.Header.Values("Origin")) == 1 && h.opts.OriginAllowed(o)
+}
+
+// cors lets an admitted origin read the response (the challenge included).
+func (h *handler) cors(hdr http.Header, r *http.Request) {
+	if h.opts.OriginAllowed == nil {
+		return
+	}
+	hdr.Add("Vary", "Origin")
+	if !h.corsOrigin(r) {
+		return
+	}
+	hdr.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+	hdr.Set("Access-Control-Expose-Headers", routes.AgentCORSExposeHeaders)
 }
 
 // authzRequest maps the client request to the decision input. Path is the

@@ -381,9 +381,9 @@ func corsPolicy(methods string) *anypb.Any {
 	return mustAny(&corsv3.CorsPolicy{
 		AllowOriginStringMatch: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ".*"}}}},
 		AllowMethods:           methods,
-		AllowHeaders:           "authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id",
-		ExposeHeaders:          "mcp-session-id, www-authenticate",
-		MaxAge:                 "86400",
+		AllowHeaders:           routes.AgentCORSAllowHeaders,
+		ExposeHeaders:          routes.AgentCORSExposeHeaders,
+		MaxAge:                 routes.AgentCORSMaxAge,
 	})
 }
 
@@ -428,6 +428,16 @@ func gatewayRoute(r routes.Route) *routev3.Route {
 			Timeout:          durationpb.New(15 * time.Second),
 		}},
 		TypedPerFilterConfig: pf,
+	}
+}
+
+// faviconRoute answers a browser's /favicon.ico with 204, no check.
+func faviconRoute() *routev3.Route {
+	return &routev3.Route{
+		Name:                 "favicon",
+		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: routes.Favicon}},
+		Action:               &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 204}},
+		TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: authzDisabled()},
 	}
 }
 
@@ -514,6 +524,7 @@ func publicRoutes(agentLists map[string]*xdsmatcherv3.Matcher_OnMatch) *routev3.
 		}
 		entries[r.Path] = routeList(r.Name, list)
 	}
+	entries[routes.Favicon] = routeList("favicon", []*routev3.Route{faviconRoute(), notFoundRoute()})
 	for path, l := range agentLists {
 		entries[path] = l
 	}
@@ -525,7 +536,7 @@ func publicRoutes(agentLists map[string]*xdsmatcherv3.Matcher_OnMatch) *routev3.
 			// The MCP CORS policy once for every route (agents, their 404s);
 			// the gateway's routes set their own. Per agent route it would
 			// be a quarter of the route table's bytes.
-			TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: corsPolicy("GET, POST, DELETE, OPTIONS")},
+			TypedPerFilterConfig: map[string]*anypb.Any{filterCORS: corsPolicy(routes.AgentCORSMethods)},
 			Matcher: &xdsmatcherv3.Matcher{
 				MatcherType: &xdsmatcherv3.Matcher_MatcherTree_{MatcherTree: &xdsmatcherv3.Matcher_MatcherTree{
 					Input: &xdscorev3.TypedExtensionConfig{
@@ -580,9 +591,10 @@ func extAuthz(opts Options) *anypb.Any {
 	exact := func(s string) *matcherv3.StringMatcher {
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}, IgnoreCase: true}
 	}
-	// Host, method and path are always sent; the credential and the MCP
-	// version are all the gateway needs besides.
-	ea.AllowedHeaders = &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{exact("authorization"), exact("mcp-protocol-version")}}
+	// Host, method and path are always sent; the credential, the MCP
+	// version and the Origin (refused unless admitted) are all the gateway
+	// needs besides.
+	ea.AllowedHeaders = &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{exact("authorization"), exact("mcp-protocol-version"), exact("origin")}}
 	ea.Services = &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
 		ServerUri: &corev3.HttpUri{
 			Uri:              "http://" + opts.GatewayHTTP,

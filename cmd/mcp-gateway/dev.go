@@ -55,6 +55,8 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	// (the demo agent, one you run) are its normal upstreams.
 	cfg.XDS.Listen = ""
 	cfg.XDS.AllowedUpstreamHosts = append(cfg.XDS.AllowedUpstreamHosts, "127.0.0.0/8", "::1", "localhost")
+	// Browser clients on this machine (MCP Inspector's web UI) may call agents.
+	cfg.AgentOrigins = append(cfg.AgentOrigins, config.DevAgentOrigins...)
 	if *publicURL != "" {
 		cfg.PublicURL = *publicURL
 	} else if _, set := os.LookupEnv("MCPGW_PUBLIC_URL"); !set {
@@ -150,7 +152,8 @@ func devHandler(g *gateway) http.Handler {
 			}
 			return url.Parse(a.Upstream)
 		},
-		Logger: g.log,
+		Logger:        g.log,
+		OriginAllowed: g.authz.OriginAllowed,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isGatewayPath(r.URL.Path) {

@@ -99,6 +99,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 		Assertions:   signer,
 		Store:        st,
 		StaticAgents: g.static,
+		AgentOrigins: cfg.AgentOrigins,
 		CacheTTL:     cfg.Cache.TTL.D(),
 		// Agents' upstream credentials (upstream_auth): only references
 		// are stored; the secrets are read here.

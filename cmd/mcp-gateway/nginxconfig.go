@@ -18,8 +18,14 @@ func runNginxConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	cfgPath := fs.String("config", os.Getenv("MCPGW_CONFIG"), "the gateway's YAML config (env MCPGW_CONFIG); MCPGW_* variables override its fields")
 	out := fs.String("out", "", "write the include to this file, atomically (default: stdout)")
 	caFile := fs.String("ca-file", envoy.DefaultCAFile, "CA bundle nginx verifies https agents against")
+	njsOut := fs.String("njs-out", "", "also write the template's njs module (mcp-gateway.js) to this file, the template's ${NJS_MODULE}")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *njsOut != "" {
+		if err := writeOutput(*njsOut, []byte(envoy.NginxJS), stdout); err != nil {
+			return err
+		}
 	}
 	routes, err := registryRoutes(ctx, *cfgPath, newLogger())
 	if err != nil {

@@ -59,6 +59,21 @@ func GatewayRoute(path string, dev bool) (Route, bool) {
 	return Route{}, false
 }
 
+// CORS on the agents' MCP endpoints, the same in every front (dev proxy,
+// Envoy builder, nginx template, Istio). A header list cannot name a prefix,
+// so "*" admits the Mcp-Param-<Name> headers (SEP-2243) and whatever later
+// clients send; Authorization is never covered by "*" and is named.
+const (
+	AgentCORSMethods       = "GET, POST, DELETE, OPTIONS"
+	AgentCORSAllowHeaders  = "authorization, content-type, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id, *"
+	AgentCORSExposeHeaders = "mcp-session-id, www-authenticate"
+	AgentCORSMaxAge        = "86400"
+)
+
+// Favicon is fetched by every browser on its own. Each front answers it
+// 204 itself: it is no agent request, so no decision and no audited denial.
+const Favicon = "/favicon.ico"
+
 // AgentPaths are the two exact paths of an agent's MCP endpoint.
 func AgentPaths(id string) [2]string {
 	p := "/" + id + "/mcp"
@@ -85,6 +100,8 @@ type Example struct {
 	Path    string
 	Gateway string // name of the gateway route serving it, "" if none
 	Agent   string // agent id of an agent path, "" if none
+	// NoContent: the front itself answers 204, with no check (Favicon).
+	NoContent bool
 }
 
 // Contract is the routing every front must implement, asserted against
@@ -115,6 +132,9 @@ var Contract = []Example{
 	{Path: "/"},
 	{Path: "/demo/mcpx"},
 	{Path: "/demo/mcp/extra"},
+	{Path: Favicon, NoContent: true},
+	{Path: Favicon + "?v=2", NoContent: true},
+	{Path: Favicon + "x"},
 }
 
 // ContractAgents are the agents Contract assumes exist.
