@@ -401,7 +401,7 @@ func (s *walkState) checkExtAuthz(h *hcmOf, clusters map[string]*clusterv3.Clust
 		if !listMatches(hs.GetAuthorizationResponse().GetAllowedClientHeaders(), "www-authenticate") {
 			s.fail("%s: allowed_client_headers does not pass www-authenticate", where)
 		}
-		for _, hdr := range []string{"authorization", "mcp-protocol-version"} {
+		for _, hdr := range []string{"authorization", "mcp-protocol-version", "mcp-method", "mcp-name", "origin", "traceparent"} {
 			if !listMatches(ea.GetAllowedHeaders(), hdr) {
 				s.fail("%s: allowed_headers does not send %s to the gateway", where, hdr)
 			}

@@ -591,10 +591,14 @@ func extAuthz(opts Options) *anypb.Any {
 	exact := func(s string) *matcherv3.StringMatcher {
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}, IgnoreCase: true}
 	}
-	// Host, method and path are always sent; the credential, the MCP
-	// version and the Origin (refused unless admitted) are all the gateway
-	// needs besides.
-	ea.AllowedHeaders = &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{exact("authorization"), exact("mcp-protocol-version"), exact("origin")}}
+	// Host, method and path are always sent; besides them the gateway reads
+	// the credential, the MCP version and request headers (tool policy), the
+	// Origin (refused unless admitted) and the trace context (its span
+	// continues the client's trace).
+	ea.AllowedHeaders = &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
+		exact("authorization"), exact("mcp-protocol-version"), exact("mcp-method"), exact("mcp-name"),
+		exact("origin"), exact("traceparent"), exact("tracestate"),
+	}}
 	ea.Services = &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
 		ServerUri: &corev3.HttpUri{
 			Uri:              "http://" + opts.GatewayHTTP,
