@@ -246,6 +246,14 @@ const (
 	EventResync = "resync"
 )
 
+// TagsSecrets reports whether backend st needs each authorization code and
+// refresh token to carry its refresh family's id (token.Tagged), as a Redis
+// Cluster does to keep a family's keys in one hash slot.
+func TagsSecrets(st any) bool {
+	t, ok := st.(interface{ TagsSecrets() bool })
+	return ok && t.TagsSecrets()
+}
+
 // Store is the whole contract of a backend.
 type Store interface {
 	Clients

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -467,17 +468,23 @@ func testCodeRedeemConcurrent(t *testing.T, h *harness) {
 
 func newFamily(h *harness, user string) *store.RefreshFamily {
 	now := h.now()
+	fam := id("fam")
 	return &store.RefreshFamily{
-		ID: id("fam"), ClientID: "c1", UserID: user, Scope: "mcp read", Resource: "http://gw/a/mcp",
-		CurrentHash: id("rt"), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
+		ID: fam, ClientID: "c1", UserID: user, Scope: "mcp read", Resource: "http://gw/a/mcp",
+		CurrentHash: tagged(fam, id("rt")), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
 		CreatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour),
 	}
 }
 
+// tagged is the address of a refresh token minted for family (as
+// token.Address gives it): a Redis Cluster keeps the token in the family's
+// hash slot by that tag.
+func tagged(family, hash string) string { return family + "." + hash }
+
 func rotation(h *harness, old string) store.Rotation {
 	now := h.now()
 	return store.Rotation{
-		OldHash: old, NewHash: id("rt"), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
+		OldHash: old, NewHash: tagged(strings.SplitN(old, ".", 2)[0], id("rt")), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
 		Now: now, Grace: 10 * time.Second, TokenTTL: 24 * time.Hour,
 	}
 }
