@@ -46,6 +46,7 @@ type Store struct {
 	rdb     redis.UniversalClient
 	p       string // key prefix
 	cluster bool   // hash-tagged key layout (see key)
+	wait    bool   // decisive writes WAIT for a replica (Sentinel; see run)
 	channel string
 	now     func() time.Time
 	owned   bool // Close closes rdb
@@ -76,6 +77,7 @@ func New(ctx context.Context, url, prefix string, opts ...Option) (*Store, error
 	}
 	s := NewFromClient(rdb, prefix, opts...)
 	s.owned = true
+	s.wait = mode == Sentinel
 	if err := s.Ping(ctx); err != nil {
 		_ = rdb.Close()
 		return nil, err
@@ -560,7 +562,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
 
 func (s *Store) RedeemCode(ctx context.Context, hash string, b store.CodeBinding) (c *store.AuthCode, err error) {
 	defer observe("RedeemCode", time.Now(), &err)
-	v, err := redeemCode.Run(ctx, s.rdb, []string{s.kCode(hash), s.kCodeUsed(hash)}, ms(usedCodeTTL),
+	v, err := s.run(ctx, redeemCode, []string{s.kCode(hash), s.kCodeUsed(hash)}, ms(usedCodeTTL),
 		b.ClientID, b.RedirectURI, b.CodeChallenge, b.Resource).Result()
 	if err != nil {
 		return nil, unavailable("RedeemCode", err)
@@ -725,7 +727,7 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshF
 		return nil, errors.New("redisstore: on a cluster a refresh token must carry its family's tag (token.Tagged)")
 	}
 	keys := []string{s.kRT(r.OldHash), s.kRT(r.NewHash), s.kFam(id)}
-	v, err := rotate.Run(ctx, s.rdb, keys, id, now.UnixMilli(), ms(r.Grace), ms(r.TokenTTL),
+	v, err := s.run(ctx, rotate, keys, id, now.UnixMilli(), ms(r.Grace), ms(r.TokenTTL),
 		r.AccessJTI, nanos(r.AccessExp), r.OldHash, r.NewHash).Result()
 	if err != nil {
 		return nil, unavailable("Rotate", err)
@@ -751,7 +753,7 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshF
 
 func (s *Store) RevokeFamily(ctx context.Context, id string) (f *store.RefreshFamily, err error) {
 	defer observe("RevokeFamily", time.Now(), &err)
-	v, err := markRevoked.Run(ctx, s.rdb, []string{s.kFam(id)}).Result()
+	v, err := s.run(ctx, markRevoked, []string{s.kFam(id)}).Result()
 	if err != nil {
 		return nil, unavailable("RevokeFamily", err)
 	}
@@ -944,7 +946,7 @@ func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) (err e
 		return nil // already expired: nothing left to deny
 	}
 	keys := []string{s.kRevoked(jti), s.kRevokedSet()}
-	if err := revokeJTI.Run(ctx, s.rdb, keys, ms(ttl), exp.UnixMilli(), jti, now.UnixMilli()).Err(); err != nil {
+	if err := s.run(ctx, revokeJTI, keys, ms(ttl), exp.UnixMilli(), jti, now.UnixMilli()).Err(); err != nil {
 		return unavailable("RevokeJTI", err)
 	}
 	return s.Publish(ctx, store.Event{Kind: store.EventRevokedJTI, ID: jti, Exp: exp})
@@ -1058,7 +1060,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (k *store.APIKey, err 
 	if err != nil {
 		return nil, unavailable("RevokeKey", err)
 	}
-	v, err := markRevoked.Run(ctx, s.rdb, []string{s.kKey(hash)}).Result()
+	v, err := s.run(ctx, markRevoked, []string{s.kKey(hash)}).Result()
 	if err != nil {
 		return nil, unavailable("RevokeKey", err)
 	}
@@ -1209,17 +1211,50 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (fi
 
 // ---- events ----
 
+// Publish sends e on the events channel: classic PUBLISH on one server,
+// sharded SPUBLISH on a cluster (see Subscribe).
 func (s *Store) Publish(ctx context.Context, e store.Event) (err error) {
 	defer observe("Publish", time.Now(), &err)
-	if err := s.rdb.Publish(ctx, s.channel, encode(&e)).Err(); err != nil {
+	if s.cluster {
+		err = s.rdb.SPublish(ctx, s.channel, encode(&e)).Err()
+	} else {
+		err = s.rdb.Publish(ctx, s.channel, encode(&e)).Err()
+	}
+	if err != nil {
 		return unavailable("Publish", err)
 	}
 	return nil
 }
 
+// subscribe opens the events subscription and waits for its confirmation.
+//
+// On a cluster it is sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis ≥ 7): the
+// channel lives in one slot, so every event goes to that shard's primary,
+// which delivers them in the order they were published, and no event
+// crosses the cluster bus to the other shards. Classic PUBLISH on a
+// cluster is broadcast to every node over the bus, and go-redis sends each
+// PUBLISH to any node, so two events from one replica could arrive out of
+// order (the contract suite caught it: an agent's put and delete).
+func (s *Store) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	var ps *redis.PubSub
+	if s.cluster {
+		ps = s.rdb.SSubscribe(ctx, s.channel)
+	} else {
+		ps = s.rdb.Subscribe(ctx, s.channel)
+	}
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	return ps, nil
+}
+
 // Subscribe returns once Redis confirmed the subscription. go-redis
 // reconnects and re-subscribes after a connection loss; each re-subscription
 // is reported to fn as store.EventResync because events may have been lost.
+// A cluster that moves the channel's slot ends a sharded subscription
+// (SUNSUBSCRIBE from the server): the store subscribes again, on the slot's
+// new owner.
 func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) (err error) {
 	defer observe("Subscribe", time.Now(), &err)
 	select {
@@ -1227,41 +1262,64 @@ func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) (err error)
 		return errors.New("redisstore: closed")
 	default:
 	}
-	ps := s.rdb.Subscribe(ctx, s.channel)
-	if _, err := ps.Receive(ctx); err != nil {
-		_ = ps.Close()
+	ps, err := s.subscribe(ctx)
+	if err != nil {
 		return unavailable("Subscribe", err)
 	}
-	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
 	s.subs.Add(1)
 	go func() {
 		defer s.subs.Done()
-		defer ps.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.closing:
-				return
-			case m, ok := <-ch:
-				if !ok {
-					return
-				}
-				switch m := m.(type) {
-				case *redis.Subscription:
-					if m.Kind == "subscribe" {
-						fn(store.Event{Kind: store.EventResync})
-					}
-				case *redis.Message:
-					var e store.Event
-					if json.Unmarshal([]byte(m.Payload), &e) == nil {
-						fn(e)
+		for ps != nil {
+			moved := s.listen(ctx, ps, fn)
+			_ = ps.Close()
+			ps = nil
+			for moved && ps == nil {
+				if ps, err = s.subscribe(ctx); err != nil {
+					select {
+					case <-ctx.Done():
+						return
+					case <-s.closing:
+						return
+					case <-time.After(100 * time.Millisecond):
 					}
 				}
 			}
 		}
 	}()
 	return nil
+}
+
+// listen delivers ps's messages to fn until the context ends, the store
+// closes, or the server ends the subscription (moved: subscribe again).
+func (s *Store) listen(ctx context.Context, ps *redis.PubSub, fn func(store.Event)) (moved bool) {
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.closing:
+			return false
+		case m, ok := <-ch:
+			if !ok {
+				return false
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				switch m.Kind {
+				case "subscribe", "ssubscribe":
+					fn(store.Event{Kind: store.EventResync})
+				case "sunsubscribe": // we never unsubscribe: the slot moved
+					fn(store.Event{Kind: store.EventResync})
+					return true
+				}
+			case *redis.Message:
+				var e store.Event
+				if json.Unmarshal([]byte(m.Payload), &e) == nil {
+					fn(e)
+				}
+			}
+		}
+	}
 }
 
 // ---- lifecycle ----
