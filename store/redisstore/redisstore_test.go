@@ -413,3 +413,23 @@ func TestContractCluster(t *testing.T) {
 		}
 	})
 }
+
+// The contract through Sentinel: a primary found by asking the sentinels,
+// every decisive write followed by WAIT for the replica.
+func TestContractSentinel(t *testing.T) {
+	url := redistest.SentinelURL(t)
+	storetest.RunBackend(t, func(t *testing.T) storetest.Backend {
+		s := redistest.OpenURL(t, url, "contract")
+		return storetest.Backend{
+			Store: s,
+			Peer: func(t *testing.T) store.Store {
+				p, err := redisstore.New(t.Context(), url, s.Prefix())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = p.Close() })
+				return p
+			},
+		}
+	})
+}
