@@ -360,7 +360,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 	}
 	next := s.secret(f.ID)
 	nf, err := s.st.Rotate(ctx, store.Rotation{
-		OldHash: hash, NewHash: token.Address(next), AccessJTI: jti, AccessExp: exp, Now: now,
+		OldHash: hash, NewHash: token.Address(next), AccessJTI: jti, AccessExp: exp, Now: now, FamilyID: f.ID,
 		Grace: s.cfg.TTL.RefreshGrace.D(), TokenTTL: s.cfg.TTL.Refresh.D(),
 	})
 	switch {

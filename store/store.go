@@ -152,6 +152,10 @@ type Rotation struct {
 	Now       time.Time
 	Grace     time.Duration // reuse within Grace of rotation → ErrRefreshRace
 	TokenTTL  time.Duration // lifetime of the new refresh token (capped by the family's end)
+	// FamilyID, when the caller knows it (LookupRefresh), saves the backend
+	// the read from token to family; a token of another family is then
+	// ErrNotFound, and nothing changes.
+	FamilyID string
 }
 
 // Consent is a user's remembered approval, keyed by (user, client, exact

@@ -325,40 +325,19 @@ func (s *Store) TouchClient(ctx context.Context, id string, ttl time.Duration) (
 	return nil
 }
 
-// CountClientsByIP prunes clientsip:<ip> of expired and deleted clients and
-// counts the rest.
+// CountClientsByIP prunes clientsip:<ip> of expired clients (the score is
+// the expiry, which TouchClient moves) and counts the rest, in one round
+// trip; DeleteClient removes deleted ones.
 func (s *Store) CountClientsByIP(ctx context.Context, ip string) (n int, err error) {
 	defer observe("CountClientsByIP", time.Now(), &err)
 	index := s.kClientsIP(ip)
 	pipe := s.rdb.Pipeline()
 	pipe.ZRemRangeByScore(ctx, index, "-inf", strconv.FormatInt(s.now().UnixMilli(), 10))
-	ids := pipe.ZRange(ctx, index, 0, -1)
+	card := pipe.ZCard(ctx, index)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, unavailable("CountClientsByIP", err)
 	}
-	if len(ids.Val()) == 0 {
-		return 0, nil
-	}
-	pipe = s.rdb.Pipeline()
-	exists := make([]*redis.IntCmd, len(ids.Val()))
-	for i, id := range ids.Val() {
-		exists[i] = pipe.Exists(ctx, s.kClient(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, unavailable("CountClientsByIP", err)
-	}
-	var stale []any
-	for i, e := range exists {
-		if e.Val() == 1 {
-			n++
-		} else {
-			stale = append(stale, ids.Val()[i])
-		}
-	}
-	if len(stale) > 0 {
-		_ = s.rdb.ZRem(ctx, index, stale...).Err() // best effort: a deleted client
-	}
-	return n, nil
+	return int(card.Val()), nil
 }
 
 // listJSON loads every record named in an index set, dropping members
@@ -488,7 +467,18 @@ func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error
 
 func (s *Store) DeleteClient(ctx context.Context, id string) (err error) {
 	defer observe("DeleteClient", time.Now(), &err)
-	n, err := deleteIndexed.Run(ctx, s.rdb, []string{s.kClient(id), s.kClients()}, id).Int()
+	keys := []string{s.kClient(id), s.kClients()}
+	// The registered IP never changes: read it to drop the client from its
+	// clientsip set too, which CountClientsByIP then only prunes by expiry.
+	if b, err := s.rdb.Get(ctx, s.kClient(id)).Bytes(); err == nil {
+		var c store.Client
+		if decode("DeleteClient", b, &c) == nil && c.RegisteredIP != "" {
+			keys = append(keys, s.kClientsIP(c.RegisteredIP))
+		}
+	} else if !errors.Is(err, redis.Nil) {
+		return unavailable("DeleteClient", err)
+	}
+	n, err := deleteIndexed.Run(ctx, s.rdb, keys, id).Int()
 	if err != nil {
 		return unavailable("DeleteClient", err)
 	}
@@ -716,9 +706,11 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshF
 	}
 	// The token → family link never changes, so reading it first is safe;
 	// the script re-checks it.
-	id, err := s.tokenFamily(ctx, "Rotate", r.OldHash)
-	if err != nil {
-		return nil, err
+	id := r.FamilyID
+	if id == "" {
+		if id, err = s.tokenFamily(ctx, "Rotate", r.OldHash); err != nil {
+			return nil, err
+		}
 	}
 	if s.cluster && (addrTag(r.OldHash) != id || addrTag(r.NewHash) != id) {
 		if addrTag(r.OldHash) != id {

@@ -51,11 +51,13 @@ if #KEYS > 1 then
 end
 return 1`)
 
-// deleteIndexed: DEL a record and drop it from its index set.
-// KEYS: record, index. ARGV: member. Returns the number of records deleted.
+// deleteIndexed: DEL a record and drop it from its index sets.
+// KEYS: record, index set, [sorted set]. ARGV: member. Returns the number
+// of records deleted.
 var deleteIndexed = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
+if #KEYS > 2 then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return n`)
 
 // putCode: store a code unless the hash is live or was already used.
