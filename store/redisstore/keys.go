@@ -20,6 +20,9 @@ import "strings"
 // the family's slot from the presented string. An untagged address (minted
 // for a single server) is its own tag. authreq:, session:, rl: and mark:
 // are single keys in their natural slot.
+//
+// Tags are computed even on one server, where key ignores them; they are
+// cheap (no allocation beyond the escaped user id).
 func (s *Store) key(tag, name string) string {
 	if !s.cluster || tag == "" {
 		return s.p + name
@@ -38,9 +41,9 @@ func addrTag(addr string) string {
 
 // userTag keeps a user's keys in one slot; braces are escaped so a user id
 // cannot end the tag early.
-func userTag(user string) string {
-	return "u:" + strings.NewReplacer("{", "%7B", "}", "%7D").Replace(esc(user))
-}
+func userTag(user string) string { return "u:" + braces.Replace(esc(user)) }
+
+var braces = strings.NewReplacer("{", "%7B", "}", "%7D")
 
 func (s *Store) kClient(id string) string     { return s.key("c", "client:"+id) }
 func (s *Store) kClients() string             { return s.key("c", "clients") }

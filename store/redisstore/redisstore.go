@@ -200,10 +200,11 @@ func fromNanos(s string) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
+// escaper is built once: a Replacer builds its tables on first use.
+var escaper = strings.NewReplacer("%", "%25", ":", "%3A")
+
 // esc makes a user id safe as one ':'-separated key component.
-func esc(s string) string {
-	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(s)
-}
+func esc(s string) string { return escaper.Replace(s) }
 
 // fields turns a Lua HGETALL reply into a map.
 func fields(v any) map[string]string {
