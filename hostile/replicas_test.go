@@ -100,7 +100,7 @@ func call(c *http.Client, method, target, replica, authorization string, v url.V
 // Three gateway replicas on one Redis Cluster: a code issued through A is
 // redeemed once across A, B and C racing; a revocation through C is
 // enforced on A and B within a second; an agent created on B is allowed
-// on A.
+// on A and routed by it.
 func TestThreeReplicasOnCluster(t *testing.T) {
 	curl := redistest.ClusterURL(t)
 	b := backend{"cluster", func(t *testing.T) store.Store { return redistest.OpenURL(t, curl, "replicas") }}
@@ -183,6 +183,11 @@ func TestThreeReplicasOnCluster(t *testing.T) {
 			t.Fatal("replica A does not allow an agent created on B after 1 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	// And A routes to it: the request reaches the agent's upstream.
+	hits := g.up.hits.Load()
+	if st := call(c, http.MethodPost, g.url+"/fresh/mcp", "A", "Bearer "+access2, url.Values{"x": {"1"}}); st != http.StatusOK || g.up.hits.Load() != hits+1 {
+		t.Fatalf("replica A routing to an agent created on B: %d, upstream hits %d → %d", st, hits, g.up.hits.Load())
 	}
 }
 
