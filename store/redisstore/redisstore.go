@@ -82,7 +82,27 @@ func New(ctx context.Context, url, prefix string, opts ...Option) (*Store, error
 		_ = rdb.Close()
 		return nil, err
 	}
+	s.LoadScripts(ctx)
 	return s, nil
+}
+
+// LoadScripts loads every script on every primary of a cluster (New does), so that
+// the first use of a script on a shard is one round trip (EVALSHA), not
+// two (NOSCRIPT, then EVAL). Best effort: Script.Run falls back to EVAL on
+// a primary that lacks one (a failover, a new shard).
+func (s *Store) LoadScripts(ctx context.Context) {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return
+	}
+	_ = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		for _, sc := range scripts {
+			if err := sc.Load(ctx, n).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // NewFromClient wraps an existing client; the caller keeps ownership of

@@ -225,3 +225,7 @@ if c > 0 and redis.call('PTTL', KEYS[1]) > 0 then
   redis.call('DECR', KEYS[1])
 end
 return 0`)
+
+// scripts lists every script, for LoadScripts.
+var scripts = []*redis.Script{createClient, touchClient, deleteIndexed, putCode, redeemCode, createFamily,
+	indexFamily, rotate, markRevoked, revokeJTI, createKey, touchKey, createAgent, allow, refund}
