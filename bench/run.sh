@@ -3,7 +3,8 @@
 # plain no-op Check server answering an empty OK (the floor), the same no-op
 # on the gateway's tuned transport, and that tuned no-op answering with the
 # gateway's own recorded answers — driven by ghz with Envoy-shaped
-# CheckRequests, then the in-process Go benchmarks. One command; prints
+# CheckRequests, then the in-process Go benchmarks, then the Check at the
+# limit of its transport under h2load (bench/h2load.sh). One command; prints
 # markdown to stdout (BENCHMARKS.md explains it) and keeps the raw ghz reports
 # in $OUT (default: a new directory under $TMPDIR).
 #
@@ -275,4 +276,10 @@ if [ "$GO_BENCH" = 1 ]; then
   MCPGW_TEST_REDIS_URL= go test -run '^$' -bench 'CodeToToken|Register' -benchmem ./oauthsrv/ 2>&1 | grep -E '^(pkg:|Benchmark|ok|FAIL|---)' || true
   echo '```'
 fi | tee "$OUT/go.md"
+if command -v h2load >/dev/null; then
+  echo
+  OUT=$OUT/h2load bash bench/h2load.sh | tee "$OUT/h2load.md"
+else
+  log "h2load not installed (apt-get install nghttp2-client): the h2load table is skipped"
+fi
 log "raw reports in $OUT"

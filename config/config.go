@@ -169,9 +169,44 @@ type HTTPLimits struct {
 }
 
 type Store struct {
-	// URL is "memory" or a Redis URL (redis://user:pass@host:6379/0, rediss:// for TLS).
+	// URL is "memory" or a Redis URL naming its mode: one server
+	// (redis://user:pass@host:6379/0, rediss:// for TLS), a Redis Cluster
+	// (redis-cluster://user:pass@host:7000?addr=host2:7001, rediss-cluster://)
+	// or a Sentinel-managed primary
+	// (redis-sentinel://host:26379/0?master_name=mymaster&addr=host2:26379,
+	// rediss-sentinel://).
 	URL    string `json:"url"`
 	Prefix string `json:"prefix"`
+}
+
+// Store URL schemes, by mode (store/redisstore.Dial reads them).
+var storeSchemes = map[string]string{
+	"redis": "single", "rediss": "single", "unix": "single",
+	"redis-cluster": "cluster", "rediss-cluster": "cluster",
+	"redis-sentinel": "sentinel", "rediss-sentinel": "sentinel",
+}
+
+// validateStore checks store.url's scheme and what a Redis Cluster cannot
+// do: a database other than 0, and a prefix with '{' or '}' (the first
+// "{…}" of a key picks its hash slot, and the store's tags must be it).
+func (c *Config) validateStore(bad func(field, format string, a ...any)) {
+	if c.Store.URL == "memory" {
+		return
+	}
+	u, err := url.Parse(c.Store.URL)
+	if err != nil || storeSchemes[u.Scheme] == "" {
+		bad("store.url", "want \"memory\" or a redis://, rediss://, unix://, redis-cluster://, rediss-cluster://, redis-sentinel:// or rediss-sentinel:// URL")
+		return
+	}
+	if storeSchemes[u.Scheme] != "cluster" {
+		return
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+		bad("store.url", "a Redis Cluster has only database 0")
+	}
+	if strings.ContainsAny(c.Store.Prefix, "{}") {
+		bad("store.prefix", "must not contain '{' or '}' on a Redis Cluster (they would pick the keys' hash slot)")
+	}
 }
 
 type SigningKey struct {
@@ -462,11 +497,7 @@ func (c *Config) Validate(dev bool) error {
 	if c.HTTPLimits.IdleTimeout <= 0 {
 		bad("http_limits.idle_timeout", "must be positive")
 	}
-	if c.Store.URL != "memory" {
-		if u, err := url.Parse(c.Store.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			bad("store.url", "want \"memory\" or a redis://, rediss:// or unix:// URL")
-		}
-	}
+	c.validateStore(bad)
 	if len(c.SigningKeys) == 0 && !dev {
 		bad("signing_keys", "at least one key is required (id + secret or secret_file of ≥ 32 bytes)")
 	}

@@ -226,6 +226,7 @@ type gwOptions struct {
 	cfg   func(*config.Config)
 	authz func(g *gw, o *authz.Options)
 	oauth func(g *gw, o *oauthsrv.Options)
+	front func(g *gw, h http.Handler) http.Handler // wraps the listener's handler
 }
 
 func newGW(t *testing.T, b backend, tweak func(*config.Config)) *gw {
@@ -304,7 +305,11 @@ func newGWWith(t *testing.T, b backend, opts gwOptions) *gw {
 		t.Fatal(err)
 	}
 	// As gateway.run configures its listeners.
-	g.ts.Config.Handler = slowbody.New(cfg.HTTPLimits.BodyTimeout.D(), cfg.HTTPLimits.MaxBodyReads).Wrap(devFront(g.az, g.oauth, log))
+	var h http.Handler = devFront(g.az, g.oauth, log)
+	if opts.front != nil {
+		h = opts.front(g, h)
+	}
+	g.ts.Config.Handler = slowbody.New(cfg.HTTPLimits.BodyTimeout.D(), cfg.HTTPLimits.MaxBodyReads).Wrap(h)
 	g.ts.Config.MaxHeaderBytes = 32 << 10
 	g.ts.Config.ReadHeaderTimeout = 10 * time.Second
 	g.ts.Config.IdleTimeout = cfg.HTTPLimits.IdleTimeout.D()

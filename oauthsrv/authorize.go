@@ -405,16 +405,17 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, p *store.Aut
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, p *store.AuthRequest, user string) {
 	ctx := r.Context()
 	now := s.now()
-	code := token.Random(32)
+	family := token.Random(16)
+	code := s.secret(family)
 	c := &store.AuthCode{
-		Hash:          token.Hash(code),
+		Hash:          token.Address(code),
 		ClientID:      p.ClientID,
 		UserID:        user,
 		RedirectURI:   p.RedirectURI,
 		Scope:         p.Scope,
 		Resource:      p.Resource,
 		CodeChallenge: p.CodeChallenge,
-		FamilyID:      token.Random(16),
+		FamilyID:      family,
 		AuthTime:      now,
 		ExpiresAt:     now.Add(s.cfg.TTL.Code.D()),
 	}

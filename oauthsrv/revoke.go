@@ -45,7 +45,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	// Our refresh tokens are opaque; access tokens are JWTs. The hint only
 	// orders the lookups (RFC 7009 §2.1), so no answer depends on it.
 	if strings.Count(tok, ".") != 2 {
-		f, err := s.st.LookupRefresh(ctx, token.Hash(tok))
+		f, err := s.st.LookupRefresh(ctx, token.Address(tok))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.storeError(ctx, "lookup_refresh", err)
 			writeUnavailable(w)

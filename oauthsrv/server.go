@@ -83,6 +83,7 @@ type Server struct {
 	base     *url.URL // parsed issuer
 	basePath string   // path of the issuer without trailing slash ("" at the root)
 	secure   bool     // issuer is https: Secure + __Host- cookies
+	tagged   bool     // codes and refresh tokens carry their family id (store.TagsSecrets)
 
 	sessionCookie string
 	browserCookie string
@@ -135,6 +136,7 @@ func New(opts Options) (*Server, error) {
 
 		introspect: opts.Introspector,
 		tracer:     opts.Tracer,
+		tagged:     store.TagsSecrets(opts.Store),
 	}
 	s.basePath = strings.TrimSuffix(base.Path, "/")
 	if s.log == nil {

@@ -160,7 +160,7 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 	// atomic step: a redemption by another client, or with a wrong
 	// verifier or redirect URI, leaves the code to its client.
 	bind := store.CodeBinding{ClientID: client.ID, RedirectURI: redirectURI, CodeChallenge: s256(verifier), Resource: resource}
-	c, err := s.st.RedeemCode(ctx, token.Hash(code), bind)
+	c, err := s.st.RedeemCode(ctx, token.Address(code), bind)
 	switch {
 	case errors.Is(err, store.ErrCodeMismatch):
 		s.refuseMisbound(ctx, w, c, bind)
@@ -190,11 +190,11 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 	}
 	// The family exists even for clients without the refresh grant: its id
 	// is in the access token so a replayed code can revoke it.
-	refresh := token.Random(32)
+	refresh := s.secret(c.FamilyID)
 	refreshTTL := s.cfg.TTL.Refresh.D()
 	f := &store.RefreshFamily{
 		ID: c.FamilyID, ClientID: client.ID, UserID: c.UserID, Scope: c.Scope, Resource: c.Resource,
-		CurrentHash: token.Hash(refresh), AccessJTI: jti, AccessExp: exp, CreatedAt: now, ExpiresAt: now.Add(refreshTTL),
+		CurrentHash: token.Address(refresh), AccessJTI: jti, AccessExp: exp, CreatedAt: now, ExpiresAt: now.Add(refreshTTL),
 	}
 	err = s.st.CreateFamily(ctx, f, refreshTTL)
 	switch {
@@ -318,7 +318,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
 		return
 	}
-	hash := token.Hash(rt)
+	hash := token.Address(rt)
 	f, err := s.st.LookupRefresh(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
@@ -358,9 +358,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 		writeUnavailable(w)
 		return
 	}
-	next := token.Random(32)
+	next := s.secret(f.ID)
 	nf, err := s.st.Rotate(ctx, store.Rotation{
-		OldHash: hash, NewHash: token.Hash(next), AccessJTI: jti, AccessExp: exp, Now: now,
+		OldHash: hash, NewHash: token.Address(next), AccessJTI: jti, AccessExp: exp, Now: now, FamilyID: f.ID,
 		Grace: s.cfg.TTL.RefreshGrace.D(), TokenTTL: s.cfg.TTL.Refresh.D(),
 	})
 	switch {
@@ -386,6 +386,15 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 		return
 	}
 	s.issued(ctx, w, grantRefresh, f.UserID, client.ID, f.Resource, scope, access, next)
+}
+
+// secret mints an authorization code or refresh token of family; a store
+// that needs it (Redis Cluster) gets the family id inside (token.Tagged).
+func (s *Server) secret(family string) string {
+	if s.tagged {
+		return token.Tagged(family)
+	}
+	return token.Random(32)
 }
 
 // mint signs an access token for user at resource, issued from refresh

@@ -152,6 +152,10 @@ type Rotation struct {
 	Now       time.Time
 	Grace     time.Duration // reuse within Grace of rotation → ErrRefreshRace
 	TokenTTL  time.Duration // lifetime of the new refresh token (capped by the family's end)
+	// FamilyID, when the caller knows it (LookupRefresh), saves the backend
+	// the read from token to family; a token of another family is then
+	// ErrNotFound, and nothing changes.
+	FamilyID string
 }
 
 // Consent is a user's remembered approval, keyed by (user, client, exact
@@ -248,6 +252,14 @@ const (
 	// should reload (ID is empty).
 	EventResync = "resync"
 )
+
+// TagsSecrets reports whether backend st needs each authorization code and
+// refresh token to carry its refresh family's id (token.Tagged), as a Redis
+// Cluster does to keep a family's keys in one hash slot.
+func TagsSecrets(st any) bool {
+	t, ok := st.(interface{ TagsSecrets() bool })
+	return ok && t.TagsSecrets()
+}
 
 // Store is the whole contract of a backend.
 type Store interface {

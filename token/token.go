@@ -246,6 +246,35 @@ func Hash(secret string) string {
 	return hex.EncodeToString(s[:])
 }
 
+// Tagged mints a code or refresh token that carries tag, the id of the
+// refresh family it belongs to: "<tag>.<random>". On a Redis Cluster the
+// store finds the family's hash slot from it (Address), so one script can
+// redeem a code or rotate a token together with its family. The tag is not
+// secret (it is the access token's fam claim); the 256 random bits are.
+func Tagged(tag string) string { return tag + "." + Random(32) }
+
+// Address is how a code or refresh token is addressed in the store: Hash
+// of the whole secret, preceded by "<tag>." when the secret is Tagged.
+// Untagged secrets (minted for a single Redis, or before tags existed)
+// keep the address they always had.
+func Address(secret string) string {
+	i := strings.IndexByte(secret, '.')
+	if i <= 0 || i > 64 || !isBase64URL(secret[:i]) {
+		return Hash(secret)
+	}
+	return secret[:i] + "." + Hash(secret)
+}
+
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // API key prefixes.
 const (
 	PrefixAgentKey = "bak_"

@@ -56,7 +56,7 @@ func cmdProtoset(args []string) error {
 
 // cmdRequest writes a CheckRequest as Envoy's ext_authz filter builds it for
 // an MCP POST (pseudo-headers, lower-case keys, addresses), in protojson
-// for ghz -D or in the wire format for ghz -B.
+// for ghz -D, in the wire format for ghz -B, or framed for h2load -d.
 func cmdRequest(args []string) error {
 	fs := flag.NewFlagSet("request", flag.ContinueOnError)
 	out := fs.String("o", "", "output file")
@@ -64,6 +64,7 @@ func cmdRequest(args []string) error {
 	path := fs.String("path", "/demo/mcp", "request :path")
 	host := fs.String("host", "127.0.0.1:8000", ":authority")
 	bin := fs.Bool("binary", false, "write the protobuf wire format (ghz -B) instead of JSON (ghz -D)")
+	frame := fs.Bool("grpc-frame", false, "write the wire format as one gRPC message frame (h2load -d)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,13 +74,16 @@ func cmdRequest(args []string) error {
 	req := envoyRequest(*authz, *path, *host)
 	var b []byte
 	var err error
-	if *bin {
+	if *bin || *frame {
 		b, err = proto.Marshal(req)
 	} else {
 		b, err = protojson.Marshal(req)
 	}
 	if err != nil {
 		return err
+	}
+	if *frame { // not compressed, 4-byte big-endian length, the message
+		b = append([]byte{0, byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}, b...)
 	}
 	return os.WriteFile(*out, b, 0o644)
 }

@@ -6,7 +6,7 @@
 //	benchtool ports N                         N free loopback ports
 //	benchtool mint -config F [-bad-signature] a JWT for alice at <public>/demo/mcp
 //	benchtool protoset -o F                   FileDescriptorSet of envoy.service.auth.v3
-//	benchtool request -auth V -o F            CheckRequest JSON (ghz -D)
+//	benchtool request -auth V -o F            CheckRequest JSON (ghz -D; -binary: -B; -grpc-frame: h2load -d)
 //	benchtool check -addr A -data F -want N   one Check; fail unless status N
 //	benchtool report MANIFEST                 markdown table from ghz JSON reports
 package main

@@ -528,7 +528,7 @@ func (s *Store) Rotate(_ context.Context, r store.Rotation) (*store.RefreshFamil
 		now = clock
 	}
 	t, f, ok := s.liveFamily(r.OldHash, clock)
-	if !ok || f.Revoked {
+	if !ok || f.Revoked || (r.FamilyID != "" && r.FamilyID != f.ID) {
 		return nil, store.ErrNotFound
 	}
 	if t.rotated {

@@ -9,8 +9,9 @@
 // revoked:<jti> + revokedset, key:<hash> + keyid:<id> + keys,
 // agent:<id> + agents, rl:<key>, mark:<key>.
 //
-// The scripts touch several keys, so the store needs a single Redis (or a
-// primary with replicas), not Redis Cluster.
+// It runs on one server, a Sentinel-managed primary or a Redis Cluster
+// (Dial). Scripts get every key they touch in KEYS; on a cluster those keys
+// share a hash slot (keys.go).
 package redisstore
 
 import (
@@ -44,6 +45,8 @@ var _ store.Store = (*Store)(nil)
 type Store struct {
 	rdb     redis.UniversalClient
 	p       string // key prefix
+	cluster bool   // hash-tagged key layout (see key)
+	wait    bool   // decisive writes WAIT for a replica (Sentinel; see run)
 	channel string
 	now     func() time.Time
 	owned   bool // Close closes rdb
@@ -60,35 +63,67 @@ type Option func(*Store)
 // judge expiry in listings (tests pair it with miniredis FastForward).
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
-// New connects to url (redis://, rediss:// for TLS, unix://; password and
-// DB as redis.ParseURL reads them) and pings it. Close closes the connection.
+// New connects to the Redis a URL names (see Dial: one server, a Cluster
+// or a Sentinel-managed primary, each with TLS and auth) and pings it.
+// Close closes the connection.
 func New(ctx context.Context, url, prefix string, opts ...Option) (*Store, error) {
-	o, err := redis.ParseURL(url)
+	rdb, mode, err := Dial(url)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: bad url: %w", err)
+		return nil, err
 	}
-	rdb := redis.NewClient(o)
+	if err := CheckPrefix(mode, prefix); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
 	s := NewFromClient(rdb, prefix, opts...)
 	s.owned = true
+	s.wait = mode == Sentinel
 	if err := s.Ping(ctx); err != nil {
 		_ = rdb.Close()
 		return nil, err
 	}
+	s.LoadScripts(ctx)
 	return s, nil
 }
 
+// LoadScripts loads every script on every primary of a cluster (New does), so that
+// the first use of a script on a shard is one round trip (EVALSHA), not
+// two (NOSCRIPT, then EVAL). Best effort: Script.Run falls back to EVAL on
+// a primary that lacks one (a failover, a new shard).
+func (s *Store) LoadScripts(ctx context.Context) {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return
+	}
+	_ = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		for _, sc := range scripts {
+			if err := sc.Load(ctx, n).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // NewFromClient wraps an existing client; the caller keeps ownership of
-// rdb (Close does not close it).
+// rdb (Close does not close it). A *redis.ClusterClient gets the cluster key
+// layout (hash tags, see key).
 func NewFromClient(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	s := &Store{rdb: rdb, p: prefix, channel: prefix + "events", now: time.Now, closing: make(chan struct{})}
+	_, cluster := rdb.(*redis.ClusterClient)
+	s := &Store{rdb: rdb, p: prefix, cluster: cluster, channel: prefix + "events", now: time.Now, closing: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
+
+// TagsSecrets reports whether the store uses the cluster key layout: codes
+// and refresh tokens minted for it must carry their family's tag
+// (token.Tagged; see store.TagsSecrets).
+func (s *Store) TagsSecrets() bool { return s.cluster }
 
 // ---- plumbing: metrics, errors, encoding ----
 
@@ -185,10 +220,11 @@ func fromNanos(s string) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
+// escaper is built once: a Replacer builds its tables on first use.
+var escaper = strings.NewReplacer("%", "%25", ":", "%3A")
+
 // esc makes a user id safe as one ':'-separated key component.
-func esc(s string) string {
-	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(s)
-}
+func esc(s string) string { return escaper.Replace(s) }
 
 // fields turns a Lua HGETALL reply into a map.
 func fields(v any) map[string]string {
@@ -230,9 +266,9 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) (err error) {
 			return err
 		}
 	}
-	keys := []string{s.p + "client:" + c.ID, s.p + "clients"}
+	keys := []string{s.kClient(c.ID), s.kClients()}
 	if c.RegisteredIP != "" {
-		keys = append(keys, s.p+"clientsip:"+c.RegisteredIP)
+		keys = append(keys, s.kClientsIP(c.RegisteredIP))
 	}
 	n, err := createClient.Run(ctx, s.rdb, keys, encode(c), c.ID, ms(ttl), c.ExpiresAt.UnixMilli()).Int()
 	if err != nil {
@@ -260,7 +296,7 @@ func (s *Store) clientWithTTL(op string, b []byte, pttl time.Duration) (*store.C
 
 func (s *Store) GetClient(ctx context.Context, id string) (c *store.Client, err error) {
 	defer observe("GetClient", time.Now(), &err)
-	key := s.p + "client:" + id
+	key := s.kClient(id)
 	pipe := s.rdb.Pipeline()
 	get := pipe.Get(ctx, key)
 	pttl := pipe.PTTL(ctx, key)
@@ -283,7 +319,24 @@ func (s *Store) TouchClient(ctx context.Context, id string, ttl time.Duration) (
 	if ttl < time.Millisecond {
 		return errors.New("redisstore: client ttl must be positive")
 	}
-	n, err := touchClient.Run(ctx, s.rdb, []string{s.p + "client:" + id}, ms(ttl), s.now().UnixMilli(), s.p, id).Int()
+	// The registered IP never changes, so reading it first is safe; the
+	// script re-checks that the client still exists.
+	b, err := s.rdb.Get(ctx, s.kClient(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return unavailable("TouchClient", err)
+	}
+	var c store.Client
+	if err := decode("TouchClient", b, &c); err != nil {
+		return err
+	}
+	keys := []string{s.kClient(id)}
+	if c.RegisteredIP != "" {
+		keys = append(keys, s.kClientsIP(c.RegisteredIP))
+	}
+	n, err := touchClient.Run(ctx, s.rdb, keys, ms(ttl), s.now().UnixMilli(), id).Int()
 	if err != nil {
 		return unavailable("TouchClient", err)
 	}
@@ -293,20 +346,24 @@ func (s *Store) TouchClient(ctx context.Context, id string, ttl time.Duration) (
 	return nil
 }
 
-// CountClientsByIP prunes clientsip:<ip> of expired and deleted clients and
-// counts the rest.
+// CountClientsByIP prunes clientsip:<ip> of expired clients (the score is
+// the expiry, which TouchClient moves) and counts the rest, in one round
+// trip; DeleteClient removes deleted ones.
 func (s *Store) CountClientsByIP(ctx context.Context, ip string) (n int, err error) {
 	defer observe("CountClientsByIP", time.Now(), &err)
-	n, err = countClientsIP.Run(ctx, s.rdb, []string{s.p + "clientsip:" + ip}, s.now().UnixMilli(), s.p).Int()
-	if err != nil {
+	index := s.kClientsIP(ip)
+	pipe := s.rdb.Pipeline()
+	pipe.ZRemRangeByScore(ctx, index, "-inf", strconv.FormatInt(s.now().UnixMilli(), 10))
+	card := pipe.ZCard(ctx, index)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, unavailable("CountClientsByIP", err)
 	}
-	return n, nil
+	return int(card.Val()), nil
 }
 
 // listJSON loads every record named in an index set, dropping members
 // whose record is gone.
-func (s *Store) listJSON(ctx context.Context, op, index, keyPrefix string) ([][]byte, error) {
+func (s *Store) listJSON(ctx context.Context, op, index string, key func(string) string) ([][]byte, error) {
 	ids, err := s.rdb.SMembers(ctx, index).Result()
 	if err != nil {
 		return nil, unavailable(op, err)
@@ -316,7 +373,7 @@ func (s *Store) listJSON(ctx context.Context, op, index, keyPrefix string) ([][]
 	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = keyPrefix + id
+		keys[i] = key(id)
 	}
 	vals, err := s.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
@@ -339,9 +396,9 @@ func (s *Store) listJSON(ctx context.Context, op, index, keyPrefix string) ([][]
 }
 
 // eachIndexedHash calls fn with the hash record of every member of an index
-// set (key keyPrefix+member), in one pipeline, and removes from the set the
+// set (record key(member)), in one pipeline, and removes from the set the
 // members fn calls stale (record gone, or never to be listed again).
-func (s *Store) eachIndexedHash(ctx context.Context, op, index, keyPrefix string, fn func(member string, m map[string]string) (stale bool, err error)) error {
+func (s *Store) eachIndexedHash(ctx context.Context, op, index string, key func(string) string, fn func(member string, m map[string]string) (stale bool, err error)) error {
 	members, err := s.rdb.SMembers(ctx, index).Result()
 	if err != nil {
 		return unavailable(op, err)
@@ -352,7 +409,7 @@ func (s *Store) eachIndexedHash(ctx context.Context, op, index, keyPrefix string
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(members))
 	for i, m := range members {
-		cmds[i] = pipe.HGetAll(ctx, keyPrefix+m)
+		cmds[i] = pipe.HGetAll(ctx, key(m))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable(op, err)
@@ -387,7 +444,7 @@ func sortByCreated[T any](out []T, key func(T) (time.Time, string)) {
 
 func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error) {
 	defer observe("ListClients", time.Now(), &err)
-	index := s.p + "clients"
+	index := s.kClients()
 	ids, err := s.rdb.SMembers(ctx, index).Result()
 	if err != nil {
 		return nil, unavailable("ListClients", err)
@@ -399,8 +456,8 @@ func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error
 	gets := make([]*redis.StringCmd, len(ids))
 	ttls := make([]*redis.DurationCmd, len(ids))
 	for i, id := range ids {
-		gets[i] = pipe.Get(ctx, s.p+"client:"+id)
-		ttls[i] = pipe.PTTL(ctx, s.p+"client:"+id)
+		gets[i] = pipe.Get(ctx, s.kClient(id))
+		ttls[i] = pipe.PTTL(ctx, s.kClient(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("ListClients", err)
@@ -431,7 +488,18 @@ func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error
 
 func (s *Store) DeleteClient(ctx context.Context, id string) (err error) {
 	defer observe("DeleteClient", time.Now(), &err)
-	n, err := deleteIndexed.Run(ctx, s.rdb, []string{s.p + "client:" + id, s.p + "clients"}, id).Int()
+	keys := []string{s.kClient(id), s.kClients()}
+	// The registered IP never changes: read it to drop the client from its
+	// clientsip set too, which CountClientsByIP then only prunes by expiry.
+	if b, err := s.rdb.Get(ctx, s.kClient(id)).Bytes(); err == nil {
+		var c store.Client
+		if decode("DeleteClient", b, &c) == nil && c.RegisteredIP != "" {
+			keys = append(keys, s.kClientsIP(c.RegisteredIP))
+		}
+	} else if !errors.Is(err, redis.Nil) {
+		return unavailable("DeleteClient", err)
+	}
+	n, err := deleteIndexed.Run(ctx, s.rdb, keys, id).Int()
 	if err != nil {
 		return unavailable("DeleteClient", err)
 	}
@@ -451,7 +519,7 @@ func (s *Store) PutAuthRequest(ctx context.Context, r *store.AuthRequest, ttl ti
 	if ttl < time.Millisecond {
 		return errors.New("redisstore: auth request ttl must be positive")
 	}
-	if err := s.rdb.Set(ctx, s.p+"authreq:"+r.ID, encode(r), ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.kAuthReq(r.ID), encode(r), ttl).Err(); err != nil {
 		return unavailable("PutAuthRequest", err)
 	}
 	return nil
@@ -460,7 +528,7 @@ func (s *Store) PutAuthRequest(ctx context.Context, r *store.AuthRequest, ttl ti
 func (s *Store) GetAuthRequest(ctx context.Context, id string) (r *store.AuthRequest, err error) {
 	defer observe("GetAuthRequest", time.Now(), &err)
 	r = new(store.AuthRequest)
-	if err := s.getJSON(ctx, "GetAuthRequest", s.p+"authreq:"+id, r); err != nil {
+	if err := s.getJSON(ctx, "GetAuthRequest", s.kAuthReq(id), r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -468,7 +536,7 @@ func (s *Store) GetAuthRequest(ctx context.Context, id string) (r *store.AuthReq
 
 func (s *Store) TakeAuthRequest(ctx context.Context, id string) (r *store.AuthRequest, err error) {
 	defer observe("TakeAuthRequest", time.Now(), &err)
-	b, err := s.rdb.GetDel(ctx, s.p+"authreq:"+id).Bytes()
+	b, err := s.rdb.GetDel(ctx, s.kAuthReq(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, store.ErrNotFound
 	}
@@ -493,7 +561,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
 	if err != nil {
 		return err
 	}
-	n, err := putCode.Run(ctx, s.rdb, []string{s.p + "code:" + c.Hash, s.p + "codeused:" + c.Hash}, encode(c), ms(ttl)).Int()
+	n, err := putCode.Run(ctx, s.rdb, []string{s.kCode(c.Hash), s.kCodeUsed(c.Hash)}, encode(c), ms(ttl)).Int()
 	if err != nil {
 		return unavailable("PutCode", err)
 	}
@@ -505,7 +573,7 @@ func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
 
 func (s *Store) RedeemCode(ctx context.Context, hash string, b store.CodeBinding) (c *store.AuthCode, err error) {
 	defer observe("RedeemCode", time.Now(), &err)
-	v, err := redeemCode.Run(ctx, s.rdb, []string{s.p + "code:" + hash, s.p + "codeused:" + hash}, ms(usedCodeTTL),
+	v, err := s.run(ctx, redeemCode, []string{s.kCode(hash), s.kCodeUsed(hash)}, ms(usedCodeTTL),
 		b.ClientID, b.RedirectURI, b.CodeChallenge, b.Resource).Result()
 	if err != nil {
 		return nil, unavailable("RedeemCode", err)
@@ -561,10 +629,21 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenT
 	if err != nil {
 		return err
 	}
+	if s.cluster && addrTag(f.CurrentHash) != f.ID {
+		return errors.New("redisstore: on a cluster a refresh token must carry its family's tag (token.Tagged)")
+	}
 	rec := *f
 	rec.CurrentHash, rec.AccessJTI, rec.AccessExp, rec.Revoked = "", "", time.Time{}, false
-	keys := []string{s.p + "rtfam:" + f.ID, s.p + "rt:" + f.CurrentHash, s.p + "rtuser:" + esc(f.UserID),
-		s.p + "revoked:" + store.RevokedFamilyJTI(f.ID)}
+	keys := []string{s.kFam(f.ID), s.kRT(f.CurrentHash)}
+	if s.cluster {
+		// Index first: a family missing from the index could not be found
+		// to be revoked; a stale index entry is pruned by ListFamilies.
+		if err := indexFamily.Run(ctx, s.rdb, []string{s.kRTUser(f.UserID)}, f.ID, ms(famTTL)).Err(); err != nil {
+			return unavailable("CreateFamily", err)
+		}
+	} else {
+		keys = append(keys, s.kRTUser(f.UserID), s.kRevoked(store.RevokedFamilyJTI(f.ID)))
+	}
 	n, err := createFamily.Run(ctx, s.rdb, keys, encode(&rec), f.CurrentHash, f.AccessJTI, nanos(f.AccessExp),
 		f.ExpiresAt.UnixMilli(), ms(famTTL), ms(tokenTTL), f.ID).Int()
 	if err != nil {
@@ -572,6 +651,11 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenT
 	}
 	if n == 0 {
 		return store.ErrConflict
+	}
+	if n == 1 && s.cluster {
+		if n, err = s.deniedAfterCreate(ctx, f.ID); err != nil {
+			return err
+		}
 	}
 	if f.Revoked {
 		if _, err := s.RevokeFamily(ctx, f.ID); err != nil {
@@ -584,9 +668,29 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenT
 	return nil
 }
 
+// deniedAfterCreate is the cluster's check of a new family against its
+// denylist entry, which lives in the revocations' slot. Reading it after
+// the family exists closes the race with a code replay, which writes the
+// entry before it revokes the family: either this read sees the entry, or
+// the replay's RevokeFamily sees the family. Returns 2 (and revokes the
+// family) when denied, else 1.
+func (s *Store) deniedAfterCreate(ctx context.Context, id string) (int, error) {
+	denied, err := s.rdb.Exists(ctx, s.kRevoked(store.RevokedFamilyJTI(id))).Result()
+	if err != nil {
+		return 0, unavailable("CreateFamily", err)
+	}
+	if denied == 0 {
+		return 1, nil
+	}
+	if err := markRevoked.Run(ctx, s.rdb, []string{s.kFam(id)}).Err(); err != nil {
+		return 0, unavailable("CreateFamily", err)
+	}
+	return 2, nil
+}
+
 // tokenFamily returns the family id a refresh token hash belongs to.
 func (s *Store) tokenFamily(ctx context.Context, op, hash string) (string, error) {
-	id, err := s.rdb.HGet(ctx, s.p+"rt:"+hash, "fam").Result()
+	id, err := s.rdb.HGet(ctx, s.kRT(hash), "fam").Result()
 	if errors.Is(err, redis.Nil) {
 		return "", store.ErrNotFound
 	}
@@ -602,7 +706,7 @@ func (s *Store) LookupRefresh(ctx context.Context, hash string) (f *store.Refres
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.rdb.HGetAll(ctx, s.p+"rtfam:"+id).Result()
+	m, err := s.rdb.HGetAll(ctx, s.kFam(id)).Result()
 	if err != nil {
 		return nil, unavailable("LookupRefresh", err)
 	}
@@ -623,12 +727,20 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshF
 	}
 	// The token → family link never changes, so reading it first is safe;
 	// the script re-checks it.
-	id, err := s.tokenFamily(ctx, "Rotate", r.OldHash)
-	if err != nil {
-		return nil, err
+	id := r.FamilyID
+	if id == "" {
+		if id, err = s.tokenFamily(ctx, "Rotate", r.OldHash); err != nil {
+			return nil, err
+		}
 	}
-	keys := []string{s.p + "rt:" + r.OldHash, s.p + "rt:" + r.NewHash, s.p + "rtfam:" + id}
-	v, err := rotate.Run(ctx, s.rdb, keys, id, now.UnixMilli(), ms(r.Grace), ms(r.TokenTTL),
+	if s.cluster && (addrTag(r.OldHash) != id || addrTag(r.NewHash) != id) {
+		if addrTag(r.OldHash) != id {
+			return nil, store.ErrNotFound
+		}
+		return nil, errors.New("redisstore: on a cluster a refresh token must carry its family's tag (token.Tagged)")
+	}
+	keys := []string{s.kRT(r.OldHash), s.kRT(r.NewHash), s.kFam(id)}
+	v, err := s.run(ctx, rotate, keys, id, now.UnixMilli(), ms(r.Grace), ms(r.TokenTTL),
 		r.AccessJTI, nanos(r.AccessExp), r.OldHash, r.NewHash).Result()
 	if err != nil {
 		return nil, unavailable("Rotate", err)
@@ -654,7 +766,7 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshF
 
 func (s *Store) RevokeFamily(ctx context.Context, id string) (f *store.RefreshFamily, err error) {
 	defer observe("RevokeFamily", time.Now(), &err)
-	v, err := markRevoked.Run(ctx, s.rdb, []string{s.p + "rtfam:" + id}).Result()
+	v, err := s.run(ctx, markRevoked, []string{s.kFam(id)}).Result()
 	if err != nil {
 		return nil, unavailable("RevokeFamily", err)
 	}
@@ -663,7 +775,7 @@ func (s *Store) RevokeFamily(ctx context.Context, id string) (f *store.RefreshFa
 
 func (s *Store) ListFamilies(ctx context.Context, userID string) (out []*store.RefreshFamily, err error) {
 	defer observe("ListFamilies", time.Now(), &err)
-	err = s.eachIndexedHash(ctx, "ListFamilies", s.p+"rtuser:"+esc(userID), s.p+"rtfam:", func(_ string, m map[string]string) (bool, error) {
+	err = s.eachIndexedHash(ctx, "ListFamilies", s.kRTUser(userID), s.kFam, func(_ string, m map[string]string) (bool, error) {
 		f, err := family("ListFamilies", m)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -692,7 +804,7 @@ func normScope(scope string) string {
 }
 
 func (s *Store) consentKey(user, client string) string {
-	return s.p + "consent:" + esc(user) + ":" + client
+	return s.key(userTag(user), "consent:"+esc(user)+":"+client)
 }
 
 // SaveConsent stores one hash field per (redirect URI, resource, scope)
@@ -708,7 +820,7 @@ func (s *Store) SaveConsent(ctx context.Context, c *store.Consent) (err error) {
 	n.Scope = normScope(c.Scope)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.consentKey(n.UserID, n.ClientID), n.RedirectURI+"\x00"+n.Resource+"\x00"+n.Scope, encode(&n))
-		p.SAdd(ctx, s.p+"consents:"+esc(n.UserID), n.ClientID)
+		p.SAdd(ctx, s.kConsents(n.UserID), n.ClientID)
 		return nil
 	})
 	if err != nil {
@@ -747,7 +859,7 @@ func (s *Store) HasConsent(ctx context.Context, want *store.Consent) (ok bool, e
 
 func (s *Store) ListConsents(ctx context.Context, userID string) (out []*store.Consent, err error) {
 	defer observe("ListConsents", time.Now(), &err)
-	index := s.p + "consents:" + esc(userID)
+	index := s.kConsents(userID)
 	clients, err := s.rdb.SMembers(ctx, index).Result()
 	if err != nil {
 		return nil, unavailable("ListConsents", err)
@@ -780,7 +892,7 @@ func (s *Store) ListConsents(ctx context.Context, userID string) (out []*store.C
 
 func (s *Store) DeleteConsents(ctx context.Context, userID, clientID string) (err error) {
 	defer observe("DeleteConsents", time.Now(), &err)
-	index := s.p + "consents:" + esc(userID)
+	index := s.kConsents(userID)
 	clients := []string{clientID}
 	if clientID == "" {
 		if clients, err = s.rdb.SMembers(ctx, index).Result(); err != nil {
@@ -811,7 +923,7 @@ func (s *Store) PutSession(ctx context.Context, hash string, sess *store.Session
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.Set(ctx, s.p+"session:"+hash, encode(sess), ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.kSession(hash), encode(sess), ttl).Err(); err != nil {
 		return unavailable("PutSession", err)
 	}
 	return nil
@@ -820,7 +932,7 @@ func (s *Store) PutSession(ctx context.Context, hash string, sess *store.Session
 func (s *Store) GetSession(ctx context.Context, hash string) (sess *store.Session, err error) {
 	defer observe("GetSession", time.Now(), &err)
 	sess = new(store.Session)
-	if err := s.getJSON(ctx, "GetSession", s.p+"session:"+hash, sess); err != nil {
+	if err := s.getJSON(ctx, "GetSession", s.kSession(hash), sess); err != nil {
 		return nil, err
 	}
 	return sess, nil
@@ -828,7 +940,7 @@ func (s *Store) GetSession(ctx context.Context, hash string) (sess *store.Sessio
 
 func (s *Store) DeleteSession(ctx context.Context, hash string) (err error) {
 	defer observe("DeleteSession", time.Now(), &err)
-	if err := s.rdb.Del(ctx, s.p+"session:"+hash).Err(); err != nil {
+	if err := s.rdb.Del(ctx, s.kSession(hash)).Err(); err != nil {
 		return unavailable("DeleteSession", err)
 	}
 	return nil
@@ -846,8 +958,8 @@ func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) (err e
 	if ttl < time.Millisecond {
 		return nil // already expired: nothing left to deny
 	}
-	keys := []string{s.p + "revoked:" + jti, s.p + "revokedset"}
-	if err := revokeJTI.Run(ctx, s.rdb, keys, ms(ttl), exp.UnixMilli(), jti, now.UnixMilli()).Err(); err != nil {
+	keys := []string{s.kRevoked(jti), s.kRevokedSet()}
+	if err := s.run(ctx, revokeJTI, keys, ms(ttl), exp.UnixMilli(), jti, now.UnixMilli()).Err(); err != nil {
 		return unavailable("RevokeJTI", err)
 	}
 	return s.Publish(ctx, store.Event{Kind: store.EventRevokedJTI, ID: jti, Exp: exp})
@@ -855,7 +967,7 @@ func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) (err e
 
 func (s *Store) IsRevoked(ctx context.Context, jti string) (ok bool, err error) {
 	defer observe("IsRevoked", time.Now(), &err)
-	n, err := s.rdb.Exists(ctx, s.p+"revoked:"+jti).Result()
+	n, err := s.rdb.Exists(ctx, s.kRevoked(jti)).Result()
 	if err != nil {
 		return false, unavailable("IsRevoked", err)
 	}
@@ -864,7 +976,7 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (ok bool, err error) 
 
 func (s *Store) RevokedJTIs(ctx context.Context) (out map[string]time.Time, err error) {
 	defer observe("RevokedJTIs", time.Now(), &err)
-	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.p+"revokedset", &redis.ZRangeBy{
+	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.kRevokedSet(), &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(s.now().UnixMilli(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
@@ -911,7 +1023,7 @@ func (s *Store) CreateKey(ctx context.Context, k *store.APIKey) (err error) {
 			return err
 		}
 	}
-	keys := []string{s.p + "key:" + k.Hash, s.p + "keyid:" + k.ID, s.p + "keys"}
+	keys := []string{s.kKey(k.Hash), s.kKeyID(k.ID), s.kKeys()}
 	n, err := createKey.Run(ctx, s.rdb, keys, encode(k), k.Hash, ms(ttl)).Int()
 	if err != nil {
 		return unavailable("CreateKey", err)
@@ -924,7 +1036,7 @@ func (s *Store) CreateKey(ctx context.Context, k *store.APIKey) (err error) {
 
 func (s *Store) GetKeyByHash(ctx context.Context, hash string) (k *store.APIKey, err error) {
 	defer observe("GetKeyByHash", time.Now(), &err)
-	m, err := s.rdb.HGetAll(ctx, s.p+"key:"+hash).Result()
+	m, err := s.rdb.HGetAll(ctx, s.kKey(hash)).Result()
 	if err != nil {
 		return nil, unavailable("GetKeyByHash", err)
 	}
@@ -933,7 +1045,7 @@ func (s *Store) GetKeyByHash(ctx context.Context, hash string) (k *store.APIKey,
 
 func (s *Store) ListKeys(ctx context.Context) (out []*store.APIKey, err error) {
 	defer observe("ListKeys", time.Now(), &err)
-	err = s.eachIndexedHash(ctx, "ListKeys", s.p+"keys", s.p+"key:", func(hash string, m map[string]string) (bool, error) {
+	err = s.eachIndexedHash(ctx, "ListKeys", s.kKeys(), s.kKey, func(hash string, m map[string]string) (bool, error) {
 		k, err := apiKey("ListKeys", hash, m)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -954,14 +1066,14 @@ func (s *Store) ListKeys(ctx context.Context) (out []*store.APIKey, err error) {
 // RevokeKey marks the key revoked (idempotently) and publishes EventKey.
 func (s *Store) RevokeKey(ctx context.Context, id string) (k *store.APIKey, err error) {
 	defer observe("RevokeKey", time.Now(), &err)
-	hash, err := s.rdb.Get(ctx, s.p+"keyid:"+id).Result()
+	hash, err := s.rdb.Get(ctx, s.kKeyID(id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, store.ErrNotFound
 	}
 	if err != nil {
 		return nil, unavailable("RevokeKey", err)
 	}
-	v, err := markRevoked.Run(ctx, s.rdb, []string{s.p + "key:" + hash}).Result()
+	v, err := s.run(ctx, markRevoked, []string{s.kKey(hash)}).Result()
 	if err != nil {
 		return nil, unavailable("RevokeKey", err)
 	}
@@ -981,7 +1093,7 @@ func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) (err e
 	pipe := s.rdb.Pipeline()
 	for h, t := range used {
 		// Eval, not EvalSha: a NOSCRIPT inside a pipeline cannot be retried.
-		touchKey.Eval(ctx, pipe, []string{s.p + "key:" + h}, strconv.FormatInt(t.UnixNano(), 10))
+		touchKey.Eval(ctx, pipe, []string{s.kKey(h)}, strconv.FormatInt(t.UnixNano(), 10))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable("TouchKeys", err)
@@ -997,8 +1109,8 @@ func (s *Store) PutAgent(ctx context.Context, a *store.Agent) (err error) {
 		return errors.New("redisstore: agent id required")
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.p+"agent:"+a.ID, encode(a), 0)
-		p.SAdd(ctx, s.p+"agents", a.ID)
+		p.Set(ctx, s.kAgent(a.ID), encode(a), 0)
+		p.SAdd(ctx, s.kAgents(), a.ID)
 		return nil
 	})
 	if err != nil {
@@ -1013,7 +1125,7 @@ func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) (err error) {
 	if a == nil || a.ID == "" {
 		return errors.New("redisstore: agent id required")
 	}
-	n, err := createAgent.Run(ctx, s.rdb, []string{s.p + "agent:" + a.ID, s.p + "agents"}, encode(a), a.ID).Int()
+	n, err := createAgent.Run(ctx, s.rdb, []string{s.kAgent(a.ID), s.kAgents()}, encode(a), a.ID).Int()
 	if err != nil {
 		return unavailable("CreateAgent", err)
 	}
@@ -1026,7 +1138,7 @@ func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) (err error) {
 func (s *Store) GetAgent(ctx context.Context, id string) (a *store.Agent, err error) {
 	defer observe("GetAgent", time.Now(), &err)
 	a = new(store.Agent)
-	if err := s.getJSON(ctx, "GetAgent", s.p+"agent:"+id, a); err != nil {
+	if err := s.getJSON(ctx, "GetAgent", s.kAgent(id), a); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -1034,7 +1146,7 @@ func (s *Store) GetAgent(ctx context.Context, id string) (a *store.Agent, err er
 
 func (s *Store) ListAgents(ctx context.Context) (out []*store.Agent, err error) {
 	defer observe("ListAgents", time.Now(), &err)
-	raw, err := s.listJSON(ctx, "ListAgents", s.p+"agents", s.p+"agent:")
+	raw, err := s.listJSON(ctx, "ListAgents", s.kAgents(), s.kAgent)
 	if err != nil {
 		return nil, err
 	}
@@ -1052,7 +1164,7 @@ func (s *Store) ListAgents(ctx context.Context) (out []*store.Agent, err error) 
 
 func (s *Store) DeleteAgent(ctx context.Context, id string) (err error) {
 	defer observe("DeleteAgent", time.Now(), &err)
-	n, err := deleteIndexed.Run(ctx, s.rdb, []string{s.p + "agent:" + id, s.p + "agents"}, id).Int()
+	n, err := deleteIndexed.Run(ctx, s.rdb, []string{s.kAgent(id), s.kAgents()}, id).Int()
 	if err != nil {
 		return unavailable("DeleteAgent", err)
 	}
@@ -1071,7 +1183,7 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 	if window < time.Millisecond {
 		return false, 0, errors.New("redisstore: rate-limit window must be positive")
 	}
-	v, err := allow.Run(ctx, s.rdb, []string{s.p + "rl:" + key}, ms(window)).Int64Slice()
+	v, err := allow.Run(ctx, s.rdb, []string{s.kRL(key)}, ms(window)).Int64Slice()
 	if err != nil {
 		return false, 0, unavailable("Allow", err)
 	}
@@ -1085,7 +1197,7 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 // the key or touches its expiry.
 func (s *Store) Refund(ctx context.Context, key string) (err error) {
 	defer observe("Refund", time.Now(), &err)
-	if err := refund.Run(ctx, s.rdb, []string{s.p + "rl:" + key}).Err(); err != nil {
+	if err := refund.Run(ctx, s.rdb, []string{s.kRL(key)}).Err(); err != nil {
 		return unavailable("Refund", err)
 	}
 	return nil
@@ -1103,7 +1215,7 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (fi
 	if ttl < time.Millisecond {
 		return false, errors.New("redisstore: marker ttl must be positive")
 	}
-	ok, err := s.rdb.SetNX(ctx, s.p+"mark:"+key, "1", ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, s.kMark(key), "1", ttl).Result()
 	if err != nil {
 		return false, unavailable("MarkOnce", err)
 	}
@@ -1112,17 +1224,50 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (fi
 
 // ---- events ----
 
+// Publish sends e on the events channel: classic PUBLISH on one server,
+// sharded SPUBLISH on a cluster (see Subscribe).
 func (s *Store) Publish(ctx context.Context, e store.Event) (err error) {
 	defer observe("Publish", time.Now(), &err)
-	if err := s.rdb.Publish(ctx, s.channel, encode(&e)).Err(); err != nil {
+	if s.cluster {
+		err = s.rdb.SPublish(ctx, s.channel, encode(&e)).Err()
+	} else {
+		err = s.rdb.Publish(ctx, s.channel, encode(&e)).Err()
+	}
+	if err != nil {
 		return unavailable("Publish", err)
 	}
 	return nil
 }
 
+// subscribe opens the events subscription and waits for its confirmation.
+//
+// On a cluster it is sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis ≥ 7): the
+// channel lives in one slot, so every event goes to that shard's primary,
+// which delivers them in the order they were published, and no event
+// crosses the cluster bus to the other shards. Classic PUBLISH on a
+// cluster is broadcast to every node over the bus, and go-redis sends each
+// PUBLISH to any node, so two events from one replica could arrive out of
+// order (the contract suite caught it: an agent's put and delete).
+func (s *Store) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	var ps *redis.PubSub
+	if s.cluster {
+		ps = s.rdb.SSubscribe(ctx, s.channel)
+	} else {
+		ps = s.rdb.Subscribe(ctx, s.channel)
+	}
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	return ps, nil
+}
+
 // Subscribe returns once Redis confirmed the subscription. go-redis
 // reconnects and re-subscribes after a connection loss; each re-subscription
 // is reported to fn as store.EventResync because events may have been lost.
+// A cluster that moves the channel's slot ends a sharded subscription
+// (SUNSUBSCRIBE from the server): the store subscribes again, on the slot's
+// new owner.
 func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) (err error) {
 	defer observe("Subscribe", time.Now(), &err)
 	select {
@@ -1130,41 +1275,64 @@ func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) (err error)
 		return errors.New("redisstore: closed")
 	default:
 	}
-	ps := s.rdb.Subscribe(ctx, s.channel)
-	if _, err := ps.Receive(ctx); err != nil {
-		_ = ps.Close()
+	ps, err := s.subscribe(ctx)
+	if err != nil {
 		return unavailable("Subscribe", err)
 	}
-	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
 	s.subs.Add(1)
 	go func() {
 		defer s.subs.Done()
-		defer ps.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.closing:
-				return
-			case m, ok := <-ch:
-				if !ok {
-					return
-				}
-				switch m := m.(type) {
-				case *redis.Subscription:
-					if m.Kind == "subscribe" {
-						fn(store.Event{Kind: store.EventResync})
-					}
-				case *redis.Message:
-					var e store.Event
-					if json.Unmarshal([]byte(m.Payload), &e) == nil {
-						fn(e)
+		for ps != nil {
+			moved := s.listen(ctx, ps, fn)
+			_ = ps.Close()
+			ps = nil
+			for moved && ps == nil {
+				if ps, err = s.subscribe(ctx); err != nil {
+					select {
+					case <-ctx.Done():
+						return
+					case <-s.closing:
+						return
+					case <-time.After(100 * time.Millisecond):
 					}
 				}
 			}
 		}
 	}()
 	return nil
+}
+
+// listen delivers ps's messages to fn until the context ends, the store
+// closes, or the server ends the subscription (moved: subscribe again).
+func (s *Store) listen(ctx context.Context, ps *redis.PubSub, fn func(store.Event)) (moved bool) {
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.closing:
+			return false
+		case m, ok := <-ch:
+			if !ok {
+				return false
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				switch m.Kind {
+				case "subscribe", "ssubscribe":
+					fn(store.Event{Kind: store.EventResync})
+				case "sunsubscribe": // we never unsubscribe: the slot moved
+					fn(store.Event{Kind: store.EventResync})
+					return true
+				}
+			case *redis.Message:
+				var e store.Event
+				if json.Unmarshal([]byte(m.Payload), &e) == nil {
+					fn(e)
+				}
+			}
+		}
+	}
 }
 
 // ---- lifecycle ----

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/redisstore"
+	"github.com/mcpgateway/mcp-gateway/store/redistest"
 	"github.com/mcpgateway/mcp-gateway/store/storetest"
 )
 
@@ -388,4 +389,47 @@ func TestLegacyConsentRealRedis(t *testing.T) {
 	if n, err := rdb.Exists(ctx, prefix+"consent:alice:c1").Result(); err != nil || n != 0 {
 		t.Fatalf("DeleteConsents left the legacy hash: %d %v", n, err)
 	}
+}
+
+// The contract on a 3-primary Redis Cluster: every script and transaction
+// keeps its keys in one hash slot (a CROSSSLOT error fails the suite).
+func TestContractCluster(t *testing.T) {
+	url := redistest.ClusterURL(t)
+	storetest.RunBackend(t, func(t *testing.T) storetest.Backend {
+		s := redistest.OpenURL(t, url, "contract")
+		if !s.TagsSecrets() {
+			t.Fatal("a store on a cluster URL must use the cluster key layout")
+		}
+		return storetest.Backend{
+			Store: s,
+			Peer: func(t *testing.T) store.Store {
+				p, err := redisstore.New(t.Context(), url, s.Prefix())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = p.Close() })
+				return p
+			},
+		}
+	})
+}
+
+// The contract through Sentinel: a primary found by asking the sentinels,
+// every decisive write followed by WAIT for the replica.
+func TestContractSentinel(t *testing.T) {
+	url := redistest.SentinelURL(t)
+	storetest.RunBackend(t, func(t *testing.T) storetest.Backend {
+		s := redistest.OpenURL(t, url, "contract")
+		return storetest.Backend{
+			Store: s,
+			Peer: func(t *testing.T) store.Store {
+				p, err := redisstore.New(t.Context(), url, s.Prefix())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = p.Close() })
+				return p
+			},
+		}
+	})
 }

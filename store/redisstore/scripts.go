@@ -34,45 +34,30 @@ if #KEYS > 2 then
 end
 return 1`)
 
-// touchClient: renew an expiring client's TTL and its clientsip score (the
-// registered ip is read from the record). Permanent clients are left alone.
-// KEYS: client:<id>. ARGV: ttl, now (ms), key prefix, id.
+// touchClient: renew an expiring client's TTL and its clientsip score.
+// Permanent clients are left alone.
+// KEYS: client:<id>, [clientsip:<registered ip>]. ARGV: ttl, now (ms), id.
 // Returns 1, or 0 if the client is gone.
 var touchClient = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('PTTL', KEYS[1]) < 0 then return 1 end
 local ttl = tonumber(ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
-local ok, rec = pcall(cjson.decode, v)
-if ok and type(rec) == 'table' and type(rec['registered_ip']) == 'string' and rec['registered_ip'] ~= '' then
-  local k = ARGV[3] .. 'clientsip:' .. rec['registered_ip']
-  local had = redis.call('EXISTS', k)
-  local cur = redis.call('PTTL', k)
-  redis.call('ZADD', k, tonumber(ARGV[2]) + ttl, ARGV[4])
-  if had == 0 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', k, ttl) end
+if #KEYS > 1 then
+  local had = redis.call('EXISTS', KEYS[2])
+  local cur = redis.call('PTTL', KEYS[2])
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) + ttl, ARGV[3])
+  if had == 0 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 return 1`)
 
-// countClientsIP: drop members that expired (score) or were deleted (no
-// record), then count. KEYS: clientsip:<ip>. ARGV: now (ms), key prefix.
-var countClientsIP = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local n = 0
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', ARGV[2] .. 'client:' .. id) == 1 then
-    n = n + 1
-  else
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-return n`)
-
-// deleteIndexed: DEL a record and drop it from its index set.
-// KEYS: record, index. ARGV: member. Returns the number of records deleted.
+// deleteIndexed: DEL a record and drop it from its index sets.
+// KEYS: record, index set, [sorted set]. ARGV: member. Returns the number
+// of records deleted.
 var deleteIndexed = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
+if #KEYS > 2 then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return n`)
 
 // putCode: store a code unless the hash is live or was already used.
@@ -111,24 +96,37 @@ if u then
 end
 return {'nf'}`)
 
-// createFamily: the family hash, its first token and the user's index. A
-// family whose denylist entry exists (a replay of its code came first) is
-// created revoked.
-// KEYS: rtfam:<id>, rt:<hash>, rtuser:<user>, revoked:family:<id>.
+// createFamily: the family hash, its first token and (on a single server)
+// the user's index. A family whose denylist entry exists (a replay of its
+// code came first) is created revoked. On a cluster the index and the
+// denylist entry live in other slots: the caller indexes first and checks
+// the denylist after (see Store.CreateFamily).
+// KEYS: rtfam:<id>, rt:<hash>, [rtuser:<user>, revoked:family:<id>].
 // ARGV: d (JSON), current hash, access jti, access exp (ns), end (ms),
 // family ttl, token ttl, family id. Returns 1, 2 (created revoked), or 0 on
 // conflict.
 var createFamily = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local famttl = tonumber(ARGV[6])
-local rev = redis.call('EXISTS', KEYS[4])
+local rev = 0
+if #KEYS > 3 then rev = redis.call('EXISTS', KEYS[4]) end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'cur', ARGV[2], 'jti', ARGV[3], 'aexp', ARGV[4], 'end', ARGV[5], 'rev', tostring(rev))
 redis.call('PEXPIRE', KEYS[1], famttl)
 redis.call('HSET', KEYS[2], 'fam', ARGV[8], 'st', 'a')
 redis.call('PEXPIRE', KEYS[2], math.min(tonumber(ARGV[7]), famttl))
-redis.call('SADD', KEYS[3], ARGV[8])
-if redis.call('PTTL', KEYS[3]) < famttl then redis.call('PEXPIRE', KEYS[3], famttl) end
+if #KEYS > 2 then
+  redis.call('SADD', KEYS[3], ARGV[8])
+  if redis.call('PTTL', KEYS[3]) < famttl then redis.call('PEXPIRE', KEYS[3], famttl) end
+end
 return 1 + rev`)
+
+// indexFamily adds a family to its user's index, which lives as long as
+// the longest-lived family in it. KEYS: rtuser:<user>. ARGV: family id,
+// family ttl.
+var indexFamily = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`)
 
 // rotate implements store.Refresh.Rotate in one step.
 // KEYS: rt:<old>, rt:<new>, rtfam:<family>.
@@ -227,3 +225,7 @@ if c > 0 and redis.call('PTTL', KEYS[1]) > 0 then
   redis.call('DECR', KEYS[1])
 end
 return 0`)
+
+// scripts lists every script, for LoadScripts.
+var scripts = []*redis.Script{createClient, touchClient, deleteIndexed, putCode, redeemCode, createFamily,
+	indexFamily, rotate, markRevoked, revokeJTI, createKey, touchKey, createAgent, allow, refund}

@@ -53,23 +53,31 @@ func OpenURL(tb testing.TB, url, name string) *redisstore.Store {
 	return s
 }
 
-// Clean deletes every key under prefix.
+// Clean deletes every key under prefix (on every primary of a cluster).
 func Clean(tb testing.TB, url, prefix string) {
-	opt, err := redis.ParseURL(url)
+	rdb, _, err := redisstore.Dial(url)
 	if err != nil {
 		tb.Errorf("redistest: %v", err)
 		return
 	}
-	ctx := context.Background()
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	var keys []string
-	for it := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator(); it.Next(ctx); {
-		keys = append(keys, it.Val())
+	ctx := context.Background()
+	clean := func(ctx context.Context, c *redis.Client) error {
+		var keys []string
+		for it := c.Scan(ctx, 0, prefix+"*", 500).Iterator(); it.Next(ctx); {
+			keys = append(keys, it.Val())
+		}
+		pipe := c.Pipeline()
+		for _, k := range keys { // one DEL each: keys may sit in different slots
+			pipe.Del(ctx, k)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
 	}
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		rdb.Del(ctx, keys[:n]...)
-		keys = keys[n:]
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		_ = c.ForEachMaster(ctx, clean)
+	case *redis.Client:
+		_ = clean(ctx, c)
 	}
 }

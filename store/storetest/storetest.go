@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,7 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"CodeRedeemConcurrent", testCodeRedeemConcurrent},
 		{"Families", testFamilies},
 		{"RotateConcurrent", testRotateConcurrent},
+		{"RotateNamedFamily", testRotateNamedFamily},
 		{"FamilyDeniedBeforeCreate", testFamilyDeniedBeforeCreate},
 		{"Consents", testConsents},
 		{"Sessions", testSessions},
@@ -468,18 +470,49 @@ func testCodeRedeemConcurrent(t *testing.T, h *harness) {
 
 func newFamily(h *harness, user string) *store.RefreshFamily {
 	now := h.now()
+	fam := id("fam")
 	return &store.RefreshFamily{
-		ID: id("fam"), ClientID: "c1", UserID: user, Scope: "mcp read", Resource: "http://gw/a/mcp",
-		CurrentHash: id("rt"), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
+		ID: fam, ClientID: "c1", UserID: user, Scope: "mcp read", Resource: "http://gw/a/mcp",
+		CurrentHash: tagged(fam, id("rt")), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
 		CreatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour),
 	}
 }
 
+// tagged is the address of a refresh token minted for family (as
+// token.Address gives it): a Redis Cluster keeps the token in the family's
+// hash slot by that tag.
+func tagged(family, hash string) string { return family + "." + hash }
+
 func rotation(h *harness, old string) store.Rotation {
 	now := h.now()
 	return store.Rotation{
-		OldHash: old, NewHash: id("rt"), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
+		OldHash: old, NewHash: tagged(strings.SplitN(old, ".", 2)[0], id("rt")), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
 		Now: now, Grace: 10 * time.Second, TokenTTL: 24 * time.Hour,
+	}
+}
+
+// A rotation that names its family (as the token endpoint does after
+// LookupRefresh) rotates it; one naming another family changes nothing.
+func testRotateNamedFamily(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	f, other := newFamily(h, id("user")), newFamily(h, id("user"))
+	must(t, s.CreateFamily(ctx, f, time.Hour))
+	must(t, s.CreateFamily(ctx, other, time.Hour))
+	wrong := rotation(h, f.CurrentHash)
+	wrong.FamilyID = other.ID
+	_, err := s.Rotate(ctx, wrong)
+	wantErr(t, err, store.ErrNotFound)
+	got, err := s.LookupRefresh(ctx, f.CurrentHash)
+	must(t, err)
+	if got.CurrentHash != f.CurrentHash || got.Revoked {
+		t.Fatalf("a rotation naming another family changed this one: %+v", got)
+	}
+	right := rotation(h, f.CurrentHash)
+	right.FamilyID = f.ID
+	got, err = s.Rotate(ctx, right)
+	must(t, err)
+	if got.CurrentHash != right.NewHash {
+		t.Fatalf("current = %q, want %q", got.CurrentHash, right.NewHash)
 	}
 }
 

@@ -1,0 +1,62 @@
+package redisstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/store/redistest"
+)
+
+// Under Sentinel a revocation, a redemption and a rotation return only once
+// the replica has them (WAIT 1 on the write's own connection), so a
+// failover right after cannot undo them. With the replica gone the write
+// still succeeds on the primary and the missed acknowledgement is counted.
+func TestSentinelWritesWaitForTheReplica(t *testing.T) {
+	set := redistest.StartSentinel(t)
+	s := redistest.OpenURL(t, set.URL, "wait")
+	ctx := t.Context()
+	missed := func() float64 {
+		var m dto.Metric
+		if err := metrics.StoreErrors.WithLabelValues("WaitReplica").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	replica := redis.NewClient(&redis.Options{Addr: set.Replica.Addr()})
+	defer replica.Close()
+
+	before := missed()
+	for i := range 20 {
+		jti := "jti-" + time.Now().Format("150405.000000000") + string(rune('a'+i))
+		if err := s.RevokeJTI(ctx, jti, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := replica.Exists(context.Background(), s.Prefix()+"revoked:"+jti).Result()
+		if err != nil || n != 1 {
+			t.Fatalf("revocation %d acknowledged but not on the replica: %d %v", i, n, err)
+		}
+	}
+	if missed() != before {
+		t.Fatalf("%v replica acknowledgements missed with a healthy replica", missed()-before)
+	}
+
+	set.Replica.Kill()
+	if err := s.RevokeJTI(ctx, "after-replica-loss", time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("a revocation with the replica down: %v (the primary applied it)", err)
+	}
+	if ok, err := s.IsRevoked(ctx, "after-replica-loss"); err != nil || !ok {
+		t.Fatalf("revoked: %v %v", ok, err)
+	}
+	if _, err := s.RedeemCode(ctx, "nope", store.CodeBinding{}); err == nil {
+		t.Fatal("redeemed a missing code")
+	}
+	if got := missed() - before; got < 1 {
+		t.Fatalf("the missed acknowledgement was not counted (%v)", got)
+	}
+}
