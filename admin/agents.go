@@ -22,6 +22,8 @@ type AgentRequest struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// Rules is the agent's tool policy (see store.Rule).
+	Rules []store.Rule `json:"rules,omitempty"`
 }
 
 // AgentList is the body of GET /admin/v1/agents.
@@ -51,7 +53,13 @@ func (req *AgentRequest) validate() error {
 			return badField("upstream", "want an absolute http(s) URL without fragment")
 		}
 	}
-	return checkScopes("scopes", req.Scopes)
+	if err := checkScopes("scopes", req.Scopes); err != nil {
+		return err
+	}
+	if err := store.ValidateRules(req.Rules); err != nil {
+		return badField("rules", "%v", err)
+	}
+	return nil
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +77,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	a := &store.Agent{
 		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
-		Upstream: req.Upstream, Scopes: req.Scopes, Created: s.now().UTC(),
+		Upstream: req.Upstream, Scopes: req.Scopes, Rules: req.Rules, Created: s.now().UTC(),
 	}
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {

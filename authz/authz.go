@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,8 +39,11 @@ type Options struct {
 	// Scopes are the gateway's scopes (config scopes): the scope advertised
 	// in 401 challenges and the scopes an agent without its own requires.
 	Scopes []string
-	Ring   *token.Ring
-	Store  Store
+	// ScopeImplies is the declared scope hierarchy (config scopes[].implies):
+	// a grant of a key scope covers the scopes it lists, transitively.
+	ScopeImplies map[string][]string
+	Ring         *token.Ring
+	Store        Store
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
 
@@ -64,6 +68,7 @@ type Authorizer struct {
 	ch401     string // `Bearer realm="MCP", resource_metadata="<prmBase>`
 	scopes    []string
 	scopeStr  string
+	implies   map[string][]string
 
 	ring   *token.Ring
 	store  Store
@@ -98,10 +103,11 @@ type Authorizer struct {
 // agentInfo is an agent plus what its decisions need precomputed.
 type agentInfo struct {
 	agent       *store.Agent
-	required    []string // scopes a credential must overlap
-	requiredStr string
-	chForbidden string // 403 challenges
-	chScope     string
+	required    []string // scopes a credential must overlap: the base scopes and those implying them
+	requiredStr string   // the base scopes
+	ch401       string   // 401 challenge up to its error part
+	chScope     string   // 403 challenge
+	rules       []ruleInfo
 }
 
 // keyInfo is a cached API-key record.
@@ -153,6 +159,7 @@ func New(opts Options) (*Authorizer, error) {
 		prmBase:      pub + "/.well-known/oauth-protected-resource/",
 		scopes:       append([]string(nil), opts.Scopes...),
 		scopeStr:     strings.Join(opts.Scopes, " "),
+		implies:      opts.ScopeImplies,
 		ring:         opts.Ring,
 		store:        opts.Store,
 		static:       make(map[string]*agentInfo, len(opts.StaticAgents)),
@@ -208,21 +215,26 @@ func validScope(s string) bool {
 }
 
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
-	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr}
-	if len(ag.Scopes) > 0 {
-		// Only well-formed scope tokens: they end up in a quoted challenge.
-		var req []string
-		for _, s := range ag.Scopes {
-			if validScope(s) {
-				req = append(req, s)
+	// Only well-formed scope tokens: they end up in a quoted challenge.
+	var base []string
+	for _, s := range ag.BaseScopes(a.scopes) {
+		if validScope(s) {
+			base = append(base, s)
+		}
+	}
+	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " ")}
+	// Empty after filtering: nothing can match, deny.
+	for _, s := range base {
+		for _, sat := range a.satisfiers(s) {
+			if !slices.Contains(ai.required, sat) {
+				ai.required = append(ai.required, sat)
 			}
 		}
-		ai.required = req // empty after filtering: nothing can match, deny
-		ai.requiredStr = strings.Join(req, " ")
 	}
-	tail := `", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
-	ai.chForbidden = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rForbidden].desc + tail
-	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc + tail
+	ai.ch401 = a.ch401 + id + `/mcp", scope="` + ai.requiredStr + `"`
+	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
+		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
+	a.buildRules(id, ai, base)
 	return ai
 }
 

@@ -37,6 +37,12 @@ const (
 	ReasonUnknownAgent      = "unknown_agent"
 	ReasonUnavailable       = "unavailable"
 	ReasonRouteMismatch     = "route_mismatch"
+	// Tool policy (policy.go).
+	ReasonRuleForbidden  = "rule_forbidden"
+	ReasonBodyTooLarge   = "body_too_large"
+	ReasonBadMCPRequest  = "bad_mcp_request"
+	ReasonHeaderMismatch = "header_mismatch"
+	ReasonMCPUnreadable  = "mcp_unreadable"
 )
 
 // ContextExtensionAgent is the ext_authz context_extensions key under which
@@ -60,6 +66,15 @@ const (
 	rUnknownAgent
 	rUnavailable
 	rRouteMismatch
+	rRuleForbidden
+	rBodyTooLarge
+	rMissingMCPMethod
+	rMissingMCPName
+	rBadMCPHeader
+	rBatch
+	rBadBody
+	rHeaderMismatch
+	rNeedBody
 	nReasons
 )
 
@@ -72,14 +87,16 @@ var reasons = [nReasons]struct {
 	body           []byte // filled in init
 	bodyStr        string // body as a string (gRPC wants one), filled in init
 }{
-	rOK:                {name: ReasonOK, decision: "allow", status: 200},
-	rBadPath:           {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil, ""},
-	rMissing:           {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil, ""},
-	rInvalid:           {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil, ""},
-	rExpired:           {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil, ""},
-	rRevoked:           {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil, ""},
-	rWrongAud:          {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil, ""},
-	rForbidden:         {ReasonForbidden, "deny", 403, "insufficient_scope", "this credential may not use this agent", nil, ""},
+	rOK:       {name: ReasonOK, decision: "allow", status: 200},
+	rBadPath:  {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil, ""},
+	rMissing:  {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil, ""},
+	rInvalid:  {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil, ""},
+	rExpired:  {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil, ""},
+	rRevoked:  {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil, ""},
+	rWrongAud: {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil, ""},
+	// Not a scope problem: no insufficient_scope, so no client tries a
+	// step-up that cannot help.
+	rForbidden:         {ReasonForbidden, "deny", 403, "access_denied", "this user or credential may not use this agent", nil, ""},
 	rInsufficientScope: {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "the credential's scope does not cover this agent", nil, ""},
 	rUnknownAgent:      {ReasonUnknownAgent, "deny", 404, "not_found", "no such agent", nil, ""},
 	rUnavailable:       {ReasonUnavailable, "error", 503, "temporarily_unavailable", "the authorization service cannot reach its store; retry shortly", nil, ""},
@@ -87,6 +104,19 @@ var reasons = [nReasons]struct {
 	// and the gateway parsed the path differently, or the route table is
 	// wrong. Nothing is routed there, hence 404 like bad_path.
 	rRouteMismatch: {ReasonRouteMismatch, "deny", 404, "not_found", "this path does not belong to the agent its route was built for", nil, ""},
+
+	// Tool policy.
+	rRuleForbidden:    {ReasonRuleForbidden, "deny", 403, "access_denied", "this agent's policy does not let this user or credential perform this operation", nil, ""},
+	rBodyTooLarge:     {ReasonBodyTooLarge, "deny", 413, "invalid_request", "the MCP request body is larger than the 64 KiB this agent's tool policy reads", nil, ""},
+	rMissingMCPMethod: {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Method header", nil, ""},
+	rMissingMCPName:   {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Name header for tools/call, resources/read and prompts/get", nil, ""},
+	rBadMCPHeader:     {ReasonBadMCPRequest, "deny", 400, "invalid_request", "malformed Mcp-Method or Mcp-Name header: want printable ASCII or =?base64?<Base64 of UTF-8>?=", nil, ""},
+	rBatch:            {ReasonBadMCPRequest, "deny", 400, "invalid_request", "JSON-RPC batches are not accepted by an agent with a tool policy: send one message per request", nil, ""},
+	rBadBody:          {ReasonBadMCPRequest, "deny", 400, "invalid_request", "the body is not one JSON-RPC message with a string method and params.name/params.uri", nil, ""},
+	rHeaderMismatch:   {ReasonHeaderMismatch, "deny", 400, "invalid_request", "HeaderMismatch: the Mcp-Method/Mcp-Name headers do not match the JSON-RPC body", nil, ""},
+	rNeedBody: {ReasonMCPUnreadable, "deny", 400, "invalid_request", "this agent has a per-tool policy and the request's MCP method cannot be read: " +
+		"use an MCP client speaking protocol 2026-07-28 or later (it sends Mcp-Method/Mcp-Name), or a data plane that passes the request body " +
+		"(Envoy ext_authz with_request_body; nginx auth_request cannot)", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -145,7 +175,7 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
 	d.Reason = reasons[rsn].name
 	d.Identity.Credential = credNames[cred]
 	if rsn != rOK {
-		a.deny(d, rsn, agent)
+		a.deny(ctx, d, rsn, agent, now)
 	}
 	a.counters[rsn][cred].Inc()
 	a.observe(r.Adapter, time.Since(start))
@@ -290,6 +320,9 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	if !scopeOverlap(c.Scope, ai.required) {
 		return a.forbid(d, ai, rInsufficientScope)
 	}
+	if rsn := a.applyPolicy(r, d, ai, &caller{user: c.Subject, groups: c.Groups, scope: c.Scope, cred: credOAuth}); rsn != rOK {
+		return rsn
+	}
 	a.allow(r, d, agent, c.Scope, credOAuth)
 	return rOK
 }
@@ -339,6 +372,9 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 		}
 		scope = ki.scopeStr
 	}
+	if rsn := a.applyPolicy(r, d, ai, &caller{user: k.User, scope: scope, cred: cred}); rsn != rOK {
+		return rsn
+	}
 	a.allow(r, d, agent, scope, cred)
 	a.touch(ki, now)
 	return rOK
@@ -386,13 +422,13 @@ func listOverlap(have, required []string) bool {
 	return false
 }
 
-// forbid records the agent-specific 403 challenge for deny.
+// forbid records the agent's 403 insufficient_scope challenge for deny.
+// "Not your agent" (rForbidden) gets none: no scope can help, and a
+// challenge would send clients into a step-up.
 func (a *Authorizer) forbid(d *Decision, ai *agentInfo, rsn reason) reason {
-	ch := ai.chScope
-	if rsn == rForbidden {
-		ch = ai.chForbidden
+	if rsn == rInsufficientScope {
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ai.chScope}
 	}
-	d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ch}
 	return rsn
 }
 
@@ -458,9 +494,10 @@ func appendUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// deny fills the response for a refused request: the challenge (401: from
-// the public URL; 403: the agent's, set by forbid), JSON content type and body.
-func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
+// deny fills the response for a refused request: the challenge (401: the
+// agent's base scopes, the gateway's for an unknown agent; 403
+// insufficient_scope: set by forbid or the policy), JSON content type and body.
+func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent string, now time.Time) {
 	r := &reasons[rsn]
 	d.Allow = false
 	d.Status = r.status
@@ -469,12 +506,14 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
 	switch r.status {
 	case 401:
-		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + agent + `/mcp", scope="` + a.scopeStr + `"` + chError[rsn]}
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.challenge401(ctx, agent, now) + chError[rsn]}
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
-		if d.hdr[0].Key == "" { // every 403 goes through forbid; stay safe anyway
-			d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: `Bearer realm="MCP", error="insufficient_scope"`}
+		if rsn != rInsufficientScope || d.hdr[0].Key != "www-authenticate" {
+			d.hdr[0] = jsonHeader
+			d.Headers = d.hdr[:1]
+			break
 		}
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
@@ -486,6 +525,18 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string) {
 		d.hdr[0] = jsonHeader
 		d.Headers = d.hdr[:1]
 	}
+}
+
+// challenge401 is the 401 challenge, without its error part: the agent's
+// base scopes, so that clients ask for what this agent grants; the
+// gateway's for an agent that is unknown or cannot be looked up.
+func (a *Authorizer) challenge401(ctx context.Context, agent string, now time.Time) string {
+	if agent != "" {
+		if ai, err := a.lookupAgent(ctx, agent, now); err == nil && ai != nil {
+			return ai.ch401
+		}
+	}
+	return a.ch401 + agent + `/mcp", scope="` + a.scopeStr + `"`
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.
@@ -508,6 +559,9 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 		slog.String("key_id", d.KeyID),
 		slog.String("method", r.Method),
 	}
+	if d.MCPMethod != "" || d.Rule != "" {
+		attrs = append(attrs, slog.String("mcp_method", clip(d.MCPMethod)), slog.String("mcp_name", clip(d.MCPName)), slog.String("rule", d.Rule))
+	}
 	if d.Reason == ReasonBadPath {
 		p := r.Path
 		if len(p) > maxAuditPath {
@@ -523,4 +577,21 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 		attrs = append(attrs, slog.String("route_agent", ra))
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+}
+
+// clip bounds a client-chosen string echoed into the log.
+func clip(s string) string {
+	if len(s) > maxAuditPath {
+		return s[:maxAuditPath]
+	}
+	return s
+}
+
+// ruleLabel is a rule's metric and audit label: its name, "other" when it
+// has none (labels stay a bounded set).
+func ruleLabel(name string) string {
+	if name == "" {
+		return "other"
+	}
+	return name
 }

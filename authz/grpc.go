@@ -61,7 +61,9 @@ var checkServiceDesc = grpc.ServiceDesc{
 var checkFullMethod = "/" + authv3.Authorization_ServiceDesc.ServiceName + "/Check"
 
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	var req checkRequest
+	// Ask for the body: Envoy sends one only when with_request_body is
+	// configured, and the tool policy reads it (policy.go).
+	req := wantingBody()
 	if err := dec(&req); err != nil {
 		return nil, err
 	}
@@ -81,7 +83,7 @@ type checkServer struct{ a *Authorizer }
 // Envoy treats a failed RPC per its failure_mode_allow setting, and a
 // decision must not depend on that.
 func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
-	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"}
+	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Body: r.requestBody(), Adapter: "grpc"}
 	if ext := r.extensions(); ext != nil { // v escapes: declared only when needed
 		if v, ok := ext[ContextExtensionAgent]; ok {
 			req.RouteAgent = &v

@@ -12,11 +12,14 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // Duration is a time.Duration written as "60m", "120s" in YAML and env.
@@ -140,6 +143,9 @@ type StaticAgent struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// Rules is the agent's tool policy (store.Rule); rule scopes must be
+	// declared in scopes.
+	Rules []store.Rule `json:"rules,omitempty"`
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.
@@ -401,6 +407,17 @@ func (c *Config) Validate(dev bool) error {
 		if a.Upstream != "" {
 			if u, err := url.Parse(a.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				bad(f+".upstream", "%q is not an absolute http(s) URL", a.Upstream)
+			}
+		}
+		// Tool policy: well-formed rules naming declared scopes only.
+		if err := store.ValidateRules(a.Rules); err != nil {
+			bad(f, "%v", err)
+		}
+		for j, r := range a.Rules {
+			for k, sc := range r.Scopes {
+				if !slices.Contains(c.ScopeNames(), sc) {
+					bad(fmt.Sprintf("%s.rules[%d].scopes[%d]", f, j, k), "%q is not a declared scope", sc)
+				}
 			}
 		}
 	}

@@ -134,9 +134,7 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 			writeUnavailable(w)
 			return
 		}
-		if len(a.Scopes) > 0 {
-			scopes = a.Scopes
-		}
+		scopes = a.BaseScopes(s.scopes) // rule scopes are asked for in 403 challenges
 		name = a.Name
 	}
 	b, err := json.Marshal(s.prm(s.agentURL(id), scopes, name))

@@ -207,6 +207,7 @@ type Agent struct {
 	Users    []string  `json:"users,omitempty"` // granted access besides the owner
 	Upstream string    `json:"upstream,omitempty"`
 	Scopes   []string  `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
+	Rules    []Rule    `json:"rules,omitempty"`  // tool policy (policy.go); none = every operation needs the base scopes only
 	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
 	Created  time.Time `json:"created_at,omitzero"`
 }

@@ -70,6 +70,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	g.authz, err = authz.New(authz.Options{
 		PublicURL:    cfg.PublicURL,
 		Scopes:       cfg.ScopeNames(),
+		ScopeImplies: cfg.ScopeImplies(),
 		Ring:         ring,
 		Store:        st,
 		StaticAgents: g.static,
@@ -109,7 +110,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
 	for i, a := range cfg.Agents {
-		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true}
+		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Rules: a.Rules, Static: true}
 	}
 	return out
 }

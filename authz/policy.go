@@ -1,0 +1,357 @@
+package authz
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"path"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mcpgateway/mcp-gateway/store"
+)
+
+// Tool policy: an agent's rules (store.Rule) over the MCP operation of a
+// request. The operation is read from the Mcp-Method / Mcp-Name headers when
+// the client speaks protocol 2026-07-28 or later (whose servers reject a
+// request whose headers disagree with its body, so the headers can be
+// trusted), else from the JSON-RPC body. Agents without rules never read
+// either: their decision is the same as before policies existed.
+
+// Headers the policy reads.
+const (
+	headerMCPProtocolVersion = "mcp-protocol-version"
+	// headerPartialBody is set by Envoy when it sent only part of the body
+	// (allow_partial_message: true and a larger body).
+	headerPartialBody = "x-envoy-auth-partial-body"
+)
+
+// HeaderProtocolVersionFirst is the first MCP protocol version whose
+// clients send Mcp-Method/Mcp-Name and whose servers check them against
+// the body; earlier versions' headers are not trusted alone.
+const HeaderProtocolVersionFirst = "2026-07-28"
+
+// MaxMCPBody is the largest JSON-RPC body the policy reads (Envoy's
+// with_request_body max_request_bytes should be the same).
+const MaxMCPBody = 64 << 10
+
+// ruleInfo is a rule plus what its decision needs precomputed.
+type ruleInfo struct {
+	rule          *store.Rule
+	methodGlob    bool
+	targetGlob    bool
+	need          [][]string // per required scope, the granted scopes that satisfy it
+	users, groups []string
+	creds         [nCreds]bool // allowed credential kinds; all when the rule names none
+	label         string       // metric label and audit "rule"
+	ch            string       // 403 challenge naming all scopes the operation needs
+}
+
+func isGlob(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+// matches reports whether the rule covers method and name.
+func (ri *ruleInfo) matches(method, name string) bool {
+	if !globMatch(ri.rule.Method, ri.methodGlob, method) {
+		return false
+	}
+	return ri.rule.Target == "" || globMatch(ri.rule.Target, ri.targetGlob, name)
+}
+
+func globMatch(pattern string, glob bool, s string) bool {
+	if !glob {
+		return pattern == s
+	}
+	ok, _ := path.Match(pattern, s) // patterns were validated
+	return ok
+}
+
+// satisfiers returns s and every declared scope that implies it, directly
+// or through others: a grant of any of them covers s.
+func (a *Authorizer) satisfiers(s string) []string {
+	out := []string{s}
+	for changed := true; changed; {
+		changed = false
+		for broad, narrow := range a.implies {
+			if slices.Contains(out, broad) {
+				continue
+			}
+			for _, n := range narrow {
+				if slices.Contains(out, n) {
+					out = append(out, broad)
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	slices.Sort(out[1:]) // deterministic: map order is not
+	return out
+}
+
+// buildRules precomputes ai's rules; base are the agent's base scopes.
+func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
+	if len(ai.agent.Rules) == 0 {
+		return
+	}
+	ai.rules = make([]ruleInfo, len(ai.agent.Rules))
+	for i := range ai.agent.Rules {
+		r := &ai.agent.Rules[i]
+		ri := &ai.rules[i]
+		ri.rule = r
+		ri.methodGlob, ri.targetGlob = isGlob(r.Method), isGlob(r.Target)
+		ri.users, ri.groups = r.Users, r.Groups
+		all := slices.Clone(base)
+		for _, s := range r.Scopes {
+			if !validScope(s) {
+				ri.need = append(ri.need, nil) // unsatisfiable: deny
+				continue
+			}
+			ri.need = append(ri.need, a.satisfiers(s))
+			if !slices.Contains(all, s) {
+				all = append(all, s)
+			}
+		}
+		if len(r.Credentials) == 0 {
+			ri.creds = [nCreds]bool{true, true, true, true}
+		}
+		for _, c := range r.Credentials {
+			if i := slices.Index(credNames[:], c); i > 0 {
+				ri.creds[i] = true
+			}
+		}
+		ri.label = ruleLabel(r.Name)
+		ri.ch = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
+			`", scope="` + strings.Join(all, " ") + `", resource_metadata="` + a.prmBase + id + `/mcp"`
+	}
+}
+
+// mcpOp is the MCP operation of a request.
+type mcpOp struct {
+	method, name string
+	present      bool // a POST: it carries a JSON-RPC message
+}
+
+// caller is who a policy judges.
+type caller struct {
+	user   string
+	groups []string
+	scope  string // granted, space-separated
+	cred   int
+}
+
+// applyPolicy decides the operation of r against ai's rules. Agents
+// without rules allow at once: nothing is read.
+func (a *Authorizer) applyPolicy(r *Request, d *Decision, ai *agentInfo, c *caller) reason {
+	if len(ai.rules) == 0 {
+		return rOK
+	}
+	op, rsn := readOp(r)
+	d.MCPMethod, d.MCPName = op.method, op.name
+	if rsn != rOK || !op.present {
+		return rsn
+	}
+	for i := range ai.rules {
+		ri := &ai.rules[i]
+		if !ri.matches(op.method, op.name) {
+			continue
+		}
+		d.Rule = ri.label
+		if !ri.creds[c.cred] || !ri.admits(ai.agent, c) {
+			return rRuleForbidden
+		}
+		for _, sats := range ri.need {
+			if !scopeOverlap(c.scope, sats) {
+				d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ri.ch}
+				return rInsufficientScope
+			}
+		}
+		return rOK
+	}
+	return rOK
+}
+
+// admits reports whether the rule's users and groups (when it names any)
+// include the caller.
+func (ri *ruleInfo) admits(ag *store.Agent, c *caller) bool {
+	if len(ri.users) == 0 && len(ri.groups) == 0 {
+		return true
+	}
+	for _, u := range ri.users {
+		switch u {
+		case store.RuleOwner:
+			if c.user != "" && c.user == ag.Owner {
+				return true
+			}
+		case store.RuleGranted:
+			if c.user != "" && slices.Contains(ag.Users, c.user) {
+				return true
+			}
+		default:
+			if c.user != "" && c.user == u {
+				return true
+			}
+		}
+	}
+	for _, g := range c.groups {
+		if slices.Contains(ri.groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// header reads a request header by lower-case name.
+func (r *Request) header(name string) string {
+	switch {
+	case r.Headers != nil:
+		return r.Headers[name]
+	case r.Header != nil:
+		return r.Header(name)
+	}
+	return ""
+}
+
+// readOp reads the MCP operation of r: GET and DELETE carry none; a POST's
+// comes from the headers (protocol ≥ 2026-07-28) or the body, and when both
+// are present they must agree.
+func readOp(r *Request) (mcpOp, reason) {
+	if r.Method != "POST" {
+		return mcpOp{}, rOK
+	}
+	op := mcpOp{present: true}
+	if r.BodyTooLarge || len(r.Body) > MaxMCPBody || r.header(headerPartialBody) == "true" {
+		return op, rBodyTooLarge
+	}
+	hm, hn := r.header(headerMCPMethod), r.header(headerMCPName)
+	var rsn reason
+	if hm != "" {
+		if op.method, rsn = decodeHeaderValue(hm); rsn != rOK {
+			return op, rsn
+		}
+	}
+	if hn != "" {
+		if op.name, rsn = decodeHeaderValue(hn); rsn != rOK {
+			return op, rsn
+		}
+	}
+	if modernProtocol(r.header(headerMCPProtocolVersion)) {
+		if hm == "" {
+			return op, rMissingMCPMethod
+		}
+		if namedMethod(op.method) && hn == "" {
+			return op, rMissingMCPName
+		}
+		if len(r.Body) == 0 {
+			return op, rOK
+		}
+	} else if len(r.Body) == 0 {
+		return op, rNeedBody
+	}
+	bm, bn, rsn := parseBody(r.Body)
+	if rsn != rOK {
+		return op, rsn
+	}
+	if hm != "" && bm != op.method || hn != "" && bn != op.name {
+		return op, rHeaderMismatch
+	}
+	op.method, op.name = bm, bn
+	return op, rOK
+}
+
+// namedMethod: the methods whose Mcp-Name is required.
+func namedMethod(m string) bool {
+	return m == "tools/call" || m == "resources/read" || m == "prompts/get"
+}
+
+// modernProtocol reports whether v is a well-formed YYYY-MM-DD version at
+// or after HeaderProtocolVersionFirst.
+func modernProtocol(v string) bool {
+	if len(v) != len(HeaderProtocolVersionFirst) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if i == 4 || i == 7 {
+			if v[i] != '-' {
+				return false
+			}
+		} else if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return v >= HeaderProtocolVersionFirst
+}
+
+const (
+	b64Prefix = "=?base64?"
+	b64Suffix = "?="
+)
+
+// decodeHeaderValue reads an Mcp-Method/Mcp-Name value: plain printable
+// ASCII, or `=?base64?<standard Base64 of UTF-8>?=`. Anything else is
+// malformed (400).
+func decodeHeaderValue(v string) (string, reason) {
+	if strings.HasPrefix(v, b64Prefix) && strings.HasSuffix(v, b64Suffix) && len(v) >= len(b64Prefix)+len(b64Suffix) {
+		b, err := base64.StdEncoding.Strict().DecodeString(v[len(b64Prefix) : len(v)-len(b64Suffix)])
+		if err != nil || !utf8.Valid(b) {
+			return "", rBadMCPHeader
+		}
+		return string(b), rOK
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return "", rBadMCPHeader
+		}
+	}
+	return v, rOK
+}
+
+// parseBody reads the JSON-RPC method and the name (params.name, or
+// params.uri for resources/read) of one message. A batch, a non-object, a
+// non-string method or name, or a key that differs from "method",
+// "params", "name" or "uri" only in case (decoders disagree on those) is
+// refused rather than guessed at.
+func parseBody(b []byte) (method, name string, rsn reason) {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) > 0 && b[0] == '[' {
+		return "", "", rBatch
+	}
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(b, &msg) != nil || msg == nil {
+		return "", "", rBadBody
+	}
+	if !exactKeys(msg, "method", "params") {
+		return "", "", rBadBody
+	}
+	if raw, ok := msg["method"]; ok && json.Unmarshal(raw, &method) != nil {
+		return "", "", rBadBody
+	}
+	raw, ok := msg["params"]
+	if !ok || !namedMethod(method) {
+		return method, "", rOK
+	}
+	var params map[string]json.RawMessage
+	if json.Unmarshal(raw, &params) != nil || !exactKeys(params, "name", "uri") {
+		return "", "", rBadBody
+	}
+	key := "name"
+	if method == "resources/read" {
+		key = "uri"
+	}
+	if raw, ok := params[key]; ok && json.Unmarshal(raw, &name) != nil {
+		return "", "", rBadBody
+	}
+	return method, name, rOK
+}
+
+// exactKeys reports whether no key of m equals one of names but for case.
+func exactKeys(m map[string]json.RawMessage, names ...string) bool {
+	for k := range m {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return false
+			}
+		}
+	}
+	return true
+}
