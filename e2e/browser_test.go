@@ -246,7 +246,8 @@ func chromiumAuthorize(t *testing.T, ctx context.Context, d *Dev, cb *callbackSe
 		t.Fatalf("login led to %s, want the consent page", loc)
 	}
 	text = mustValue(t, ctx, "consent text", chromedp.Text(chromedp.CSS("main")))
-	for _, want := range []string{clientName + " wants to use the agent demo", "Signed in as\n" + d.User, "mcp", d.MCPURL, strings.TrimPrefix(cb.URL, "http://")} {
+	for _, want := range []string{clientName + " unverified name wants to use the agent demo", "Signed in as\n" + d.User,
+		"Use the agent's tools and data on your behalf (mcp)", d.MCPURL, "If you approve, you are sent back to\n" + strings.TrimPrefix(cb.URL, "http://")} {
 		if !strings.Contains(text, want) {
 			t.Errorf("consent page lacks %q:\n%s", want, text)
 		}
@@ -332,7 +333,7 @@ func TestChromiumAccount(t *testing.T) {
 	// and its refresh-token family.
 	step(t, ctx, "open /account", chromedp.Navigate(d.URL+"/account"), chromedp.WaitVisible(chromedp.CSS(".item.client")))
 	text := mustValue(t, ctx, "account text", chromedp.Text(chromedp.CSS("main")))
-	for _, want := range []string{"Signed in as " + d.User, "Applications you allowed", name, d.MCPURL + " (mcp)", "Active sign-ins"} {
+	for _, want := range []string{"Signed in as " + d.User, "Applications you allowed", name, d.MCPURL + " (Use the agent's tools and data on your behalf)", "Active sign-ins"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("account page lacks %q:\n%s", want, text)
 		}
@@ -342,10 +343,11 @@ func TestChromiumAccount(t *testing.T) {
 	}
 	screenshot(t, ctx, "chromium-account")
 
-	// Revoke the client: it disappears, with its family, and its refresh
-	// token stops working.
-	revoke := `.item.client form:has(input[name="client"][value="` + g.ClientID + `"]) button`
-	submit(t, ctx, "revoke the client", revoke)
+	// Revoke the client (after confirming): it disappears, with its
+	// family, and its refresh token stops working.
+	item := `.item.client:has(input[name="client"][value="` + g.ClientID + `"])`
+	step(t, ctx, "ask to revoke the client", chromedp.Click(chromedp.CSS(item+" summary")), chromedp.WaitVisible(chromedp.CSS(item+" button.danger")))
+	submit(t, ctx, "revoke the client", item+" button.danger")
 	step(t, ctx, "revoked notice", chromedp.WaitVisible(chromedp.CSS("p.notice")))
 	if loc := mustValue(t, ctx, "location", chromedp.Location()); !strings.HasPrefix(loc, d.URL+"/account?done=client") {
 		t.Errorf("after revoke the browser is at %s", loc)
@@ -378,7 +380,8 @@ func TestChromiumAccount(t *testing.T) {
 	if st, _, body := rawInitialize(t, d.MCPURL, http.Header{"Authorization": {"Bearer " + key}}); st != http.StatusOK {
 		t.Fatalf("initialize with the key made on the account page: %d %s", st, firstLine([]byte(body)))
 	}
-	submit(t, ctx, "revoke the key", `.item.apikey form:has(input[name="key"]) button`)
+	step(t, ctx, "ask to revoke the key", chromedp.Click(chromedp.CSS(`.item.apikey summary`)))
+	submit(t, ctx, "revoke the key", `.item.apikey button.danger`)
 	step(t, ctx, "revoked notice", chromedp.WaitVisible(chromedp.CSS("p.notice")))
 	text = mustValue(t, ctx, "account text", chromedp.Text(chromedp.CSS("main")))
 	if !strings.Contains(text, "The key was revoked.") || !strings.Contains(text, "You have no API keys.") || strings.Contains(text, "chromium laptop") {

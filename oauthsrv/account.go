@@ -68,10 +68,11 @@ type accountData struct {
 }
 
 var accountNotices = map[string]string{
-	"client":     "The application's access was revoked.",
-	"family":     "The sign-in was revoked.",
-	"key":        "The key was revoked.",
-	"signed_out": "You are signed out.",
+	"client":      "The application's access was revoked.",
+	"family":      "The sign-in was revoked.",
+	"key":         "The key was revoked.",
+	"key_created": "Your new key is below. Copy it now: it is not shown again.",
+	"signed_out":  "You are signed out.",
 }
 
 // accountSession returns the signed-in user and the session secret ("" when
@@ -107,14 +108,25 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if user == "" {
-		d := accountData{SignedOut: true, Notice: accountNotices[q.Get("done")]}
+		d := accountData{SignedOut: true}
+		if done := q.Get("done"); done == "signed_out" {
+			d.Notice = accountNotices[done]
+		}
 		if q.Get("error") != "" { // a failed provider login: fixed text, never the reflected description
 			d.Problem = "Sign-in did not complete. You can try again."
 		}
 		s.render(w, http.StatusOK, s.pages.account, d)
 		return
 	}
-	s.showAccount(w, r, user, sid, http.StatusOK, accountNotices[q.Get("done")], "", "")
+	notice := accountNotices[q.Get("done")]
+	key, name, ok := s.takeNewKeyFlash(w, r, sid, user)
+	switch {
+	case ok:
+		notice = accountNotices["key_created"]
+	case q.Get("done") == "key_created": // a reload: the key was shown once already
+		notice = "Your new key was created and shown once. If you did not copy it, revoke it and create another."
+	}
+	s.showAccount(w, r, user, sid, http.StatusOK, notice, key, name)
 }
 
 // showAccount renders the signed-in page; newKey is shown once after create.
@@ -185,7 +197,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 			return
 		}
 		if ok {
-			ac.Resources = append(ac.Resources, consentLabel(resLabel(c.Resource), c))
+			ac.Resources = append(ac.Resources, s.consentLabel(resLabel(c.Resource), c))
 		}
 	}
 	remembered := len(byClient)
@@ -199,7 +211,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 			s.pageUnavailable(w)
 			return
 		}
-		if l := resLabel(f.Resource) + " (" + f.Scope + "), asked at each sign-in"; ok && !slices.Contains(ac.Resources, l) {
+		if l := resLabel(f.Resource) + " (" + s.scopeText(f.Scope) + "), asked at each sign-in"; ok && !slices.Contains(ac.Resources, l) {
 			ac.Resources = append(ac.Resources, l)
 		}
 	}
@@ -214,7 +226,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 			s.pageUnavailable(w)
 			return
 		}
-		d.Families = append(d.Families, accountFamily{ID: f.ID, Client: l[0], Resource: f.Resource, Scope: f.Scope,
+		d.Families = append(d.Families, accountFamily{ID: f.ID, Client: l[0], Resource: f.Resource, Scope: s.scopeText(f.Scope),
 			Created: day(f.CreatedAt), Expires: day(f.ExpiresAt)})
 	}
 	for _, k := range keys {
@@ -234,11 +246,11 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 // consentLabel describes one remembered approval: resource, scopes and
 // where it returns. A record from before redirect URIs were remembered
 // still shows (and is revoked with its client) but approves nothing.
-func consentLabel(res string, c *store.Consent) string {
+func (s *Server) consentLabel(res string, c *store.Consent) string {
 	if c.RedirectURI == "" {
-		return res + " (" + c.Scope + "), from an earlier version: no longer used, you will be asked again"
+		return res + " (" + s.scopeText(c.Scope) + "), from an earlier version: no longer used, you will be asked again"
 	}
-	return res + " (" + c.Scope + "), returns to " + redirectHost(c.RedirectURI)
+	return res + " (" + s.scopeText(c.Scope) + "), returns to " + redirectHost(c.RedirectURI)
 }
 
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
@@ -294,13 +306,17 @@ func (s *Server) handleAccountAction(w http.ResponseWriter, r *http.Request) {
 		s.ErrorPage(w, http.StatusNotFound, "Not found", "There is no such page.")
 		return
 	}
+	if isGet(r) { // a reload or a bookmark of a form's address: the page itself
+		s.accountDone(w, r, "")
+		return
+	}
 	if r.Method != http.MethodPost {
-		s.pageMethodNotAllowed(w, "POST")
+		s.pageMethodNotAllowed(w, "GET, HEAD, POST")
 		return
 	}
 	ctx := r.Context()
 	if o := r.Header.Get("Origin"); o != "" && o != s.base.Scheme+"://"+s.base.Host {
-		s.ErrorPage(w, http.StatusForbidden, "Form expired", "This form was sent from another site.")
+		s.accountError(w, http.StatusForbidden, "Form expired", "This form was sent from another site.")
 		return
 	}
 	f, ok := s.parsePageForm(w, r)
@@ -314,11 +330,11 @@ func (s *Server) handleAccountAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if user == "" {
-		s.ErrorPage(w, http.StatusForbidden, "Signed out", "Your session has ended. Sign in on the account page again.")
+		s.accountError(w, http.StatusForbidden, "Signed out", "Your session has ended. Sign in on the account page again.")
 		return
 	}
 	if got := f.Get("csrf"); subtle.ConstantTimeCompare([]byte(got), []byte(accountCSRF(sid))) != 1 {
-		s.ErrorPage(w, http.StatusForbidden, "Form expired", "This form was not sent by your account page or has expired. Reload the account page and try again.")
+		s.accountError(w, http.StatusForbidden, "Form expired", "This form was not sent by your account page or has expired. Reload the account page and try again.")
 		return
 	}
 	switch action {
@@ -343,7 +359,11 @@ func (s *Server) handleAccountAction(w http.ResponseWriter, r *http.Request) {
 // accountDone redirects back to the page (post/redirect/get).
 func (s *Server) accountDone(w http.ResponseWriter, r *http.Request, done string) {
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, s.pathURL("/account?done="+url.QueryEscape(done)), http.StatusSeeOther)
+	to := "/account"
+	if done != "" {
+		to += "?done=" + url.QueryEscape(done)
+	}
+	http.Redirect(w, r, s.pathURL(to), http.StatusSeeOther)
 }
 
 // accountLogin starts a login whose only purpose is this page.
@@ -474,12 +494,12 @@ func (s *Server) accountCreateKey(w http.ResponseWriter, r *http.Request, f url.
 	ctx := r.Context()
 	name := strings.TrimSpace(f.Get("name"))
 	if !cleanText(name, maxKeyNameLen) {
-		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The key name is too long or contains control characters.")
+		s.accountError(w, http.StatusBadRequest, "Key not created", "The key name is too long or contains control characters.")
 		return
 	}
 	life, ok := keyLifetimes[f.Get("expires")]
 	if !ok {
-		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "Choose how long the key lasts.")
+		s.accountError(w, http.StatusBadRequest, "Key not created", "Choose how long the key lasts.")
 		return
 	}
 	keys, err := s.userKeys(ctx, user)
@@ -489,7 +509,7 @@ func (s *Server) accountCreateKey(w http.ResponseWriter, r *http.Request, f url.
 		return
 	}
 	if len(keys) >= maxAccountKeys {
-		s.ErrorPage(w, http.StatusConflict, "Too many keys", "You already have the most keys allowed. Revoke one you no longer use first.")
+		s.accountError(w, http.StatusConflict, "Too many keys", "You already have the most keys allowed. Revoke one you no longer use first.")
 		return
 	}
 	now := s.now().UTC()
@@ -505,5 +525,10 @@ func (s *Server) accountCreateKey(w http.ResponseWriter, r *http.Request, f url.
 	}
 	s.audit(ctx, "key_created", slog.String("user", user), slog.String("key_id", k.ID), slog.String("kind", string(k.Kind)),
 		slog.String("name", name), slog.String("via", "account"))
-	s.showAccount(w, r, user, sid, http.StatusOK, "Your new key is below. Copy it now: it is not shown again.", key, name)
+	if err := s.setNewKeyFlash(w, sid, user, key, name); err != nil { // AES and JSON of a string: never fails
+		s.log.Error("new key flash", "err", err)
+		s.pageUnavailable(w)
+		return
+	}
+	s.accountDone(w, r, "key_created")
 }

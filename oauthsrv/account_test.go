@@ -126,8 +126,22 @@ func TestAccountSignedOut(t *testing.T) {
 	if resp := e.postForm("/account", url.Values{}); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /account: %d", resp.StatusCode)
 	}
-	if resp := e.get("/account/revoke"); resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET /account/revoke: %d", resp.StatusCode)
+	// A form's address opened by GET (a reload after the post) is no dead
+	// end: it leads to the page; other methods are refused.
+	for _, path := range []string{"/account/revoke", "/account/keys", "/account/logout"} {
+		req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != e.url+"/account" {
+			t.Fatalf("GET %s: %d to %q, want 303 to the account page", path, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPut, e.url+"/account/revoke", nil)
+	if resp := e.do(req); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("PUT /account/revoke: %d", resp.StatusCode)
 	}
 	// Posting without a session is refused.
 	if resp := e.postForm("/account/keys", url.Values{"csrf": {"x"}, "expires": {"30"}}); resp.StatusCode != http.StatusForbidden {

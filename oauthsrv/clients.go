@@ -56,6 +56,14 @@ func (s *Server) clientHost(id string) string {
 	return u.Host
 }
 
+// unverifiedName: the client's name is only what an anonymous dynamic
+// registration (RFC 7591) claimed, so a curl-registered "Claude Desktop"
+// must not look like the real one. A CIMD client is vouched for by the host
+// of its document (shown instead); the account login has no client.
+func (s *Server) unverifiedName(id string) bool {
+	return id != accountClientID && !s.isCIMDClient(id)
+}
+
 // onlyLoopbackRedirects: every redirect URI stays on this device, so any
 // local program could claim to be this client (CIMD security considerations).
 func onlyLoopbackRedirects(uris []string) bool {

@@ -5,14 +5,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 type consentData struct {
 	ClientName, RedirectHost, Resource, ResourceLabel, User, RequestID, CSRF string
-	Scopes                                                                   []string
+	Scopes                                                                   []scopeView
+	// AccessFor and Until: how long a grant lasts (the refresh token
+	// family's lifetime); AccountURL: where to revoke it.
+	AccessFor, Until string
+	AccountURL       string
 	// ClientHost: for a Client ID Metadata Document client, the host that
 	// vouches for it; LoopbackOnly: all its redirect URIs are on this device.
 	ClientHost   string
@@ -95,9 +101,57 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request) {
 		User:          user,
 		RequestID:     p.ID,
 		CSRF:          p.CSRF,
-		Scopes:        strings.Fields(p.Scope),
+		Scopes:        s.scopeViews(p.Scope),
 		Remembered:    rememberable(p.RedirectURI),
+		AccessFor:     humanDuration(s.cfg.TTL.Refresh.D()),
+		Until:         s.now().Add(s.cfg.TTL.Refresh.D()).UTC().Format("2 January 2006"),
+		AccountURL:    s.pathURL("/account"),
 	})
+}
+
+// scopeView is one permission as the pages show it.
+type scopeView struct{ Name, Description string }
+
+// scopeViews describes a space-separated scope string from the config's
+// scope descriptions (a scope without one shows its name).
+func (s *Server) scopeViews(scope string) []scopeView {
+	var out []scopeView
+	for _, n := range strings.Fields(scope) {
+		out = append(out, scopeView{Name: n, Description: s.cfg.ScopeDescription(n)})
+	}
+	return out
+}
+
+// scopeText is scopeViews as one line of text: descriptions, else names.
+func (s *Server) scopeText(scope string) string {
+	var parts []string
+	for _, v := range s.scopeViews(scope) {
+		if v.Description != "" {
+			parts = append(parts, v.Description)
+		} else {
+			parts = append(parts, v.Name)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// humanDuration says d in the largest whole unit: "30 days", "12 hours".
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatInt(n, 10) + " " + one + "s"
+	}
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d >= time.Minute:
+		return unit(int64(d/time.Minute), "minute")
+	}
+	return unit(int64(d/time.Second), "second")
 }
 
 // redirectHost names where the browser goes after consent: a host, or the

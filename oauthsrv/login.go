@@ -237,6 +237,10 @@ func (b *builtinLogin) handle(w http.ResponseWriter, r *http.Request) {
 
 type loginData struct {
 	ClientName, RequestID, CSRF, Username, Error string
+	// ClientHost: a CIMD client's verified domain; Unverified: the name is
+	// whatever a dynamic registration claimed.
+	ClientHost string
+	Unverified bool
 }
 
 func (b *builtinLogin) form(w http.ResponseWriter, r *http.Request, status int, p *store.AuthRequest, username, msg string) {
@@ -250,7 +254,8 @@ func (b *builtinLogin) form(w http.ResponseWriter, r *http.Request, status int, 
 		b.s.pageUnavailable(w)
 		return
 	}
-	b.s.render(w, status, b.s.pages.login, loginData{ClientName: name, RequestID: p.ID, CSRF: p.CSRF, Username: username, Error: msg})
+	b.s.render(w, status, b.s.pages.login, loginData{ClientName: name, RequestID: p.ID, CSRF: p.CSRF, Username: username, Error: msg,
+		ClientHost: b.s.clientHost(p.ClientID), Unverified: b.s.unverifiedName(p.ClientID)})
 }
 
 func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {

@@ -115,7 +115,7 @@ func TestLoginFailures(t *testing.T) {
 		if resp.Header.Get("Allow") == "" {
 			t.Fatal("405 without Allow")
 		}
-		expectPage(t, resp, http.StatusMethodNotAllowed, "Method not allowed")
+		expectPage(t, resp, http.StatusMethodNotAllowed, "method not allowed")
 	})
 	if n := len(e.auditEvents("login_failed")); n != 3 {
 		t.Fatalf("%d login_failed audit lines, want 3: %s", n, e.logs.String())

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -54,18 +53,37 @@ func loadPages() (*pages, error) {
 	if p.account, err = page("account.html"); err != nil {
 		return nil, err
 	}
-	// The only inline code is the layout's <style>: allow exactly it by hash.
-	_, css, ok := bytes.Cut(layoutSrc, []byte("<style>"))
+	// The only inline code is the layout's <style> and the account page's
+	// copy-button <script> (every page works without it): allow exactly
+	// them by hash.
+	css, err := inlineHash(layoutSrc, "style")
+	if err != nil {
+		return nil, err
+	}
+	accountSrc, err := templateFS.ReadFile("templates/account.html")
+	if err != nil {
+		return nil, fmt.Errorf("oauthsrv: templates: %w", err)
+	}
+	js, err := inlineHash(accountSrc, "script")
+	if err != nil {
+		return nil, err
+	}
+	p.csp = "default-src 'none'; style-src " + css + "; script-src " + js +
+		"; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+	return p, nil
+}
+
+// inlineHash is the CSP source ('sha256-…') of the one <tag> block in src.
+func inlineHash(src []byte, tag string) (string, error) {
+	_, body, ok := bytes.Cut(src, []byte("<"+tag+">"))
 	if ok {
-		css, _, ok = bytes.Cut(css, []byte("</style>"))
+		body, _, ok = bytes.Cut(body, []byte("</"+tag+">"))
 	}
 	if !ok {
-		return nil, errors.New("oauthsrv: templates: layout has no <style> block")
+		return "", fmt.Errorf("oauthsrv: templates: no <%s> block", tag)
 	}
-	sum := sha256.Sum256(css)
-	p.csp = "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
-		"'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
-	return p, nil
+	sum := sha256.Sum256(body)
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", nil
 }
 
 // setPageHeaders: no framing (clickjacking on consent), no caching (forms
@@ -96,26 +114,36 @@ func (s *Server) render(w http.ResponseWriter, status int, t *template.Template,
 	_, _ = w.Write(buf.Bytes())
 }
 
-// errorPageData fills error.html; Back, when set, is a link back to the
-// application (BackLabel names where it goes).
+// errorPageData fills error.html. Every error page offers a way on: Back,
+// when set, is a link back to the application (BackLabel names where it
+// goes); else a link to the account page (InAccount: the error happened
+// there). Detail is technical text for developers, folded away.
 type errorPageData struct {
-	Title, Message, BackLabel string
-	Back                      template.URL
+	Title, Message, BackLabel, Detail string
+	Back                              template.URL
+	AccountURL                        string
+	InAccount                         bool
 }
 
 // ErrorPage renders an HTML error page (for login providers too).
 func (s *Server) ErrorPage(w http.ResponseWriter, status int, title, message string) {
-	s.render(w, status, s.pages.errorPage, errorPageData{Title: title, Message: message})
+	s.render(w, status, s.pages.errorPage, errorPageData{Title: title, Message: message, AccountURL: s.pathURL("/account")})
+}
+
+// accountError is an error page of the account forms: its link goes back
+// to the account page.
+func (s *Server) accountError(w http.ResponseWriter, status int, title, message string) {
+	s.render(w, status, s.pages.errorPage, errorPageData{Title: title, Message: message, AccountURL: s.pathURL("/account"), InAccount: true})
 }
 
 func (s *Server) pageUnavailable(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "5")
-	s.ErrorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The service is temporarily unavailable. Please try again in a moment.")
+	s.ErrorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The service is temporarily unavailable. Please wait a moment and reload this page.")
 }
 
 func (s *Server) pageMethodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	s.ErrorPage(w, http.StatusMethodNotAllowed, "Method not allowed", "This page does not accept that kind of request.")
+	s.ErrorPage(w, http.StatusMethodNotAllowed, "This page cannot be opened this way", "This address only answers the gateway's own forms and links (method not allowed).")
 }
 
 func (s *Server) pageRateLimited(w http.ResponseWriter, endpoint string, retry time.Duration) {

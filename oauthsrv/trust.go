@@ -97,26 +97,31 @@ func (s *Server) failAuthorization(w http.ResponseWriter, r *http.Request, p *st
 // that the application was not approved, and a link back to it carrying
 // the error (the registration rules keep that link's scheme harmless).
 func (s *Server) authorizationErrorPage(w http.ResponseWriter, p *store.AuthRequest, code, desc string) {
-	status, title := http.StatusBadRequest, "Invalid request"
+	status, title := http.StatusBadRequest, "Sign-in cannot continue"
+	msg := "The application's sign-in request has a problem, so it cannot go on. Its developer can see why below."
 	switch code {
 	case "access_denied":
 		status, title = http.StatusForbidden, "Access denied"
+		msg = "You may not use what this application asked for. Ask the owner of the agent for access if you need it."
 	case "temporarily_unavailable":
 		status, title = http.StatusServiceUnavailable, "Temporarily unavailable"
+		msg = "The service is temporarily unavailable. Go back to the application and try again in a moment."
 		w.Header().Set("Retry-After", "5")
 	case "invalid_scope":
 		title = "Permissions not available"
+		msg = "The application asked for permissions this gateway does not grant."
 	case "invalid_target":
 		title = "Unknown resource"
+		msg = "The application asked for an agent this gateway does not know."
 	}
-	msg := "The sign-in request cannot be completed: " + desc + " (" + code + ")."
+	detail := code + ": " + desc
 	back, err := withParams(p.RedirectURI, s.errorParams(p.State, code, desc))
 	if err != nil { // validated URIs parse; defensive only
-		s.ErrorPage(w, status, title, msg)
+		s.render(w, status, s.pages.errorPage, errorPageData{Title: title, Message: msg, Detail: detail, AccountURL: s.pathURL("/account")})
 		return
 	}
 	s.render(w, status, s.pages.errorPage, errorPageData{
-		Title: title, Message: msg,
+		Title: title, Message: msg, Detail: detail, AccountURL: s.pathURL("/account"),
 		// template.URL: html/template would blank a private-use scheme
 		// (cursor://, com.example.app:); checkRedirectURI vetted it.
 		Back:      template.URL(back),

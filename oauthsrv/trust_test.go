@@ -145,7 +145,7 @@ func TestAccountListsUnrememberedClients(t *testing.T) {
 	code, verifier := b.authorizeCode(clientID, "alice", e.url+"/demo/mcp")
 	tok := e.tokens(clientID, code, verifier)
 	body, forms := b.account()
-	if !strings.Contains(body, "Loopback CLI") || !strings.Contains(body, e.url+"/demo/mcp (mcp), asked at each sign-in") {
+	if !strings.Contains(body, "Loopback CLI") || !strings.Contains(body, e.url+"/demo/mcp (Use the agent&#39;s tools and data on your behalf), asked at each sign-in") {
 		t.Fatalf("account page does not list the loopback client: %s", body)
 	}
 	resp := b.submit(findForm(t, forms, "/account/revoke", "client", clientID), nil)
