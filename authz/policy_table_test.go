@@ -28,7 +28,9 @@ func modern(method, name string) map[string]string {
 	return h
 }
 
-func b64name(s string) string { return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(s)) + "?=" }
+func b64name(s string) string {
+	return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(s)) + "?="
+}
 
 func callBody(tool string) string {
 	return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{}}}`

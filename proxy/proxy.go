@@ -5,10 +5,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -102,7 +104,26 @@ func newTransport() *http.Transport {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	d := h.opts.Decider.Decide(r.Context(), authzRequest(r))
+	ar := authzRequest(r)
+	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
+		// The tool policy reads the JSON-RPC body, as Envoy's
+		// with_request_body passes it: up to authz.MaxMCPBody, the rest
+		// flagged. What was read is put back in front of the rest.
+		buf, err := io.ReadAll(io.LimitReader(r.Body, authz.MaxMCPBody+1))
+		if err != nil {
+			writeJSONError(w, http.StatusBadRequest, "invalid_request", "the request body could not be read")
+			return
+		}
+		ar.Body, ar.BodyTooLarge = buf, len(buf) > authz.MaxMCPBody
+		if ar.BodyTooLarge {
+			ar.Body = nil
+		}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+	}
+	d := h.opts.Decider.Decide(r.Context(), ar)
 	if d == nil {
 		h.log.Error("proxy: decider returned no decision", "method", r.Method)
 		writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authorization decision unavailable")
