@@ -68,7 +68,6 @@ const (
 	rRouteMismatch
 	rRuleForbidden
 	rBodyTooLarge
-	rMissingMCPMethod
 	rMissingMCPName
 	rBadMCPHeader
 	rBatch
@@ -106,14 +105,13 @@ var reasons = [nReasons]struct {
 	rRouteMismatch: {ReasonRouteMismatch, "deny", 404, "not_found", "this path does not belong to the agent its route was built for", nil, ""},
 
 	// Tool policy.
-	rRuleForbidden:    {ReasonRuleForbidden, "deny", 403, "access_denied", "this agent's policy does not let this user or credential perform this operation", nil, ""},
-	rBodyTooLarge:     {ReasonBodyTooLarge, "deny", 413, "invalid_request", "the MCP request body is larger than the 64 KiB this agent's tool policy reads", nil, ""},
-	rMissingMCPMethod: {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Method header", nil, ""},
-	rMissingMCPName:   {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Name header for tools/call, resources/read and prompts/get", nil, ""},
-	rBadMCPHeader:     {ReasonBadMCPRequest, "deny", 400, "invalid_request", "malformed Mcp-Method or Mcp-Name header: want printable ASCII or =?base64?<Base64 of UTF-8>?=", nil, ""},
-	rBatch:            {ReasonBadMCPRequest, "deny", 400, "invalid_request", "JSON-RPC batches are not accepted by an agent with a tool policy: send one message per request", nil, ""},
-	rBadBody:          {ReasonBadMCPRequest, "deny", 400, "invalid_request", "the body is not one JSON-RPC message with a string method and params.name/params.uri", nil, ""},
-	rHeaderMismatch:   {ReasonHeaderMismatch, "deny", 400, "invalid_request", "HeaderMismatch: the Mcp-Method/Mcp-Name headers do not match the JSON-RPC body", nil, ""},
+	rRuleForbidden:  {ReasonRuleForbidden, "deny", 403, "access_denied", "this agent's policy does not let this user or credential perform this operation", nil, ""},
+	rBodyTooLarge:   {ReasonBodyTooLarge, "deny", 413, "invalid_request", "the MCP request body is larger than the 64 KiB this agent's tool policy reads", nil, ""},
+	rMissingMCPName: {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Name header for tools/call, resources/read and prompts/get", nil, ""},
+	rBadMCPHeader:   {ReasonBadMCPRequest, "deny", 400, "invalid_request", "malformed Mcp-Method or Mcp-Name header: want printable ASCII or =?base64?<Base64 of UTF-8>?=", nil, ""},
+	rBatch:          {ReasonBadMCPRequest, "deny", 400, "invalid_request", "JSON-RPC batches are not accepted by an agent with a tool policy: send one message per request", nil, ""},
+	rBadBody:        {ReasonBadMCPRequest, "deny", 400, "invalid_request", "the body is not one JSON-RPC message with a string method and params.name/params.uri", nil, ""},
+	rHeaderMismatch: {ReasonHeaderMismatch, "deny", 400, "invalid_request", "HeaderMismatch: the Mcp-Method/Mcp-Name headers do not match the JSON-RPC body", nil, ""},
 	rNeedBody: {ReasonMCPUnreadable, "deny", 400, "invalid_request", "this agent has a per-tool policy and the request's MCP method cannot be read: " +
 		"use an MCP client speaking protocol 2026-07-28 or later (it sends Mcp-Method/Mcp-Name), or a data plane that passes the request body " +
 		"(Envoy ext_authz with_request_body; nginx auth_request cannot)", nil, ""},

@@ -126,11 +126,8 @@ func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 	}
 }
 
-// mcpOp is the MCP operation of a request.
-type mcpOp struct {
-	method, name string
-	present      bool // a POST: it carries a JSON-RPC message
-}
+// mcpOp is the MCP operation of a request ("" for none).
+type mcpOp struct{ method, name string }
 
 // caller is who a policy judges.
 type caller struct {
@@ -148,7 +145,7 @@ func (a *Authorizer) applyPolicy(r *Request, d *Decision, ai *agentInfo, c *call
 	}
 	op, rsn := readOp(r)
 	d.MCPMethod, d.MCPName = op.method, op.name
-	if rsn != rOK || !op.present {
+	if rsn != rOK || op.method == "" { // GET, DELETE, notifications without headers, responses
 		return rsn
 	}
 	for i := range ai.rules {
@@ -219,7 +216,7 @@ func readOp(r *Request) (mcpOp, reason) {
 	if r.Method != "POST" {
 		return mcpOp{}, rOK
 	}
-	op := mcpOp{present: true}
+	var op mcpOp
 	if r.BodyTooLarge || len(r.Body) > MaxMCPBody || r.header(headerPartialBody) == "true" {
 		return op, rBodyTooLarge
 	}
@@ -236,12 +233,13 @@ func readOp(r *Request) (mcpOp, reason) {
 		}
 	}
 	if modernProtocol(r.header(headerMCPProtocolVersion)) {
-		if hm == "" {
-			return op, rMissingMCPMethod
-		}
 		if namedMethod(op.method) && hn == "" {
 			return op, rMissingMCPName
 		}
+		// Without Mcp-Method the message is a notification or a response:
+		// servers refuse a request that lacks it (clients such as the
+		// TypeScript SDK v2 send none on notifications). Their method is
+		// "", which no rule names; a body, when present, still decides.
 		if len(r.Body) == 0 {
 			return op, rOK
 		}
