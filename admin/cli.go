@@ -340,7 +340,8 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 				fs.StringVar(&req.Agent, "agent", "", "agent id (kind agent)")
 				fs.StringVar(&req.User, "user", "", "user id (kind user; for kind agent the default is the agent's owner)")
 				fs.StringVar(&req.Name, "name", "", "a name to recognise the key by")
-				fs.StringVar(&scopes, "scopes", "", "comma-separated scopes")
+				fs.StringVar(&scopes, "scopes", "", "comma-separated scopes the key is restricted to (default: the agent's base scopes); the tool policy's rules apply to them")
+				fs.StringVar(&scopes, "scope", "", "same as --scopes")
 				fs.StringVar(&expiresIn, "expires-in", "", "lifetime, e.g. 720h or 90d (default: never expires)")
 			},
 			run: func(ctx context.Context, pos []string) error {

@@ -67,6 +67,7 @@ const (
 	rUnavailable
 	rRouteMismatch
 	rRuleForbidden
+	rRuleScope
 	rBodyTooLarge
 	rMissingMCPName
 	rBadMCPHeader
@@ -106,6 +107,7 @@ var reasons = [nReasons]struct {
 
 	// Tool policy.
 	rRuleForbidden:  {ReasonRuleForbidden, "deny", 403, "access_denied", "this agent's policy does not let this user or credential perform this operation", nil, ""},
+	rRuleScope:      {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "this operation needs a scope the credential was not granted", nil, ""},
 	rBodyTooLarge:   {ReasonBodyTooLarge, "deny", 413, "invalid_request", "the MCP request body is larger than the 64 KiB this agent's tool policy reads", nil, ""},
 	rMissingMCPName: {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Name header for tools/call, resources/read and prompts/get", nil, ""},
 	rBadMCPHeader:   {ReasonBadMCPRequest, "deny", 400, "invalid_request", "malformed Mcp-Method or Mcp-Name header: want printable ASCII or =?base64?<Base64 of UTF-8>?=", nil, ""},
@@ -508,7 +510,7 @@ func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent st
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
-		if rsn != rInsufficientScope || d.hdr[0].Key != "www-authenticate" {
+		if rsn != rInsufficientScope && rsn != rRuleScope || d.hdr[0].Key != "www-authenticate" {
 			d.hdr[0] = jsonHeader
 			d.Headers = d.hdr[:1]
 			break

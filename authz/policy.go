@@ -121,7 +121,7 @@ func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 			}
 		}
 		ri.label = ruleLabel(r.Name)
-		ri.ch = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
+		ri.ch = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rRuleScope].desc +
 			`", scope="` + strings.Join(all, " ") + `", resource_metadata="` + a.prmBase + id + `/mcp"`
 	}
 }
@@ -160,7 +160,7 @@ func (a *Authorizer) applyPolicy(r *Request, d *Decision, ai *agentInfo, c *call
 		for _, sats := range ri.need {
 			if !scopeOverlap(c.scope, sats) {
 				d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ri.ch}
-				return rInsufficientScope
+				return rRuleScope
 			}
 		}
 		return rOK

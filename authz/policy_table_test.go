@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"strings"
+	"testing"
 
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -130,5 +131,15 @@ func policyCases(e *env) []tcase {
 		{name: "policy/both/method-differs", path: p, auth: bearer(alice), hdr: modern("tools/list", ""), body: callBody("admin_echo"), want: mismatch, http: &okA},
 		{name: "policy/both/base64-agrees", path: p, auth: bearer(aliceAdmin), hdr: modern("tools/call", b64name("héllo")), body: callBody("héllo"), want: okAdmin},
 		{name: "policy/both/old-version-headers-differ", path: p, auth: bearer(alice), hdr: map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "echo"}, body: callBody("admin_echo"), want: mismatch, http: &unreadable},
+	}
+}
+
+// TestReasonsComplete: every reason has a status and, for a denial, a body
+// (a missing table entry would answer status 0).
+func TestReasonsComplete(t *testing.T) {
+	for i, r := range reasons {
+		if r.status == 0 || r.name == "" || (r.status != 200 && len(r.body) == 0) {
+			t.Errorf("reason %d: %+v", i, r)
+		}
 	}
 }
