@@ -34,6 +34,10 @@ type Request struct {
 	Body []byte
 	// BodyTooLarge says the body exceeded what the adapter passes (413).
 	BodyTooLarge bool
+	// LoadBody, when set and Body is empty, reads the body on demand: the
+	// tool policy calls it only for an agent with rules, once the caller
+	// is authenticated (the dev proxy). It returns the body, or tooLarge.
+	LoadBody func() (body []byte, tooLarge bool)
 	// Adapter names the caller for the latency metric: "grpc", "http",
 	// "proxy"… ("direct" when empty).
 	Adapter string

@@ -217,6 +217,10 @@ func readOp(r *Request) (mcpOp, reason) {
 		return mcpOp{}, rOK
 	}
 	var op mcpOp
+	if len(r.Body) == 0 && r.LoadBody != nil {
+		r.Body, r.BodyTooLarge = r.LoadBody()
+		r.LoadBody = nil
+	}
 	if r.BodyTooLarge || len(r.Body) > MaxMCPBody || r.header(headerPartialBody) == "true" {
 		return op, rBodyTooLarge
 	}

@@ -6,10 +6,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // stepUpResult is the JSON line of ts/stepup-client.mjs.
@@ -75,5 +79,64 @@ func TestTSSDKv2StepUp(t *testing.T) {
 	}
 	if res.AdminEcho != "stepped up" || res.FinalScope != "mcp mcp:admin" {
 		t.Errorf("after step-up: admin_echo %q, scope %q", res.AdminEcho, res.FinalScope)
+	}
+}
+
+// headerLog is an http.RoundTripper that notes the standard MCP headers of
+// every POST.
+type headerLog struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	seen []string // "<protocol version> <Mcp-Method> <Mcp-Name>"
+}
+
+func (h *headerLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost {
+		h.mu.Lock()
+		h.seen = append(h.seen, r.Header.Get("Mcp-Protocol-Version")+" "+r.Header.Get("Mcp-Method")+" "+r.Header.Get("Mcp-Name"))
+		h.mu.Unlock()
+	}
+	return h.base.RoundTrip(r)
+}
+
+// TestGoSDKToolPolicyKeys: the Go SDK client (go.mod's version) with user
+// keys on the dev demo agent: an unscoped key (the base scope mcp) calls
+// echo but is refused admin_echo with 403 insufficient_scope; a key
+// created with --scope mcp,mcp:admin calls both. It logs whether the client
+// sent Mcp-Method/Mcp-Name (the header path) or not (the body path).
+func TestGoSDKToolPolicyKeys(t *testing.T) {
+	d := startDev(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key := func(scope string) string {
+		args := []string{"keys", "create", "--kind", "user", "--user", "demo", "--json"}
+		if scope != "" {
+			args = append(args, "--scope", scope)
+		}
+		var k CreatedKey
+		if err := json.Unmarshal(runCLI(t, d.AdminURL, d.AdminToken, args...), &k); err != nil || k.Key == "" {
+			t.Fatalf("keys create: %v", err)
+		}
+		return k.Key
+	}
+	for _, c := range []struct {
+		scope   string
+		adminOK bool
+	}{{"", false}, {"mcp,mcp:admin", true}} {
+		log := &headerLog{base: http.DefaultTransport}
+		hc := bearerClient(key(c.scope), nil)
+		hc.Transport.(*headerTransport).base = log
+		cs := connectMCP(t, ctx, d.MCPURL, hc, nil)
+		assertTools(t, ctx, cs)
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "admin_echo", Arguments: map[string]any{"text": "x"}})
+		switch {
+		case c.adminOK && (err != nil || res.IsError):
+			t.Errorf("key %q: admin_echo: %v %+v", c.scope, err, res)
+		case !c.adminOK && (err == nil || !strings.Contains(err.Error(), "Forbidden")):
+			t.Errorf("key %q: admin_echo not refused with 403: %v", c.scope, err)
+		}
+		log.mu.Lock()
+		t.Logf("Go SDK key %q POST headers (version method name): %q", c.scope, log.seen)
+		log.mu.Unlock()
 	}
 }

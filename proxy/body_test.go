@@ -23,7 +23,8 @@ type bodyDecider struct {
 
 func (b *bodyDecider) Decide(_ context.Context, r *authz.Request) *authz.Decision {
 	b.mu.Lock()
-	b.body, b.tooLong = append([]byte(nil), r.Body...), r.BodyTooLarge
+	body, tooLong := r.LoadBody()
+	b.body, b.tooLong = append([]byte(nil), body...), tooLong
 	b.mu.Unlock()
 	id := ident("demo")
 	return &authz.Decision{Allow: true, Status: 200, Identity: id, RemoveHeaders: []string{"authorization"}}
