@@ -273,7 +273,7 @@ func (s *Server) resolveResource(ctx context.Context, raw string) (string, *stor
 // for (the base scopes, which its metadata lists).
 func (s *Server) allowedScopes(a *store.Agent) (grantable, base []string) {
 	if a == nil {
-		return s.scopes, s.scopes
+		return s.scopes, s.baseScopes
 	}
 	return a.GrantableScopes(s.scopes), a.BaseScopes(s.scopes)
 }

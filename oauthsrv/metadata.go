@@ -60,7 +60,7 @@ func (s *Server) buildMetadata() error {
 	if err != nil {
 		return fmt.Errorf("oauthsrv: metadata: %w", err)
 	}
-	s.prmRoot, err = json.Marshal(s.prm(s.issuer, s.scopes, ""))
+	s.prmRoot, err = json.Marshal(s.prm(s.issuer, s.baseScopes, ""))
 	if err != nil {
 		return fmt.Errorf("oauthsrv: metadata: %w", err)
 	}

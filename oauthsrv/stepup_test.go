@@ -120,3 +120,21 @@ func TestPRMListsBaseScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayWideDefaultLeavesRuleScopes: with no resource and no scope,
+// authorize grants the gateway's scopes but those the config's agents'
+// rules require (asked for on demand), and the root metadata lists the same.
+func TestGatewayWideDefaultLeavesRuleScopes(t *testing.T) {
+	e := newEnv(t, func(c *config.Config, _ *Options) {
+		c.Scopes = config.Scopes{{Name: "mcp"}, {Name: "mcp:admin", Description: adminDescription}}
+		c.Agents = []config.StaticAgent{{ID: "cfgagent", Owner: "alice", Rules: []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}}
+	})
+	_, tok := e.browser().authorizeScope(e.register("wide"), "", "")
+	if tok["scope"] != "mcp" {
+		t.Fatalf("default gateway-wide grant %v, want mcp", tok["scope"])
+	}
+	m := readJSON(t, e.get("/.well-known/oauth-protected-resource"))
+	if got := m["scopes_supported"].([]any); len(got) != 1 || got[0] != "mcp" {
+		t.Fatalf("root scopes_supported %v", got)
+	}
+}
