@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 )
@@ -96,6 +97,17 @@ func writeHTTPDecision(w http.ResponseWriter, d *Decision) {
 	}
 	for _, v := range d.Headers {
 		h.Set(v.Key, v.Value)
+	}
+	// nginx replaces a 403's body with its own: it rebuilds it from these
+	// (envoy/nginx/mcp-gateway.conf.template), so a refusal without a
+	// challenge (not your agent, an unreadable MCP request) still says why.
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(d.Body, &e) == nil && e.Error != "" {
+		h.Set("X-Mcp-Error", e.Error)
+		h.Set("X-Mcp-Error-Description", e.Description)
 	}
 	w.WriteHeader(HTTPStatus(d))
 	_, _ = w.Write(d.Body)
