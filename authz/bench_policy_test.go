@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // policyBench is an agent like "alpha" with a six-rule tool policy.
@@ -58,3 +59,23 @@ func benchBody(b *testing.B, size int) {
 // tools/call of 1 KiB and of 64 KiB, parsed on every decision.
 func BenchmarkDecideJWTRulesBody1K(b *testing.B)  { benchBody(b, 1<<10) }
 func BenchmarkDecideJWTRulesBody64K(b *testing.B) { benchBody(b, MaxMCPBody) }
+
+// BenchmarkPolicyHeaders is the header path alone (applyPolicy: read and
+// decode Mcp-Method/Mcp-Name, try six rules): what it adds to a decision.
+func BenchmarkPolicyHeaders(b *testing.B) {
+	e := policyBench(b)
+	ai, err := e.a.lookupAgent(context.Background(), "ruled", time.Now())
+	if err != nil || ai == nil {
+		b.Fatal(err)
+	}
+	r := benchRequest("/ruled/mcp", "")
+	r.Headers["mcp-protocol-version"], r.Headers["mcp-method"], r.Headers["mcp-name"] = "2026-07-28", "tools/call", "echo"
+	c := &caller{user: "alice", scope: "mcp", cred: credOAuth}
+	b.ReportAllocs()
+	for b.Loop() {
+		var d Decision
+		if rsn := e.a.applyPolicy(r, &d, ai, c); rsn != rOK {
+			b.Fatal(reasons[rsn].name)
+		}
+	}
+}

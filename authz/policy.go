@@ -312,48 +312,153 @@ func decodeHeaderValue(v string) (string, reason) {
 // params.uri for resources/read) of one message. A batch, a non-object, a
 // non-string method or name, or a key that differs from "method",
 // "params", "name" or "uri" only in case (decoders disagree on those) is
-// refused rather than guessed at.
+// refused rather than guessed at. A repeated key counts by its last value,
+// as JSON.parse and encoding/json read it. The body is validated once
+// (json.Valid) and then walked without decoding what the policy does not
+// read, the arguments above all.
 func parseBody(b []byte) (method, name string, rsn reason) {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	if len(b) > 0 && b[0] == '[' {
 		return "", "", rBatch
 	}
-	var msg map[string]json.RawMessage
-	if json.Unmarshal(b, &msg) != nil || msg == nil {
+	if len(b) == 0 || b[0] != '{' || !json.Valid(b) {
 		return "", "", rBadBody
 	}
-	if !exactKeys(msg, "method", "params") {
+	var rawMethod, rawParams []byte
+	ok := eachMember(b, func(key string, v []byte) bool {
+		switch {
+		case key == "method":
+			rawMethod = v
+		case key == "params":
+			rawParams = v
+		case strings.EqualFold(key, "method"), strings.EqualFold(key, "params"):
+			return false
+		}
+		return true
+	})
+	if !ok {
 		return "", "", rBadBody
 	}
-	if raw, ok := msg["method"]; ok && json.Unmarshal(raw, &method) != nil {
-		return "", "", rBadBody
+	if rawMethod != nil {
+		if method, ok = jsonString(rawMethod); !ok {
+			return "", "", rBadBody
+		}
 	}
-	raw, ok := msg["params"]
-	if !ok || !namedMethod(method) {
+	if rawParams == nil || !namedMethod(method) {
 		return method, "", rOK
 	}
-	var params map[string]json.RawMessage
-	if json.Unmarshal(raw, &params) != nil || !exactKeys(params, "name", "uri") {
-		return "", "", rBadBody
-	}
-	key := "name"
+	want := "name"
 	if method == "resources/read" {
-		key = "uri"
+		want = "uri"
 	}
-	if raw, ok := params[key]; ok && json.Unmarshal(raw, &name) != nil {
+	var rawName []byte
+	if rawParams[0] != '{' || !eachMember(rawParams, func(key string, v []byte) bool {
+		switch {
+		case key == want:
+			rawName = v
+		case key != "name" && key != "uri" && (strings.EqualFold(key, "name") || strings.EqualFold(key, "uri")):
+			return false
+		}
+		return true
+	}) {
 		return "", "", rBadBody
+	}
+	if rawName != nil {
+		if name, ok = jsonString(rawName); !ok {
+			return "", "", rBadBody
+		}
 	}
 	return method, name, rOK
 }
 
-// exactKeys reports whether no key of m equals one of names but for case.
-func exactKeys(m map[string]json.RawMessage, names ...string) bool {
-	for k := range m {
-		for _, n := range names {
-			if k != n && strings.EqualFold(k, n) {
-				return false
-			}
+// eachMember calls fn with each key (unescaped) and raw value of the valid
+// JSON object b, stopping when fn returns false (then it returns false).
+func eachMember(b []byte, fn func(key string, v []byte) bool) bool {
+	i := skipWS(b, 1)
+	if i < len(b) && b[i] == '}' {
+		return true
+	}
+	for i < len(b) {
+		end := skipValue(b, i)
+		key, ok := jsonString(b[i:end])
+		if !ok {
+			return false
 		}
+		i = skipWS(b, end)
+		i = skipWS(b, i+1) // ':'
+		end = skipValue(b, i)
+		if !fn(key, b[i:end]) {
+			return false
+		}
+		i = skipWS(b, end)
+		if i >= len(b) || b[i] == '}' {
+			return true
+		}
+		i = skipWS(b, i+1) // ','
 	}
 	return true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the valid JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		// The next quote not escaped by an odd run of backslashes ends it;
+		// IndexByte finds quotes fast in long argument strings.
+		for i++; ; {
+			j := bytes.IndexByte(b[i:], '"')
+			if j < 0 {
+				return len(b)
+			}
+			i += j
+			n := 0
+			for k := i - 1; b[k] == '\\'; k-- {
+				n++
+			}
+			i++
+			if n%2 == 0 {
+				return i
+			}
+		}
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipValue(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(b) && !strings.ContainsRune(" \t\r\n,}]", rune(b[i])) {
+			i++
+		}
+		return i
+	}
+}
+
+// jsonString decodes a raw JSON string value; ok is false for any other
+// kind of value. Plain UTF-8 strings without escapes are not decoded again.
+func jsonString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) { // else decode: escapes, U+FFFD as servers read it
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }

@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -119,6 +121,10 @@ func policyCases(e *env) []tcase {
 		{name: "policy/body/case-variant-key", path: p, auth: bearer(alice), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"tools/list","params":{"name":"admin_x"}}`, want: bad, http: &unreadable},
 		{name: "policy/body/case-variant-name", path: p, auth: bearer(alice), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","NAME":"admin_x"}}`, want: bad, http: &unreadable},
 		{name: "policy/body/name-not-string", path: p, auth: bearer(alice), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["admin_x"]}}`, want: bad, http: &unreadable},
+		{name: "policy/body/escaped-key-last-wins", path: p, auth: bearer(alice), body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","\u006dethod":"tools/call","params":{"name":"admin_x"}}`, want: stepUp("mcp mcp:admin"), http: &unreadable},
+		{name: "policy/body/escaped-name", path: p, auth: bearer(alice), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"name":"echo"},"name":"admin\u005fx"}}`, want: stepUp("mcp mcp:admin"), http: &unreadable},
+		{name: "policy/body/params-first", path: p, auth: bearer(alice), body: `{"params":{"name":"admin_x"},"method":"tools/call","id":1,"jsonrpc":"2.0"}`, want: stepUp("mcp mcp:admin"), http: &unreadable},
+		{name: "policy/body/duplicate-method-last-wins", path: p, auth: bearer(alice), body: `{"method":"tools/call","params":{"name":"admin_x"},"method":"tools/list"}`, want: okA, http: &unreadable},
 		{name: "policy/body/not-json", path: p, auth: bearer(alice), body: `{"method":"tools/call"`, want: bad, http: &unreadable},
 		{name: "policy/body/too-large", path: p, auth: bearer(alice), body: callBody(strings.Repeat("a", MaxMCPBody)), want: badMCP(413, ReasonBodyTooLarge), http: &unreadable},
 		{name: "policy/body/partial", path: p, auth: bearer(alice), hdr: map[string]string{"x-envoy-auth-partial-body": "true"}, body: callBody("echo"), want: badMCP(413, ReasonBodyTooLarge), http: hdrOK(badMCP(413, ReasonBodyTooLarge))},
@@ -142,4 +148,72 @@ func TestReasonsComplete(t *testing.T) {
 			t.Errorf("reason %d: %+v", i, r)
 		}
 	}
+}
+
+// refParseBody is parseBody stated with encoding/json maps: what the
+// walker must agree with on every valid message.
+func refParseBody(b []byte) (method, name string, rsn reason) {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) > 0 && b[0] == '[' {
+		return "", "", rBatch
+	}
+	var msg map[string]json.RawMessage
+	if len(b) == 0 || b[0] != '{' || json.Unmarshal(b, &msg) != nil {
+		return "", "", rBadBody
+	}
+	variant := func(m map[string]json.RawMessage, names ...string) bool {
+		for k := range m {
+			for _, n := range names {
+				if k != n && strings.EqualFold(k, n) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	str := func(raw json.RawMessage) (string, bool) {
+		var s string
+		return s, len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil
+	}
+	if variant(msg, "method", "params") {
+		return "", "", rBadBody
+	}
+	if raw, ok := msg["method"]; ok {
+		if method, ok = str(raw); !ok {
+			return "", "", rBadBody
+		}
+	}
+	raw, ok := msg["params"]
+	if !ok || !namedMethod(method) {
+		return method, "", rOK
+	}
+	var params map[string]json.RawMessage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &params) != nil || variant(params, "name", "uri") {
+		return "", "", rBadBody
+	}
+	key := "name"
+	if method == "resources/read" {
+		key = "uri"
+	}
+	if raw, ok := params[key]; ok {
+		if name, ok = str(raw); !ok {
+			return "", "", rBadBody
+		}
+	}
+	return method, name, rOK
+}
+
+func FuzzParseBody(f *testing.F) {
+	for _, s := range []string{callBody("echo"), `{"method":"resources/read","params":{"uri":"file:///a","URI":"x"}}`,
+		`{"\u006dethod":"tools/call","params":{"name":"a\"b"}}`, `[{}]`, `{"method":1}`, `{"params":[],"method":"prompts/get"}`,
+		`{"method":"tools/call","params":{"name":null}}`, ` {"a":{"b":[1,2,{"c":"}"}]},"method":"x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, n, r := parseBody(b)
+		wm, wn, wr := refParseBody(b)
+		if r != wr || r == rOK && (m != wm || n != wn) {
+			t.Fatalf("parseBody(%q) = %q %q %s, reference %q %q %s", b, m, n, reasons[r].name, wm, wn, reasons[wr].name)
+		}
+	})
 }
