@@ -274,8 +274,26 @@ func (d *requestDecoder) mapEntry(v []byte) error {
 	if d.headers == nil {
 		d.headers = make(map[string]string, 4)
 	}
+	if name == headerMCPProtocolVersion {
+		d.headers[name] = protocolVersion(value)
+		return nil
+	}
 	d.headers[name] = string(value)
 	return nil
+}
+
+// knownVersions are the MCP protocol versions clients send, kept as
+// constants so reading the header costs no allocation on every Check.
+var knownVersions = [...]string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}
+
+// protocolVersion is string(v), without a copy for a known version.
+func protocolVersion(v []byte) string {
+	for _, k := range knownVersions {
+		if string(v) == k {
+			return k
+		}
+	}
+	return string(v)
 }
 
 // keptName is the map key for header name b if the decision reads it;
