@@ -24,6 +24,8 @@ type AgentRequest struct {
 	Scopes   []string `json:"scopes,omitempty"`
 	// Rules is the agent's tool policy (see store.Rule).
 	Rules []store.Rule `json:"rules,omitempty"`
+	// Limits are per-user requests per minute (see store.Limits).
+	Limits *store.Limits `json:"limits,omitempty"`
 }
 
 // AgentList is the body of GET /admin/v1/agents.
@@ -59,6 +61,9 @@ func (req *AgentRequest) validate() error {
 	if err := store.ValidateRules(req.Rules); err != nil {
 		return badField("rules", "%v", err)
 	}
+	if err := store.ValidateLimits(req.Limits); err != nil {
+		return badField("limits", "%v", err)
+	}
 	return nil
 }
 
@@ -77,7 +82,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	a := &store.Agent{
 		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
-		Upstream: req.Upstream, Scopes: req.Scopes, Rules: req.Rules, Created: s.now().UTC(),
+		Upstream: req.Upstream, Scopes: req.Scopes, Rules: req.Rules, Limits: req.Limits, Created: s.now().UTC(),
 	}
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {

@@ -44,6 +44,10 @@ type Options struct {
 	ScopeImplies map[string][]string
 	Ring         *token.Ring
 	Store        Store
+	// Limiter counts agents' per-user limits (store.Limits); default: the
+	// Store, when it is one (memstore, redisstore). Only agents with limits
+	// use it: the decision of every other stays free of store calls.
+	Limiter Limiter
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
 
@@ -70,12 +74,13 @@ type Authorizer struct {
 	scopeStr  string
 	implies   map[string][]string
 
-	ring   *token.Ring
-	store  Store
-	static map[string]*agentInfo
-	keys   *cache[keyInfo]
-	agents *cache[agentInfo]
-	jtis   mirror
+	ring    *token.Ring
+	store   Store
+	limiter Limiter
+	static  map[string]*agentInfo
+	keys    *cache[keyInfo]
+	agents  *cache[agentInfo]
+	jtis    mirror
 
 	storeTimeout, touchEvery, resyncEvery time.Duration
 
@@ -108,6 +113,14 @@ type agentInfo struct {
 	ch401       string   // 401 challenge up to its error part
 	chScope     string   // 403 challenge
 	rules       []ruleInfo
+	limits      *store.Limits // nil when the agent has none
+	// Policy metrics: no rule matched (allow), rate limited.
+	cNoRule, cLimited prometheus.Counter
+}
+
+// Limiter is the store's fixed-window counter (store.RateLimiter).
+type Limiter interface {
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
 }
 
 // keyInfo is a cached API-key record.
@@ -175,6 +188,10 @@ func New(opts Options) (*Authorizer, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.limiter = opts.Limiter
+	if l, ok := opts.Store.(Limiter); ok && a.limiter == nil {
+		a.limiter = l
+	}
 	if a.now == nil {
 		a.now, a.realClock = time.Now, true
 	}
@@ -235,6 +252,13 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
 		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
 	a.buildRules(id, ai, base)
+	if l := ag.Limits; l != nil && (l.PerUser > 0 || l.PerTool > 0) {
+		ai.limits = l
+	}
+	if len(ai.rules) > 0 || ai.limits != nil {
+		ai.cNoRule = metrics.PolicyDecisions.WithLabelValues(id, "none", "allow")
+		ai.cLimited = metrics.PolicyDecisions.WithLabelValues(id, "limits", "rate_limited")
+	}
 	return ai
 }
 

@@ -74,7 +74,7 @@ func BenchmarkPolicyHeaders(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var d Decision
-		if rsn := e.a.applyPolicy(r, &d, ai, c); rsn != rOK {
+		if rsn := e.a.applyPolicy(context.Background(), r, &d, ai, c, time.Now()); rsn != rOK {
 			b.Fatal(reasons[rsn].name)
 		}
 	}

@@ -43,6 +43,7 @@ const (
 	ReasonBadMCPRequest  = "bad_mcp_request"
 	ReasonHeaderMismatch = "header_mismatch"
 	ReasonMCPUnreadable  = "mcp_unreadable"
+	ReasonRateLimited    = "rate_limited"
 )
 
 // ContextExtensionAgent is the ext_authz context_extensions key under which
@@ -75,6 +76,7 @@ const (
 	rBadBody
 	rHeaderMismatch
 	rNeedBody
+	rRateLimited
 	nReasons
 )
 
@@ -117,6 +119,7 @@ var reasons = [nReasons]struct {
 	rNeedBody: {ReasonMCPUnreadable, "deny", 400, "invalid_request", "this agent has a per-tool policy and the request's MCP method cannot be read: " +
 		"use an MCP client speaking protocol 2026-07-28 or later (it sends Mcp-Method/Mcp-Name), or a data plane that passes the request body " +
 		"(Envoy ext_authz with_request_body; nginx auth_request cannot)", nil, ""},
+	rRateLimited: {ReasonRateLimited, "deny", 429, "rate_limited", "too many requests from this user to this agent or tool; retry after Retry-After seconds", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -320,7 +323,7 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	if !scopeOverlap(c.Scope, ai.required) {
 		return a.forbid(d, ai, rInsufficientScope)
 	}
-	if rsn := a.applyPolicy(r, d, ai, &caller{user: c.Subject, groups: c.Groups, scope: c.Scope, cred: credOAuth}); rsn != rOK {
+	if rsn := a.applyPolicy(ctx, r, d, ai, &caller{user: c.Subject, groups: c.Groups, scope: c.Scope, cred: credOAuth}, now); rsn != rOK {
 		return rsn
 	}
 	a.allow(r, d, agent, c.Scope, credOAuth)
@@ -372,7 +375,7 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 		}
 		scope = ki.scopeStr
 	}
-	if rsn := a.applyPolicy(r, d, ai, &caller{user: k.User, scope: scope, cred: cred}); rsn != rOK {
+	if rsn := a.applyPolicy(ctx, r, d, ai, &caller{user: k.User, scope: scope, cred: cred}, now); rsn != rOK {
 		return rsn
 	}
 	a.allow(r, d, agent, scope, cred)
@@ -516,6 +519,9 @@ func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent st
 			break
 		}
 		d.hdr[1] = jsonHeader
+		d.Headers = d.hdr[:2]
+	case 429: // Retry-After was set by checkLimits
+		d.hdr[0] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 503:
 		d.hdr[0] = jsonHeader

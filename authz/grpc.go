@@ -103,6 +103,8 @@ func grpcCode(status int) codes.Code {
 		return codes.Unauthenticated
 	case 404:
 		return codes.NotFound
+	case 429:
+		return codes.ResourceExhausted
 	case 503:
 		return codes.Unavailable
 	default:

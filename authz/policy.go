@@ -2,13 +2,21 @@ package authz
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -45,7 +53,8 @@ type ruleInfo struct {
 	users, groups []string
 	creds         [nCreds]bool // allowed credential kinds; all when the rule names none
 	label         string       // metric label and audit "rule"
-	ch            string       // 403 challenge naming all scopes the operation needs
+	cAllow, cDeny prometheus.Counter
+	ch            string // 403 challenge naming all scopes the operation needs
 }
 
 func isGlob(p string) bool { return strings.ContainsAny(p, `*?[\`) }
@@ -121,6 +130,8 @@ func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 			}
 		}
 		ri.label = ruleLabel(r.Name)
+		ri.cAllow = metrics.PolicyDecisions.WithLabelValues(id, ri.label, "allow")
+		ri.cDeny = metrics.PolicyDecisions.WithLabelValues(id, ri.label, "deny")
 		ri.ch = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rRuleScope].desc +
 			`", scope="` + strings.Join(all, " ") + `", resource_metadata="` + a.prmBase + id + `/mcp"`
 	}
@@ -137,35 +148,123 @@ type caller struct {
 	cred   int
 }
 
-// applyPolicy decides the operation of r against ai's rules. Agents
-// without rules allow at once: nothing is read.
-func (a *Authorizer) applyPolicy(r *Request, d *Decision, ai *agentInfo, c *caller) reason {
-	if len(ai.rules) == 0 {
+// applyPolicy decides the operation of r against ai's rules and limits.
+// Agents with neither allow at once: nothing is read, nothing counted.
+func (a *Authorizer) applyPolicy(ctx context.Context, r *Request, d *Decision, ai *agentInfo, c *caller, now time.Time) reason {
+	if len(ai.rules) == 0 && ai.limits == nil {
 		return rOK
 	}
-	op, rsn := readOp(r)
-	d.MCPMethod, d.MCPName = op.method, op.name
-	if rsn != rOK || op.method == "" { // GET, DELETE, notifications without headers, responses
-		return rsn
-	}
-	for i := range ai.rules {
-		ri := &ai.rules[i]
-		if !ri.matches(op.method, op.name) {
-			continue
+	var op mcpOp
+	if len(ai.rules) > 0 || ai.limits.PerTool > 0 {
+		var rsn reason
+		op, rsn = readOp(r)
+		d.MCPMethod, d.MCPName = op.method, op.name
+		if rsn != rOK {
+			return rsn
 		}
+	}
+	ri := ai.matchRule(op)
+	if ri != nil {
 		d.Rule = ri.label
-		if !ri.creds[c.cred] || !ri.admits(ai.agent, c) {
-			return rRuleForbidden
+		if rsn := ri.judge(d, ai.agent, c); rsn != rOK {
+			ri.cDeny.Inc()
+			return rsn
 		}
-		for _, sats := range ri.need {
-			if !scopeOverlap(c.scope, sats) {
-				d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ri.ch}
-				return rRuleScope
-			}
+	}
+	if ai.limits != nil {
+		if rsn := a.checkLimits(ctx, d, ai, c, op, now); rsn != rOK {
+			return rsn
 		}
-		return rOK
+	}
+	if ri != nil {
+		ri.cAllow.Inc()
+	} else {
+		ai.cNoRule.Inc()
 	}
 	return rOK
+}
+
+// matchRule is the first rule covering op, nil for none (GET, DELETE,
+// notifications without headers and responses carry no method).
+func (ai *agentInfo) matchRule(op mcpOp) *ruleInfo {
+	if op.method == "" {
+		return nil
+	}
+	for i := range ai.rules {
+		if ai.rules[i].matches(op.method, op.name) {
+			return &ai.rules[i]
+		}
+	}
+	return nil
+}
+
+// judge applies the rule to the caller: credential kind and users first
+// (no step-up helps), then its scopes (403 with the step-up challenge).
+func (ri *ruleInfo) judge(d *Decision, ag *store.Agent, c *caller) reason {
+	if !ri.creds[c.cred] || !ri.admits(ag, c) {
+		return rRuleForbidden
+	}
+	for _, sats := range ri.need {
+		if !scopeOverlap(c.scope, sats) {
+			d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ri.ch}
+			return rRuleScope
+		}
+	}
+	return rOK
+}
+
+// limitWindow is the fixed window of agent limits.
+const limitWindow = time.Minute
+
+// checkLimits counts the request against the agent's per-user and
+// per-tool limits in the store, so replicas share them: 429 with
+// Retry-After when over; a store failure refuses (503), never allows.
+func (a *Authorizer) checkLimits(ctx context.Context, d *Decision, ai *agentInfo, c *caller, op mcpOp, now time.Time) reason {
+	if a.limiter == nil {
+		return rUnavailable // limits configured but nothing can count them
+	}
+	who := c.user
+	if who == "" {
+		who = "key:" + d.KeyID // a key without a user counts as its own user
+	}
+	l := ai.limits
+	var keys [2]string
+	var limits [2]int
+	n := 0
+	if l.PerUser > 0 {
+		keys[n], limits[n] = "agentlimit:u:"+ai.agent.ID+":"+who, l.PerUser
+		n++
+	}
+	if l.PerTool > 0 && op.method == "tools/call" {
+		keys[n], limits[n] = "agentlimit:t:"+ai.agent.ID+":"+strconv.Itoa(len(who))+":"+who+":"+limitName(op.name), l.PerTool
+		n++
+	}
+	for i := range n {
+		cctx, cancel := context.WithTimeout(ctx, a.storeTimeout)
+		ok, retry, err := a.limiter.Allow(cctx, keys[i], limits[i], limitWindow)
+		cancel()
+		if err != nil {
+			metrics.StoreErrors.WithLabelValues("rate_limit").Inc()
+			return rUnavailable
+		}
+		if !ok {
+			ai.cLimited.Inc()
+			secs := int((retry + time.Second - 1) / time.Second)
+			d.hdr[1] = HeaderValue{Key: "retry-after", Value: strconv.Itoa(max(secs, 1))}
+			return rRateLimited
+		}
+	}
+	return rOK
+}
+
+// limitName is a tool name as a counter key part: long names are hashed,
+// so keys stay bounded whatever a client sends.
+func limitName(name string) string {
+	if len(name) <= 128 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // admits reports whether the rule's users and groups (when it names any)

@@ -146,6 +146,8 @@ type StaticAgent struct {
 	// Rules is the agent's tool policy (store.Rule); rule scopes must be
 	// declared in scopes.
 	Rules []store.Rule `json:"rules,omitempty"`
+	// Limits are per-user requests per minute on the agent (store.Limits).
+	Limits *store.Limits `json:"limits,omitempty"`
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.
@@ -411,6 +413,9 @@ func (c *Config) Validate(dev bool) error {
 		}
 		// Tool policy: well-formed rules naming declared scopes only.
 		if err := store.ValidateRules(a.Rules); err != nil {
+			bad(f, "%v", err)
+		}
+		if err := store.ValidateLimits(a.Limits); err != nil {
 			bad(f, "%v", err)
 		}
 		for j, r := range a.Rules {

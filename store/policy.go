@@ -160,3 +160,27 @@ func (a *Agent) GrantableScopes(gateway []string) []string {
 	}
 	return out
 }
+
+// Limits are an agent's per-user request limits, counted per minute in the
+// store (shared by replicas); 0 is no limit.
+type Limits struct {
+	// PerUser caps requests per (user, agent); a key without a user counts
+	// as its own user.
+	PerUser int `json:"per_user,omitempty"`
+	// PerTool caps each tools/call target per (user, agent, tool).
+	PerTool int `json:"per_tool,omitempty"`
+}
+
+// MaxLimit bounds a limit's value (requests per minute).
+const MaxLimit = 1_000_000
+
+// ValidateLimits checks l (nil is fine).
+func ValidateLimits(l *Limits) error {
+	if l == nil {
+		return nil
+	}
+	if l.PerUser < 0 || l.PerUser > MaxLimit || l.PerTool < 0 || l.PerTool > MaxLimit {
+		return fmt.Errorf("limits: per_user and per_tool are requests per minute, 0 to %d", MaxLimit)
+	}
+	return nil
+}

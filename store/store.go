@@ -208,6 +208,7 @@ type Agent struct {
 	Upstream string    `json:"upstream,omitempty"`
 	Scopes   []string  `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
 	Rules    []Rule    `json:"rules,omitempty"`  // tool policy (policy.go); none = every operation needs the base scopes only
+	Limits   *Limits   `json:"limits,omitempty"` // per-user request limits (policy.go); nil = none
 	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
 	Created  time.Time `json:"created_at,omitzero"`
 }
