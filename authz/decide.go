@@ -565,8 +565,14 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 		slog.String("key_id", d.KeyID),
 		slog.String("method", r.Method),
 	}
-	if d.MCPMethod != "" || d.Rule != "" {
-		attrs = append(attrs, slog.String("mcp_method", clip(d.MCPMethod)), slog.String("mcp_name", clip(d.MCPName)), slog.String("rule", d.Rule))
+	// The MCP operation: as the policy read it, else (agents without rules
+	// read nothing) the client's headers, undecoded.
+	m, n := d.MCPMethod, d.MCPName
+	if m == "" && d.Rule == "" {
+		m, n = r.header(headerMCPMethod), r.header(headerMCPName)
+	}
+	if m != "" || n != "" || d.Rule != "" {
+		attrs = append(attrs, slog.String("mcp_method", clip(m)), slog.String("mcp_name", clip(n)), slog.String("rule", d.Rule))
 	}
 	if d.Reason == ReasonBadPath {
 		p := r.Path

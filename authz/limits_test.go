@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,5 +107,28 @@ func TestNoLimitsNoStoreCalls(t *testing.T) {
 	}
 	if d := decideDirect(e.a, "GET", "/limited/mcp", auth(alice)); !d.Allow || cl.calls.Load() != 1 {
 		t.Fatalf("limited agent: %d %s, %d counter calls", d.Status, d.Reason, cl.calls.Load())
+	}
+}
+
+// TestAuditNamesOperation: a denial's audit line names the MCP method and
+// tool, and the rule that decided.
+func TestAuditNamesOperation(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ScopeImplies = nil })
+	if err := e.st.PutAgent(context.Background(), toolsAgent); err != nil {
+		t.Fatal(err)
+	}
+	h := auth(e.mint("", "alice"))
+	h["mcp-protocol-version"], h["mcp-method"], h["mcp-name"] = "2026-07-28", "tools/call", "admin_echo"
+	if d := decideDirect(e.a, "POST", "/tools/mcp", h); d.Status != 403 {
+		t.Fatalf("%d %s", d.Status, d.Reason)
+	}
+	h = auth(e.mint("", "carol")) // not alpha's user: no rules there, headers still named
+	h["mcp-method"], h["mcp-name"] = "tools/call", "whoami"
+	decideDirect(e.a, "POST", "/alpha/mcp", h)
+	logs := e.logs.String()
+	for _, want := range []string{`"mcp_method":"tools/call","mcp_name":"admin_echo","rule":"admin"`, `"mcp_method":"tools/call","mcp_name":"whoami","rule":""`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("audit lacks %s:\n%s", want, logs)
+		}
 	}
 }
