@@ -138,3 +138,28 @@ func TestGatewayWideDefaultLeavesRuleScopes(t *testing.T) {
 		t.Fatalf("root scopes_supported %v", got)
 	}
 }
+
+// TestAccountKeyScopes: /account offers the declared scopes, in words, for
+// a new key; a ticked one restricts the key, an unknown one is refused.
+func TestAccountKeyScopes(t *testing.T) {
+	e := policyEnv(t)
+	b := e.browser()
+	body, forms := b.accountLogin("alice")
+	if !strings.Contains(body, `id="key-scopes"`) || !strings.Contains(body, html.EscapeString(adminDescription)) {
+		t.Fatalf("no scope choice on the account page:\n%s", body)
+	}
+	create := findForm(t, forms, "/account/keys", "", "")
+	if resp := b.submit(create, url.Values{"name": {"x"}, "expires": {"30"}, "scope:root": {"on"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unknown scope: %d", resp.StatusCode)
+	}
+	resp := b.submit(create, url.Values{"name": {"admin"}, "expires": {"30"}, "scope:mcp": {"on"}, "scope:mcp:admin": {"on"}})
+	page, _ := pageForms(t, resp)
+	key := oagKey.FindString(page)
+	if key == "" {
+		t.Fatalf("create: %d %s", resp.StatusCode, page)
+	}
+	k, err := e.st.GetKeyByHash(t.Context(), token.Hash(key))
+	if err != nil || !slices.Equal(k.Scopes, []string{"mcp", "mcp:admin"}) {
+		t.Fatalf("stored key %+v, %v", k, err)
+	}
+}
