@@ -140,3 +140,45 @@ func TestGoSDKToolPolicyKeys(t *testing.T) {
 		log.mu.Unlock()
 	}
 }
+
+// TestToolPolicyThroughNginx: serve + nginx (auth_request: headers only, no
+// body) in front of an agent with a tool policy. The Go SDK client (protocol
+// 2026-07-28, Mcp-Method/Mcp-Name) calls echo and is refused admin_echo with
+// 403 insufficient_scope; a client without those headers is refused with a
+// 403 whose body says why (the policy cannot read its method).
+func TestToolPolicyThroughNginx(t *testing.T) {
+	gw := startServe(t, nil)
+	body := `{"id":"ruled","owner":"alice","upstream":"http://` + gw.AgentAddr + `/mcp","rules":[{"name":"admin","method":"tools/call","target":"admin_*","scopes":["mcp:admin"]}]}`
+	req, _ := http.NewRequest(http.MethodPost, gw.AdminURL+"/admin/v1/agents", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+gw.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create agent: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	base := startNginx(t, gw)
+	var k CreatedKey
+	if err := json.Unmarshal(gw.CLI(t, "keys", "create", "--kind", "user", "--user", "alice", "--json"), &k); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := base + "/ruled/mcp"
+	cs := connectMCP(t, ctx, url, bearerClient(k.Key, nil), nil)
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}}); err != nil || res.IsError {
+		t.Fatalf("echo through nginx: %v %+v", err, res)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "admin_echo", Arguments: map[string]any{"text": "hi"}}); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Fatalf("admin_echo through nginx: %v, want 403", err)
+	}
+	status, h, b := rawInitialize(t, url, http.Header{"Authorization": {"Bearer " + k.Key}})
+	if status != http.StatusForbidden || len(h.Values("WWW-Authenticate")) != 0 ||
+		!strings.Contains(b, `"invalid_request"`) || !strings.Contains(b, "2026-07-28") {
+		t.Fatalf("pre-2026-07-28 request through nginx: %d %v %s", status, h, b)
+	}
+	// The same client on an agent without rules is served as before.
+	if status, _, b := rawInitialize(t, base+"/demo/mcp", http.Header{"Authorization": {"Bearer " + k.Key}}); status != http.StatusOK {
+		t.Fatalf("agent without rules: %d %s", status, b)
+	}
+}
