@@ -7,13 +7,16 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
 
 // stepUpResult is the JSON line of ts/stepup-client.mjs.
@@ -164,15 +167,15 @@ func TestToolPolicyThroughNginx(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := base + "/ruled/mcp"
-	cs := connectMCP(t, ctx, url, bearerClient(k.Key, nil), nil)
+	ruled := base + "/ruled/mcp"
+	cs := connectMCP(t, ctx, ruled, bearerClient(k.Key, nil), nil)
 	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}}); err != nil || res.IsError {
 		t.Fatalf("echo through nginx: %v %+v", err, res)
 	}
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "admin_echo", Arguments: map[string]any{"text": "hi"}}); err == nil || !strings.Contains(err.Error(), "Forbidden") {
 		t.Fatalf("admin_echo through nginx: %v, want 403", err)
 	}
-	status, h, b := rawInitialize(t, url, http.Header{"Authorization": {"Bearer " + k.Key}})
+	status, h, b := rawInitialize(t, ruled, http.Header{"Authorization": {"Bearer " + k.Key}})
 	if status != http.StatusForbidden || len(h.Values("WWW-Authenticate")) != 0 ||
 		!strings.Contains(b, `"invalid_request"`) || !strings.Contains(b, "2026-07-28") {
 		t.Fatalf("pre-2026-07-28 request through nginx: %d %v %s", status, h, b)
@@ -180,5 +183,48 @@ func TestToolPolicyThroughNginx(t *testing.T) {
 	// The same client on an agent without rules is served as before.
 	if status, _, b := rawInitialize(t, base+"/demo/mcp", http.Header{"Authorization": {"Bearer " + k.Key}}); status != http.StatusOK {
 		t.Fatalf("agent without rules: %d %s", status, b)
+	}
+}
+
+// TestGoSDKStepUp: the Go SDK's OAuth client (auth.AuthorizationCodeHandler)
+// signs in to the dev demo agent, calls echo, is refused admin_echo with 403
+// insufficient_scope and steps up by itself (the union of its granted scopes
+// and the challenge's, through the real login and consent pages), after
+// which admin_echo is served.
+func TestGoSDKStepUp(t *testing.T) {
+	d := startDev(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	redirect := "http://" + freeAddr(t) + "/callback"
+	var asked []string // the scope of each authorization request
+	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{
+			Metadata: &oauthex.ClientRegistrationMetadata{
+				ClientName: "Go SDK step-up e2e", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: "none",
+				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+			},
+		},
+		RedirectURL: redirect,
+		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+			u, _ := url.Parse(args.URL)
+			asked = append(asked, u.Query().Get("scope"))
+			r, err := browserLogin(ctx, args.URL, d.User, d.Password)
+			if err != nil {
+				return nil, err
+			}
+			return &auth.AuthorizationResult{Code: r.Code, State: r.State, Iss: r.Iss}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connectMCP(t, ctx, d.MCPURL, &http.Client{Timeout: 30 * time.Second}, h)
+	assertTools(t, ctx, cs)
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "admin_echo", Arguments: map[string]any{"text": "stepped up"}})
+	if err != nil || res.IsError {
+		t.Fatalf("admin_echo after the SDK's step-up: %v %+v (authorizations asked %q)", err, res, asked)
+	}
+	if len(asked) != 2 || asked[0] != "mcp" || !strings.Contains(asked[1], "mcp:admin") || !strings.Contains(" "+asked[1]+" ", " mcp ") {
+		t.Fatalf("authorizations asked for %q: want mcp, then the union with mcp:admin", asked)
 	}
 }
