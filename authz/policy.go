@@ -392,7 +392,12 @@ const (
 // ASCII, or `=?base64?<standard Base64 of UTF-8>?=`. Anything else is
 // malformed (400).
 func decodeHeaderValue(v string) (string, reason) {
-	if strings.HasPrefix(v, b64Prefix) && strings.HasSuffix(v, b64Suffix) && len(v) >= len(b64Prefix)+len(b64Suffix) {
+	if strings.HasPrefix(v, b64Prefix) {
+		// Clients encode any value that starts like the sentinel, so one
+		// that starts so and is not exactly a sentinel is malformed.
+		if !strings.HasSuffix(v, b64Suffix) || len(v) < len(b64Prefix)+len(b64Suffix) {
+			return "", rBadMCPHeader
+		}
 		b, err := base64.StdEncoding.Strict().DecodeString(v[len(b64Prefix) : len(v)-len(b64Suffix)])
 		if err != nil || !utf8.Valid(b) {
 			return "", rBadMCPHeader

@@ -80,6 +80,8 @@ func policyCases(e *env) []tcase {
 		{name: "policy/hdr/base64-unicode-name-granted", path: p, auth: bearer(aliceAdmin), hdr: modern("tools/call", b64name("héllo")), want: okAdmin},
 		{name: "policy/hdr/base64-method", path: p, auth: bearer(alice), hdr: modern(b64name("tools/call"), "admin_x"), want: stepUp("mcp mcp:admin")},
 		{name: "policy/hdr/base64-malformed", path: p, auth: bearer(alice), hdr: modern("tools/call", "=?base64?%%%?="), want: bad},
+		{name: "policy/hdr/base64-prefix-not-sentinel", path: p, auth: bearer(alice), hdr: modern("tools/call", "=?base64?YWRtaW5fZWNobw?=="), want: bad},
+		{name: "policy/hdr/base64-prefix-only", path: p, auth: bearer(alice), hdr: modern("tools/call", "=?base64?"), want: bad},
 		{name: "policy/hdr/base64-not-utf8", path: p, auth: bearer(alice), hdr: modern("tools/call", "=?base64?/w==?="), want: bad},
 		{name: "policy/hdr/raw-non-ascii", path: p, auth: bearer(alice), hdr: modern("tools/call", "héllo"), want: bad},
 		{name: "policy/hdr/notification-without-method", path: p, auth: bearer(alice), hdr: map[string]string{"MCP-Protocol-Version": "2026-07-28"}, want: okA},
