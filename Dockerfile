@@ -18,6 +18,6 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/mcp-gateway /mcp-gateway
 USER nonroot:nonroot
 # HTTP (authorization server, HTTP check), gRPC Check, admin (metrics, health).
-EXPOSE 8080 9191 9090
+EXPOSE 8080 9191 9090 18000
 ENTRYPOINT ["/mcp-gateway"]
 CMD ["serve", "--config", "/etc/mcp-gateway/config.yaml"]

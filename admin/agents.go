@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
@@ -26,6 +27,42 @@ type AgentRequest struct {
 	Rules []store.Rule `json:"rules,omitempty"`
 	// Limits are per-user requests per minute (see store.Limits).
 	Limits *store.Limits `json:"limits,omitempty"`
+	// UpstreamAuth names (never holds) a secret the Check sends upstream.
+	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
+}
+
+// AgentAnswer is an agent as the API answers it: with how proxies route it.
+type AgentAnswer struct {
+	*store.Agent
+	Route *RouteInfo `json:"route,omitempty"`
+}
+
+// RouteInfo says whether Envoy (the xDS output) routes /<id>/mcp to the
+// agent's upstream, and if not, why.
+type RouteInfo struct {
+	Routed bool   `json:"routed"`
+	Path   string `json:"path,omitempty"`
+	Note   string `json:"note,omitempty"`
+}
+
+func (s *Server) answer(a *store.Agent) AgentAnswer {
+	out := AgentAnswer{Agent: a}
+	if s.routeNote != nil {
+		routed, note := s.routeNote(*a)
+		out.Route = &RouteInfo{Routed: routed, Note: note}
+		if routed {
+			out.Route.Path = "/" + a.ID + "/mcp"
+		}
+	}
+	return out
+}
+
+func (s *Server) xdsStatus(w http.ResponseWriter, _ *http.Request) {
+	if s.xds == nil {
+		writeError(w, http.StatusNotFound, "the xDS server is off (xds.listen is empty)")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.xds())
 }
 
 // AgentList is the body of GET /admin/v1/agents.
@@ -55,6 +92,14 @@ func (req *AgentRequest) validate() error {
 			return badField("upstream", "want an absolute http(s) URL without fragment")
 		}
 	}
+	if req.UpstreamAuth != nil {
+		norm, err := req.UpstreamAuth.Validate()
+		if err != nil { // "upstream_auth.<field>: why"
+			f, msg, _ := strings.Cut(err.Error(), ": ")
+			return badField(f, "%s", msg)
+		}
+		req.UpstreamAuth = &norm
+	}
 	if err := checkScopes("scopes", req.Scopes); err != nil {
 		return err
 	}
@@ -76,6 +121,12 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if req.Upstream != "" && s.checkUp != nil {
+		if err := s.checkUp(req.Upstream); err != nil {
+			writeError(w, http.StatusBadRequest, "upstream: "+err.Error())
+			return
+		}
+	}
 	if _, ok := s.static[req.ID]; ok {
 		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists (static, from the config file)", req.ID))
 		return
@@ -83,6 +134,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	a := &store.Agent{
 		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
 		Upstream: req.Upstream, Scopes: req.Scopes, Rules: req.Rules, Limits: req.Limits, Created: s.now().UTC(),
+		UpstreamAuth: req.UpstreamAuth,
 	}
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {
@@ -95,7 +147,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r, "agent_created", a.ID, "owner", a.Owner, "upstream", a.Upstream)
 	w.Header().Set("Location", "/admin/v1/agents/"+url.PathEscape(a.ID))
-	writeJSON(w, http.StatusCreated, a)
+	writeJSON(w, http.StatusCreated, s.answer(a))
 }
 
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +197,7 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "get_agent", err, fmt.Sprintf("agent %q not found", id))
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, s.answer(a))
 }
 
 // deleteAgent also revokes the agent's bak_ keys: a later agent created with

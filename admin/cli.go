@@ -196,9 +196,10 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 	c := &cli{name: "agents", stdout: stdout}
 	var req AgentRequest
 	var users, scopes, id string
+	var ua store.UpstreamAuth
 	subs := map[string]*subcommand{
 		"create": {
-			usage: "--id ID --owner USER [--name NAME] [--upstream URL] [--users a,b] [--scopes s1,s2]",
+			usage: "--id ID --owner USER [--name NAME] [--upstream URL] [--users a,b] [--scopes s1,s2]\n       [--upstream-auth-header H [--upstream-auth-prefix P] --upstream-secret-file NAME | --upstream-secret-env VAR]",
 			help:  "Create an agent reachable at /<id>/mcp.",
 			flags: func(fs *flag.FlagSet) {
 				fs.StringVar(&req.ID, "id", "", "agent id: 1–128 of [A-Za-z0-9._-] (or the first argument)")
@@ -207,6 +208,10 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				fs.StringVar(&req.Upstream, "upstream", "", "MCP server URL (http or https)")
 				fs.StringVar(&users, "users", "", "comma-separated users granted access besides the owner")
 				fs.StringVar(&scopes, "scopes", "", "comma-separated allowed scopes (default: the gateway's)")
+				fs.StringVar(&ua.Header, "upstream-auth-header", "", "a header the gateway adds for this agent, e.g. authorization")
+				fs.StringVar(&ua.Prefix, "upstream-auth-prefix", "", `put before the secret, e.g. "Bearer "`)
+				fs.StringVar(&ua.SecretFile, "upstream-secret-file", "", "the secret's file name in the gateway's upstream_secrets.dir")
+				fs.StringVar(&ua.SecretEnv, "upstream-secret-env", "", "or the gateway's environment variable "+store.UpstreamSecretEnvPrefix+"…")
 			},
 			run: func(ctx context.Context, pos []string) error {
 				var err error
@@ -214,6 +219,9 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 					return err
 				}
 				req.Users, req.Scopes = splitList(users), splitList(scopes)
+				if ua != (store.UpstreamAuth{}) {
+					req.UpstreamAuth = &ua
+				}
 				var a store.Agent
 				raw, err := c.do(ctx, "POST", PathAgents, req, &a)
 				if err != nil {
@@ -223,7 +231,10 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 					return c.printJSON(raw)
 				}
 				fmt.Fprintf(stdout, "Created agent %s.\n", clean(a.ID))
-				return printAgent(stdout, &a)
+				if err := printAgent(stdout, &a); err != nil {
+					return err
+				}
+				return printRoute(stdout, raw)
 			},
 		},
 		"list": {
@@ -321,6 +332,13 @@ func printAgent(w io.Writer, a *store.Agent) error {
 	fmt.Fprintf(tw, "users:\t%s\n", orDash(strings.Join(a.Users, ", ")))
 	fmt.Fprintf(tw, "upstream:\t%s\n", orDash(a.Upstream))
 	fmt.Fprintf(tw, "scopes:\t%s\n", orDash(strings.Join(a.Scopes, " ")))
+	if u := a.UpstreamAuth; u != nil { // the reference; the gateway never has the secret to show
+		ref := "file " + u.SecretFile
+		if u.SecretEnv != "" {
+			ref = "env " + u.SecretEnv
+		}
+		fmt.Fprintf(tw, "upstream auth:\t%s: %s<secret from %s>\n", clean(u.Header), clean(u.Prefix), clean(ref))
+	}
 	fmt.Fprintf(tw, "source:\t%s\n", src)
 	fmt.Fprintf(tw, "created:\t%s\n", when(a.Created, "-"))
 	return tw.Flush()
@@ -612,4 +630,20 @@ func when(t time.Time, zero string) string {
 		return zero
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// printRoute prints the answer's route note: whether Envoy routes the agent.
+func printRoute(w io.Writer, raw []byte) error {
+	var ans struct {
+		Route *RouteInfo `json:"route"`
+	}
+	if json.Unmarshal(raw, &ans) != nil || ans.Route == nil {
+		return nil
+	}
+	if ans.Route.Routed {
+		_, err := fmt.Fprintf(w, "route:\tEnvoy routes %s to the upstream (xDS, within a second)\n", clean(ans.Route.Path))
+		return err
+	}
+	_, err := fmt.Fprintf(w, "route:\tnot routed: %s\n", clean(ans.Route.Note))
+	return err
 }

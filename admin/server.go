@@ -70,6 +70,14 @@ type Options struct {
 	AccessTTL time.Duration
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// CheckUpstream refuses an agent's upstream URL at creation (the xds
+	// guard: scheme, userinfo, loopback/link-local/metadata); nil: none.
+	CheckUpstream func(string) error
+	// RouteNote says whether proxies route an agent and, if not, why; the
+	// agent answers carry it. nil: no "route" field.
+	RouteNote func(store.Agent) (routed bool, note string)
+	// XDS is the ADS server's status for GET /admin/v1/xds; nil: off.
+	XDS func() any
 }
 
 // Server is the admin listener's handler.
@@ -84,6 +92,9 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	handler   http.Handler
+	checkUp   func(string) error
+	routeNote func(store.Agent) (bool, string)
+	xds       func() any
 }
 
 // New builds the server. Static agents are copied and marked Static.
@@ -100,6 +111,9 @@ func New(opts Options) *Server {
 		accessTTL: opts.AccessTTL,
 		log:       opts.Logger,
 		now:       opts.Now,
+		checkUp:   opts.CheckUpstream,
+		routeNote: opts.RouteNote,
+		xds:       opts.XDS,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -133,6 +147,8 @@ func New(opts Options) *Server {
 	api.Handle("/admin/v1/keys", methodNotAllowed("GET, HEAD, POST"))
 	api.HandleFunc("DELETE /admin/v1/keys/{id}", s.revokeKey)
 	api.Handle("/admin/v1/keys/{id}", methodNotAllowed("DELETE"))
+	api.HandleFunc("GET /admin/v1/xds", s.xdsStatus)
+	api.Handle("/admin/v1/xds", methodNotAllowed("GET, HEAD"))
 	api.HandleFunc("GET /admin/v1/clients", s.listClients)
 	api.Handle("/admin/v1/clients", methodNotAllowed("GET, HEAD"))
 	api.HandleFunc("DELETE /admin/v1/clients/{id}", s.deleteClient)

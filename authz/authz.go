@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -48,6 +51,13 @@ type Options struct {
 	// Store, when it is one (memstore, redisstore). Only agents with limits
 	// use it: the decision of every other stays free of store calls.
 	Limiter Limiter
+	// Assertions signs the x-mcp-identity assertion added on every allow;
+	// nil: none is added (and a client-sent one is still removed).
+	Assertions *assertion.Signer
+	// UpstreamSecretsDir holds the files agents' upstream_auth secret_file
+	// names; UpstreamSecretsRefresh is how often one is re-read (default 10s).
+	UpstreamSecretsDir     string
+	UpstreamSecretsRefresh time.Duration
 	// StaticAgents come from the config file and win over the store.
 	StaticAgents []store.Agent
 
@@ -59,6 +69,9 @@ type Options struct {
 	// ResyncInterval re-reads the whole denylist so a missed pub/sub event
 	// (subscription dropped during a Redis restart) is healed; default 30s.
 	ResyncInterval time.Duration
+
+	// Tracer, when set, traces each Check (tracing.go); nil: off.
+	Tracer trace.Tracer
 
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now; judges API-key expiry
@@ -75,6 +88,8 @@ type Authorizer struct {
 	implies   map[string][]string
 
 	ring    *token.Ring
+	assert  *assertion.Signer
+	upsec   *secrets
 	store   Store
 	limiter Limiter
 	static  map[string]*agentInfo
@@ -100,6 +115,7 @@ type Authorizer struct {
 	counters [nReasons][nCreds]prometheus.Counter
 	latency  [4]prometheus.Observer
 
+	tracer    trace.Tracer // nil: tracing off
 	log       *slog.Logger
 	now       func() time.Time
 	realClock bool // now is time.Now: reuse Decide's start time
@@ -112,6 +128,11 @@ type agentInfo struct {
 	requiredStr string   // the base scopes
 	ch401       string   // 401 challenge up to its error part
 	chScope     string   // 403 challenge
+	resource    string   // <public>/<id>/mcp: the assertion's audience
+	// upstream is the agent's upstream credential, validated; upstreamBad:
+	// the stored reference is invalid, so every allow fails closed.
+	upstream    *store.UpstreamAuth
+	upstreamBad bool
 	rules       []ruleInfo
 	limits      *store.Limits // nil when the agent has none
 	// Policy metrics: no rule matched (allow), rate limited.
@@ -167,13 +188,16 @@ func New(opts Options) (*Authorizer, error) {
 		size = 10000
 	}
 	a := &Authorizer{
-		resyncNow:    make(chan struct{}, 1),
-		publicURL:    pub,
-		prmBase:      pub + "/.well-known/oauth-protected-resource/",
-		scopes:       append([]string(nil), opts.Scopes...),
-		scopeStr:     strings.Join(opts.Scopes, " "),
-		implies:      opts.ScopeImplies,
-		ring:         opts.Ring,
+		resyncNow: make(chan struct{}, 1),
+		publicURL: pub,
+		prmBase:   pub + "/.well-known/oauth-protected-resource/",
+		scopes:    append([]string(nil), opts.Scopes...),
+		scopeStr:  strings.Join(opts.Scopes, " "),
+		implies:   opts.ScopeImplies,
+		ring:      opts.Ring,
+		assert:    opts.Assertions,
+		upsec: &secrets{dir: opts.UpstreamSecretsDir, refresh: def(opts.UpstreamSecretsRefresh, 10*time.Second),
+			getenv: os.Getenv, m: make(map[secretKey]*secretEntry)},
 		store:        opts.Store,
 		static:       make(map[string]*agentInfo, len(opts.StaticAgents)),
 		keys:         newCache[keyInfo]("api_key", ttl, neg, size),
@@ -184,10 +208,12 @@ func New(opts Options) (*Authorizer, error) {
 		pending:      make(map[string]time.Time),
 		log:          opts.Logger,
 		now:          opts.Now,
+		tracer:       opts.Tracer,
 	}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.upsec.log = a.log
 	a.limiter = opts.Limiter
 	if l, ok := opts.Store.(Limiter); ok && a.limiter == nil {
 		a.limiter = l
@@ -239,7 +265,7 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 			base = append(base, s)
 		}
 	}
-	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " ")}
+	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.publicURL + "/" + id + "/mcp"}
 	// Empty after filtering: nothing can match, deny.
 	for _, s := range base {
 		for _, sat := range a.satisfiers(s) {
@@ -247,6 +273,10 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 				ai.required = append(ai.required, sat)
 			}
 		}
+	}
+	if ag.UpstreamAuth != nil {
+		norm, err := ag.UpstreamAuth.Validate()
+		ai.upstream, ai.upstreamBad = &norm, err != nil
 	}
 	ai.ch401 = a.ch401 + id + `/mcp", scope="` + ai.requiredStr + `"`
 	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -52,6 +53,23 @@ func runDecide(b *testing.B, a *Authorizer, r *Request, wantStatus int) {
 
 func BenchmarkDecideJWT(b *testing.B) {
 	e := benchEnv(b)
+	runDecide(b, e.a, benchRequest("/alpha/mcp", "Bearer "+e.mint("", "alice")), 200)
+}
+
+// BenchmarkDecideJWTNoAssertion is BenchmarkDecideJWT without the
+// identity assertion: the decision alone.
+func BenchmarkDecideJWTNoAssertion(b *testing.B) {
+	e := newEnv(b, func(o *Options) { o.Logger = slog.New(slog.DiscardHandler); o.Assertions = nil })
+	runDecide(b, e.a, benchRequest("/alpha/mcp", "Bearer "+e.mint("", "alice")), 200)
+}
+
+// BenchmarkDecideJWTAssertionUncached signs the assertion on every
+// decision: what the cache saves.
+func BenchmarkDecideJWTAssertionUncached(b *testing.B) {
+	e := newEnv(b, func(o *Options) {
+		o.Logger = slog.New(slog.DiscardHandler)
+		o.Assertions = newSigner(b, func(ao *assertion.Options) { ao.NoCache = true })
+	})
 	runDecide(b, e.a, benchRequest("/alpha/mcp", "Bearer "+e.mint("", "alice")), 200)
 }
 

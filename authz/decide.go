@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -21,6 +22,9 @@ const (
 	HeaderClientID   = "x-mcp-client-id"
 	HeaderScope      = "x-mcp-scope"
 	HeaderCredential = "x-mcp-credential"
+	// HeaderIdentity carries the signed identity assertion (package
+	// assertion; agents verify it with package agentauth).
+	HeaderIdentity = assertion.Header
 )
 
 // Decision reasons (Decision.Reason, metric label "reason", audit "reason").
@@ -326,7 +330,13 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	if rsn := a.applyPolicy(ctx, r, d, ai, &caller{user: c.Subject, groups: c.Groups, scope: c.Scope, cred: credOAuth}, now); rsn != rOK {
 		return rsn
 	}
-	a.allow(r, d, agent, c.Scope, credOAuth)
+	cref := c.ID
+	if cref == "" {
+		cref = raw // no jti: the token itself names the credential
+	}
+	if !a.allow(r, d, ai, agent, cref, c.Scope, credOAuth, now) {
+		return rUnavailable
+	}
 	return rOK
 }
 
@@ -378,7 +388,9 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 	if rsn := a.applyPolicy(ctx, r, d, ai, &caller{user: k.User, scope: scope, cred: cred}, now); rsn != rOK {
 		return rsn
 	}
-	a.allow(r, d, agent, scope, cred)
+	if !a.allow(r, d, ai, agent, k.ID, scope, cred, now) {
+		return rUnavailable
+	}
 	a.touch(ki, now)
 	return rOK
 }
@@ -435,12 +447,39 @@ func (a *Authorizer) forbid(d *Decision, ai *agentInfo, rsn reason) reason {
 	return rsn
 }
 
-func (a *Authorizer) allow(r *Request, d *Decision, agent, scope string, cred int) {
+// allow fills d for an allowed request: the identity headers, among them
+// the signed assertion (cached per credential cref and agent), and the
+// headers to strip. false: the assertion could not be signed, and the
+// request must not pass without it.
+func (a *Authorizer) allow(r *Request, d *Decision, ai *agentInfo, agent, cref, scope string, cred int, now time.Time) bool {
+	var upstream HeaderValue
+	if u := ai.upstream; u != nil {
+		if ai.upstreamBad {
+			return false // the agent requires a credential we cannot give
+		}
+		v, err := a.upsec.get(u, now)
+		if err != nil {
+			return false
+		}
+		upstream = HeaderValue{Key: u.Header, Value: v}
+	}
+	var assertion string
+	if a.assert != nil {
+		var err error
+		assertion, err = a.assert.Get(cref, agent, ai.resource, identityAssertion(d, scope, cred), now)
+		if err != nil {
+			a.log.Error("authz: signing the identity assertion failed", "err", err)
+			return false
+		}
+	}
 	d.Allow = true
 	d.Status = 200
 	d.Identity.Agent = agent
 	d.Identity.Scope = scope
-	rm := append(d.rm[:0], "authorization")
+	rm := d.rm[:0]
+	if upstream.Key != "authorization" { // else overwritten with the agent's credential
+		rm = append(rm, "authorization")
+	}
 	n := 0
 	for _, h := range [...]HeaderValue{
 		{HeaderUser, d.Identity.User},
@@ -448,6 +487,7 @@ func (a *Authorizer) allow(r *Request, d *Decision, agent, scope string, cred in
 		{HeaderClientID, d.Identity.ClientID},
 		{HeaderScope, scope},
 		{HeaderCredential, credNames[cred]},
+		{HeaderIdentity, assertion},
 	} {
 		// An empty value cannot overwrite a spoofed header (Envoy drops
 		// empty values), so an empty identity field is removed instead.
@@ -456,6 +496,10 @@ func (a *Authorizer) allow(r *Request, d *Decision, agent, scope string, cred in
 			continue
 		}
 		d.hdr[n] = h
+		n++
+	}
+	if upstream.Key != "" {
+		d.hdr[n] = upstream
 		n++
 	}
 	d.UpstreamHeaders = d.hdr[:n]
@@ -471,9 +515,14 @@ func (a *Authorizer) allow(r *Request, d *Decision, agent, scope string, cred in
 			return true
 		})
 	}
+	return true
 }
 
-// removeExtra adds an incoming x-mcp-* header other than the five identity
+func identityAssertion(d *Decision, scope string, cred int) assertion.Identity {
+	return assertion.Identity{Subject: d.Identity.User, ClientID: d.Identity.ClientID, Scope: scope, Credential: credNames[cred]}
+}
+
+// removeExtra adds an incoming x-mcp-* header other than the six identity
 // names (those are overwritten or removed already) to RemoveHeaders.
 func (d *Decision) removeExtra(name string) {
 	if len(name) < len("x-mcp-") || !strings.EqualFold(name[:len("x-mcp-")], "x-mcp-") || isIdentityHeader(name) {
@@ -485,7 +534,7 @@ func (d *Decision) removeExtra(name string) {
 func isIdentityHeader(name string) bool {
 	return strings.EqualFold(name, HeaderUser) || strings.EqualFold(name, HeaderAgent) ||
 		strings.EqualFold(name, HeaderClientID) || strings.EqualFold(name, HeaderScope) ||
-		strings.EqualFold(name, HeaderCredential)
+		strings.EqualFold(name, HeaderCredential) || strings.EqualFold(name, HeaderIdentity)
 }
 
 func appendUnique(list []string, s string) []string {

@@ -81,6 +81,6 @@ type Decision struct {
 
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
 	// decision usually costs one allocation.
-	hdr [5]HeaderValue
+	hdr [7]HeaderValue
 	rm  [4]string
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -83,6 +84,10 @@ type checkServer struct{ a *Authorizer }
 // Envoy treats a failed RPC per its failure_mode_allow setting, and a
 // decision must not depend on that.
 func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
+	var span trace.Span // nil unless tracing is on (tracing.go)
+	if s.a.tracer != nil {
+		ctx, span = s.a.startGRPCCheckSpan(ctx, r)
+	}
 	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Body: r.requestBody(), Adapter: "grpc"}
 	if ext := r.extensions(); ext != nil { // v escapes: declared only when needed
 		if v, ok := ext[ContextExtensionAgent]; ok {
@@ -90,6 +95,9 @@ func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
 		}
 	}
 	d := s.a.Decide(ctx, &req)
+	if span != nil {
+		endCheckSpan(span, d, grpcStatusKey, int(grpcCode(d.Status)))
+	}
 	return &checkAnswer{wire: appendCheckResponse(nil, d)}
 }
 

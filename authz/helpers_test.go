@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/internal/logtest"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
@@ -36,6 +38,29 @@ func newRing(t testing.TB) *token.Ring {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// assertionKey is the env's assertion key ("a1"), made once.
+var assertionKey = sync.OnceValue(func() *ecdsa.PrivateKey {
+	k, err := assertion.GenerateKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// newSigner signs with assertionKey.
+func newSigner(t testing.TB, tweak ...func(*assertion.Options)) *assertion.Signer {
+	t.Helper()
+	o := assertion.Options{Issuer: pub, Keys: []assertion.Key{{ID: "a1", Private: assertionKey()}}}
+	for _, f := range tweak {
+		f(&o)
+	}
+	s, err := assertion.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // env is one gateway (Authorizer) over a memstore seeded with agents and keys.
@@ -89,6 +114,7 @@ func newEnvOn(t testing.TB, st store.Store, tweak ...func(*Options)) *env {
 		Ring:          e.ring,
 		Store:         st,
 		StaticAgents:  staticAgents,
+		Assertions:    newSigner(t),
 		TouchInterval: 50 * time.Millisecond,
 		Logger:        slog.New(slog.NewJSONHandler(e.logs, nil)),
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // CheckPath is where the HTTP check adapter listens.
@@ -46,7 +48,12 @@ func HTTPCheckHandler(a *Authorizer) http.Handler {
 		case strings.HasPrefix(raw, CheckPath+"/"):
 			target = raw[len(CheckPath):]
 		}
-		d := a.Decide(r.Context(), &Request{
+		ctx := r.Context()
+		var span trace.Span // nil unless tracing is on (tracing.go)
+		if a.tracer != nil {
+			ctx, span = a.startHTTPCheckSpan(r)
+		}
+		d := a.Decide(ctx, &Request{
 			Method: method,
 			Path:   target,
 			Header: func(name string) string {
@@ -68,6 +75,9 @@ func HTTPCheckHandler(a *Authorizer) http.Handler {
 			},
 			Adapter: "http",
 		})
+		if span != nil {
+			endCheckSpan(span, d, httpStatusKey, HTTPStatus(d))
+		}
 		writeHTTPDecision(w, d)
 	})
 }

@@ -418,6 +418,9 @@ func checkUpstream(t *testing.T, h map[string]string, ident map[string]string) {
 			got[k] = v
 		}
 	}
+	// Every allow carries an assertion stating the same identity.
+	checkAssertion(t, got[HeaderIdentity], ident)
+	delete(got, HeaderIdentity)
 	if !maps.Equal(got, ident) {
 		t.Errorf("upstream identity headers %v, want %v", got, ident)
 	}

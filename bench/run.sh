@@ -77,6 +77,8 @@ listen:
   http: 127.0.0.1:${ports[1]}
   grpc: 127.0.0.1:${ports[2]}
   admin: 127.0.0.1:${ports[3]}
+xds:
+  listen: ""   # the ADS server is not what is measured (and :18000 may be taken)
 store:
   url: "$2"
   prefix: "$3"

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -74,6 +75,73 @@ type Config struct {
 	CIMD CIMD `json:"cimd"`
 	// Clients: hygiene of dynamically registered clients.
 	Clients Clients `json:"clients"`
+	// XDS: the Envoy control plane (ADS) in serve, and envoy-config.
+	XDS XDS `json:"xds"`
+
+	// AssertionKeys sign the x-mcp-identity assertion agents receive (ES256:
+	// P-256 PEM files written by `mcp-gateway keys gen-assertion`). The first
+	// signs, all are published at /.well-known/jwks.json: rotate by
+	// prepending. Empty: one key is derived from each signing key.
+	AssertionKeys []AssertionKey `json:"assertion_keys"`
+	// UpstreamSecrets: where agents' upstream credentials (upstream_auth
+	// secret_file) are read, and how often a file is re-read for rotation.
+	UpstreamSecrets UpstreamSecrets `json:"upstream_secrets"`
+}
+
+// UpstreamSecrets locates agents' upstream secrets.
+type UpstreamSecrets struct {
+	Dir     string   `json:"dir"`     // absolute; secret_file names a file in it
+	Refresh Duration `json:"refresh"` // a file is re-read at most this often
+}
+
+// validateUpstreamAuth: every agent's reference is well-formed (the header
+// name is lower-cased in place) and its file can only be in the directory.
+func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) {
+	if c.UpstreamSecrets.Refresh < Duration(time.Second) || c.UpstreamSecrets.Refresh > Duration(10*time.Minute) {
+		bad("upstream_secrets.refresh", "must be between 1s and 10m")
+	}
+	if d := c.UpstreamSecrets.Dir; d != "" && !filepath.IsAbs(d) {
+		bad("upstream_secrets.dir", "%q must be an absolute path", d)
+	}
+	for i := range c.Agents {
+		u := c.Agents[i].UpstreamAuth
+		if u == nil {
+			continue
+		}
+		norm, err := u.Validate()
+		if err != nil {
+			bad(fmt.Sprintf("agents[%d]", i), "%v", err)
+			continue
+		}
+		if norm.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
+			bad(fmt.Sprintf("agents[%d].upstream_auth.secret_file", i), "needs upstream_secrets.dir")
+		}
+		*u = norm
+	}
+}
+
+// AssertionKey is one identity-assertion signing key.
+type AssertionKey struct {
+	ID             string `json:"id"`
+	PrivateKeyFile string `json:"private_key_file"`
+}
+
+// validateAssertionKeys: unique non-empty ids, a file each.
+func (c *Config) validateAssertionKeys(bad func(field, format string, a ...any)) {
+	seen := map[string]bool{}
+	for i, k := range c.AssertionKeys {
+		f := fmt.Sprintf("assertion_keys[%d]", i)
+		switch {
+		case k.ID == "" || len(k.ID) > 128:
+			bad(f+".id", "required, at most 128 characters")
+		case seen[k.ID]:
+			bad(f+".id", "%q used twice", k.ID)
+		}
+		seen[k.ID] = true
+		if k.PrivateKeyFile == "" {
+			bad(f+".private_key_file", "required (mcp-gateway keys gen-assertion writes one)")
+		}
+	}
 }
 
 type Listen struct {
@@ -148,6 +216,8 @@ type StaticAgent struct {
 	Rules []store.Rule `json:"rules,omitempty"`
 	// Limits are per-user requests per minute on the agent (store.Limits).
 	Limits *store.Limits `json:"limits,omitempty"`
+	// UpstreamAuth: a header with a shared secret the Check adds (issue 14).
+	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.
@@ -161,6 +231,8 @@ type RateLimit struct {
 	LoginPerUser int `json:"login_per_user"`
 	// AdminAuth caps failed admin-token authentications per IP per minute.
 	AdminAuth int `json:"admin_auth"`
+	// Introspect: /oauth/introspect calls per client IP per minute.
+	Introspect int `json:"introspect"`
 }
 
 // Cache bounds the in-process caches of API keys and agents.
@@ -202,6 +274,34 @@ const (
 	MinAdminTokenLen = 32
 )
 
+// XDS configures the ADS server that sends Envoy its listeners, routes and
+// clusters built from the agent registry (package xds), and the static
+// bootstrap `mcp-gateway envoy-config` prints.
+type XDS struct {
+	// Listen is the ADS gRPC listener; "" disables it.
+	Listen string `json:"listen"`
+	TLS    XDSTLS `json:"tls"`
+	// Mode: "grpc" (ext_authz to the Check) or "http-service" (/authz/check).
+	Mode string `json:"mode"`
+	// GatewayHTTP and GatewayGRPC: host:port at which Envoy reaches
+	// listen.http and listen.grpc (default 127.0.0.1 and their ports).
+	GatewayHTTP string `json:"gateway_http"`
+	GatewayGRPC string `json:"gateway_grpc"`
+	// UpstreamCAFile validates https agents (default: the system roots).
+	UpstreamCAFile string `json:"upstream_ca_file"`
+	// AllowedUpstreamHosts: hostnames, IPs or CIDRs agents may use as
+	// upstream although loopback, link-local or cloud metadata.
+	AllowedUpstreamHosts []string `json:"allowed_upstream_hosts"`
+}
+
+// XDSTLS: the ADS listener's certificate; with ClientCAFile, Envoy must
+// present a certificate signed by it (mutual TLS).
+type XDSTLS struct {
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	ClientCAFile string `json:"client_ca_file"`
+}
+
 // Default returns the defaults every loaded config starts from.
 func Default() *Config {
 	return &Config{
@@ -222,12 +322,16 @@ func Default() *Config {
 		Login:     Login{Provider: "builtin", OIDC: defaultOIDC()},
 		Scopes:    Scopes{{Name: "mcp", Description: DefaultMCPScopeDescription}},
 		CORS:      CORS{AllowedOrigins: []string{"*"}},
-		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10},
+		RateLimit: RateLimit{Register: 20, Token: 120, Authorize: 60, Login: 30, LoginPerUser: 10, AdminAuth: 10, Introspect: 600},
 		Cache:     Cache{TTL: Duration(30 * time.Second), MaxSize: 10000},
 		CIMD:      CIMD{Enabled: true, Timeout: Duration(5 * time.Second), MaxBytes: 5 << 10},
 		Clients:   Clients{IdleTTL: Duration(30 * 24 * time.Hour), MaxPerIP: 50, AllowedSchemes: []string{"cursor"}},
 
+		XDS: XDS{Listen: ":18000", Mode: "grpc"},
+
 		TrustedHops: 1,
+
+		UpstreamSecrets: UpstreamSecrets{Refresh: Duration(10 * time.Second)},
 	}
 }
 
@@ -471,6 +575,9 @@ func (c *Config) Validate(dev bool) error {
 			bad(field, "%q can run code or launch a system handler and is never allowed", sc)
 		}
 	}
+	c.XDS.validate(bad)
+	c.validateAssertionKeys(bad)
+	c.validateUpstreamAuth(bad)
 	return errors.Join(errs...)
 }
 
@@ -573,4 +680,30 @@ func (c *Config) Secrets() ([][]byte, error) {
 		out[i] = s
 	}
 	return out, nil
+}
+
+// validate checks the xds block.
+func (x *XDS) validate(bad func(field, format string, a ...any)) {
+	for name, a := range map[string]string{"xds.listen": x.Listen, "xds.gateway_http": x.GatewayHTTP, "xds.gateway_grpc": x.GatewayGRPC} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(name, "%q is not host:port", a)
+		}
+	}
+	if x.Mode != "grpc" && x.Mode != "http-service" {
+		bad("xds.mode", "%q: want grpc or http-service", x.Mode)
+	}
+	if (x.TLS.CertFile == "") != (x.TLS.KeyFile == "") {
+		bad("xds.tls", "set both cert_file and key_file, or neither")
+	}
+	if x.TLS.ClientCAFile != "" && x.TLS.CertFile == "" {
+		bad("xds.tls.client_ca_file", "mutual TLS needs cert_file and key_file too")
+	}
+	for i, h := range x.AllowedUpstreamHosts {
+		if !validHostOrCIDR(h) {
+			bad(fmt.Sprintf("xds.allowed_upstream_hosts[%d]", i), "%q is not a hostname, IP address or CIDR", h)
+		}
+	}
 }

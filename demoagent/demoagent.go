@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgateway/mcp-gateway/agentauth"
 )
 
 // Version is reported in the MCP server info.
@@ -206,19 +208,24 @@ func echo(_ context.Context, _ *mcp.CallToolRequest, in EchoInput) (*mcp.CallToo
 
 // ListenAndServe serves the demo agent on addr (at /mcp, /, and any other
 // path; /healthz answers "ok") until ctx is done, then shuts down gracefully.
-func ListenAndServe(ctx context.Context, addr string) error {
+// Every MCP request must carry the gateway's identity assertion, checked by v.
+func ListenAndServe(ctx context.Context, addr string, v *agentauth.Verifier) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("demo agent: listen %s: %w", addr, err)
 	}
-	return Serve(ctx, ln, slog.Default())
+	return Serve(ctx, ln, slog.Default(), v)
 }
 
 // shutdownGrace bounds how long Serve waits for in-flight requests.
 const shutdownGrace = 5 * time.Second
 
 // Serve is ListenAndServe on an existing listener, which it closes.
-func Serve(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
+func Serve(ctx context.Context, ln net.Listener, logger *slog.Logger, v *agentauth.Verifier) error {
+	if v == nil {
+		_ = ln.Close()
+		return errors.New("demo agent: a verifier of the gateway's identity assertion is required")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -227,12 +234,15 @@ func Serve(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
 	// flight finish gracefully.
 	closing, closeStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeStreams()
+	// Only requests the gateway let through (a valid x-mcp-identity) reach
+	// the tools, and a session serves only the user who opened it.
+	mcpHandler := endStreamsOn(closing, v.Middleware(agentauth.BindSessions(Handler(logger), agentauth.SessionOptions{})))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("/", endStreamsOn(closing, Handler(logger)))
+	mux.Handle("/", mcpHandler)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -181,7 +181,8 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, nil) }()
+	v, sign := testGateway(t)
+	go func() { done <- Serve(ctx, ln, nil, v) }()
 	base := "http://" + ln.Addr().String()
 
 	resp, err := http.Get(base + "/healthz")
@@ -195,7 +196,7 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 
 	for _, path := range []string{"/mcp", "/"} {
-		cs := connect(t, base+path, map[string]string{"x-mcp-user": "bob"})
+		cs := connect(t, base+path, map[string]string{"x-mcp-user": "bob", "x-mcp-identity": sign("bob")})
 		if w, _ := callWhoAmI(t, cs); w.User != "bob" {
 			t.Fatalf("%s: whoami user %q", path, w.User)
 		}
@@ -213,7 +214,7 @@ func TestServeAndShutdown(t *testing.T) {
 }
 
 func TestListenAndServeBadAddr(t *testing.T) {
-	if err := ListenAndServe(t.Context(), "127.0.0.1:notaport"); err == nil {
+	if err := ListenAndServe(t.Context(), "127.0.0.1:notaport", nil); err == nil {
 		t.Fatal("ListenAndServe accepted a bad address")
 	}
 }

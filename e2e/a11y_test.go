@@ -94,26 +94,33 @@ const pageChecks = `(() => {
   return JSON.stringify({low, ring, overflow: document.documentElement.scrollWidth - window.innerWidth});
 })()`
 
+// axeRun injects axe-core into the current page (once) and returns its
+// WCAG 2.1 A/AA violations.
+func axeRun(t *testing.T, ctx context.Context, axe, state string) []axeViolation {
+	t.Helper()
+	if ok, _ := chromeValue(ctx, chromedp.Evaluate[bool](`typeof axe === "object"`)); !ok {
+		if _, err := chromeValue(ctx, chromedp.Evaluate[any](axe+";0")); err != nil {
+			t.Fatalf("%s: inject axe-core: %v", state, err)
+		}
+	}
+	raw := mustValue(t, ctx, state+": axe", chromedp.Evaluate[string](`axe.run(document, {
+		runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+		resultTypes: ["violations"]
+	}).then(r => JSON.stringify(r.violations))`, chromedp.EvalAwaitPromise))
+	var vs []axeViolation
+	if err := json.Unmarshal([]byte(raw), &vs); err != nil {
+		t.Fatalf("%s: axe result: %v", state, err)
+	}
+	return vs
+}
+
 // audit checks the current page in light and dark mode and saves a
 // screenshot of each as e2e/out/a11y-<state>-<scheme>.png.
 func audit(t *testing.T, ctx context.Context, axe, state string) {
 	t.Helper()
 	for _, scheme := range []string{"light", "dark"} {
 		step(t, ctx, state+": "+scheme+" mode", colorScheme(scheme))
-		if ok, _ := chromeValue(ctx, chromedp.Evaluate[bool](`typeof axe === "object"`)); !ok {
-			if _, err := chromeValue(ctx, chromedp.Evaluate[any](axe+";0")); err != nil {
-				t.Fatalf("%s: inject axe-core: %v", state, err)
-			}
-		}
-		raw := mustValue(t, ctx, state+": axe", chromedp.Evaluate[string](`axe.run(document, {
-			runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-			resultTypes: ["violations"]
-		}).then(r => JSON.stringify(r.violations))`, chromedp.EvalAwaitPromise))
-		var vs []axeViolation
-		if err := json.Unmarshal([]byte(raw), &vs); err != nil {
-			t.Fatalf("%s: axe result: %v", state, err)
-		}
-		for _, v := range vs {
+		for _, v := range axeRun(t, ctx, axe, state) {
 			for _, n := range v.Nodes {
 				t.Errorf("%s (%s): axe %s (%s): %s at %v: %s", state, scheme, v.ID, v.Impact, v.Help, n.Target, n.HTML)
 			}
@@ -230,6 +237,15 @@ func TestChromiumAccessibility(t *testing.T) {
 	atWidths(t, ctx, "consent-long-name")
 	submit(t, ctx, "approve", `button[name="decision"][value="approve"]`)
 	g := browserGrant{ClientID: clientID, Redirect: cb.redirectURI(), Verifier: verifier, Code: cb.wait(t).Get("code")}
+	// axe does find faults: the test client's bare page has no lang.
+	step(t, ctx, "the client's page", chromedp.WaitVisible(chromedp.CSS("#received")))
+	found := false
+	for _, v := range axeRun(t, ctx, axe, "client page") {
+		found = found || v.ID == "html-has-lang"
+	}
+	if !found {
+		t.Fatal("axe-core reports no html-has-lang on a page without lang: it does not run")
+	}
 	g.exchange(t, d) // a live sign-in for the account page
 
 	// 3. The account page, a revoke confirmation opened, a new key shown

@@ -38,6 +38,9 @@ func startReplica(t *testing.T, gw *Gateway) string {
 	}
 	httpAddr, grpcAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg["listen"] = map[string]string{"http": httpAddr, "grpc": grpcAddr, "admin": adminAddr}
+	if x, ok := cfg["xds"].(map[string]any); ok {
+		x["listen"] = freeAddr(t) // the first replica holds its own ADS port
+	}
 	if b, err = json.Marshal(cfg); err != nil {
 		t.Fatal(err)
 	}

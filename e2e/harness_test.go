@@ -314,6 +314,7 @@ type Gateway struct {
 	HTTPURL    string // serve's HTTP listener: authorization server + /authz/check
 	GRPCAddr   string // serve's ext_authz gRPC listener (127.0.0.1:<port>)
 	AdminURL   string // admin listener: /admin/v1, /metrics, /healthz, /readyz
+	XDSAddr    string // ADS server (127.0.0.1:<port>)
 	AdminToken string
 	AgentAddr  string            // the demo agent (host:port, MCP path /mcp), upstream of demo and other
 	Users      map[string]string // built-in users → passwords: alice, bob
@@ -405,11 +406,13 @@ func (g *Gateway) redisKeys(t testing.TB, pattern string) []string {
 	return keys
 }
 
-// startDemoAgent runs `mcp-gateway demo-agent` and returns its host:port.
-func startDemoAgent(t testing.TB, dir string) string {
+// startDemoAgent runs `mcp-gateway demo-agent` for agents demo and other of
+// the gateway at publicURL (keys fetched from httpURL) and returns its host:port.
+func startDemoAgent(t testing.TB, dir, publicURL, httpURL string) string {
 	t.Helper()
 	addr := freeAddr(t)
-	p := startProc(t, "demo-agent", filepath.Join(dir, "demo-agent.log"), childEnv(nil), gatewayBin(), "demo-agent", "--listen", addr)
+	p := startProc(t, "demo-agent", filepath.Join(dir, "demo-agent.log"), childEnv(nil), gatewayBin(), "demo-agent", "--listen", addr,
+		"--issuer", publicURL, "--agents", "demo,other", "--jwks-url", httpURL+"/.well-known/jwks.json")
 	waitReady(t, p, "/healthz", httpOK("http://"+addr+"/healthz"))
 	return addr
 }
@@ -422,11 +425,9 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 	}
 	storeURL, prefix := storeForTest(t, opts.Memory)
 	dir := t.TempDir()
-	agentAddr := startDemoAgent(t, dir)
 	g := &Gateway{
 		publicAddr: freeAddr(t),
 		AdminToken: randomString(24),
-		AgentAddr:  agentAddr,
 		Users:      map[string]string{"alice": "alice-" + randomString(9), "bob": "bob-" + randomString(9)},
 		StoreURL:   storeURL,
 		Prefix:     prefix,
@@ -436,6 +437,9 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 	g.PublicURL = "http://" + g.publicAddr
 	httpAddr, grpcAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	g.HTTPURL, g.GRPCAddr, g.AdminURL = "http://"+httpAddr, grpcAddr, "http://"+adminAddr
+	g.XDSAddr = freeAddr(t)
+	agentAddr := startDemoAgent(t, dir, g.PublicURL, g.HTTPURL)
+	g.AgentAddr = agentAddr
 
 	access, cacheTTL := opts.AccessTTL, opts.CacheTTL
 	if access == 0 {
@@ -465,6 +469,9 @@ func startServe(t testing.TB, opts *ServeOptions) *Gateway {
 		"rate_limit": map[string]int{"register": 0, "token": 0, "authorize": 0, "login": 0, "login_per_user": 0},
 		"cache":      map[string]any{"ttl": cacheTTL.String(), "max_size": 1000},
 		"clients":    map[string]any{"max_per_ip": 0},
+		// The agents here run on loopback, which agent upstreams may not
+		// use unless allowed.
+		"xds": map[string]any{"listen": g.XDSAddr, "allowed_upstream_hosts": []string{"127.0.0.1"}},
 	}
 	// JSON is YAML: the config loader reads it as is.
 	b, err := json.MarshalIndent(cfg, "", "  ")

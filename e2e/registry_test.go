@@ -9,6 +9,7 @@ package e2e
 // dev mode's proxy (issue 10, item 7).
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -47,6 +48,7 @@ func startEchoAgent(t *testing.T) *echoAgent {
 var spoofedMCPHeaders = map[string]string{
 	"X-MCP-Role": "admin", "x-mcp-user": "mallory", "X-Mcp-Credential": "agent_key",
 	"X-Mcp-Tenant": "other", "x-mcp-": "empty-suffix", "X-MCP-AGENT": "demo", "x_mcp_role": "admin",
+	"X-MCP-Identity": "forged.assertion.value",
 }
 
 // reach sends POST /<agent>/mcp to base with credential and the spoofed
@@ -93,6 +95,11 @@ func checkAgentSaw(t *testing.T, h http.Header, user, agent, cred string) {
 			t.Errorf("the agent got Authorization")
 		case strings.Contains(lk, "_"):
 			t.Errorf("the agent got %s = %q", k, v)
+		case lk == "x-mcp-identity":
+			// The gateway's own assertion, never the client's forged one.
+			if len(v) != 1 || assertionSubject(v[0]) != user {
+				t.Errorf("the agent got %s = %q, want the gateway's assertion for %s", k, v, user)
+			}
 		case strings.HasPrefix(lk, "x-mcp-") && lk != "x-mcp-client-id":
 			if w, ok := want[k]; !ok || len(v) != 1 || v[0] != w {
 				t.Errorf("the agent got %s = %q, want %q", k, v, want[k])
@@ -104,6 +111,25 @@ func checkAgentSaw(t *testing.T, h http.Header, user, agent, cred string) {
 			t.Errorf("the agent got %s = %q, want %q", k, h.Get(k), v)
 		}
 	}
+}
+
+// assertionSubject is the sub claim of a JWT's payload ("" when it is not one).
+func assertionSubject(jwt string) string {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return c.Sub
 }
 
 // within polls f until it returns true or d passes.

@@ -23,6 +23,8 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/store"
+	"github.com/mcpgateway/mcp-gateway/xds"
 )
 
 // The compose demo's documented login password (compose.yaml, gateway.yaml).
@@ -117,11 +119,12 @@ func TestCompose(t *testing.T) {
 	if !slices.ContainsFunc(envoySvc.Ports, func(p types.ServicePortConfig) bool { return p.Target == 8000 && p.Published == "8000" }) {
 		t.Errorf("envoy must publish 8000:8000, has %+v", envoySvc.Ports)
 	}
-	if src, ok := bindSource(envoySvc, "/etc/envoy/envoy.yaml"); !ok || src != filepath.Join(root, "envoy", "envoy.yaml") {
-		t.Errorf("envoy must mount envoy/envoy.yaml at /etc/envoy/envoy.yaml, mounts %q", src)
+	// Envoy runs on the control plane: the ADS bootstrap, routes from the gateway.
+	if src, ok := bindSource(envoySvc, "/etc/envoy/envoy-xds.yaml"); !ok || src != filepath.Join(root, "envoy", "envoy-xds.yaml") {
+		t.Errorf("envoy must mount envoy/envoy-xds.yaml at /etc/envoy/envoy-xds.yaml, mounts %q", src)
 	}
-	if !slices.Contains(envoySvc.Command, "/etc/envoy/envoy.yaml") {
-		t.Errorf("envoy command %q does not load /etc/envoy/envoy.yaml", envoySvc.Command)
+	if !slices.Contains(envoySvc.Command, "/etc/envoy/envoy-xds.yaml") {
+		t.Errorf("envoy command %q does not load /etc/envoy/envoy-xds.yaml", envoySvc.Command)
 	}
 
 	gw := service(t, p, "gateway")
@@ -145,8 +148,11 @@ func TestCompose(t *testing.T) {
 	if envoySvc.DependsOn["gateway"].Condition != types.ServiceConditionHealthy {
 		t.Error("envoy must wait for a healthy gateway")
 	}
-	if agent := service(t, p, "demo-agent"); !slices.Equal([]string(agent.Command), []string{"demo-agent", "--listen", ":3000"}) || agent.Image != gw.Image {
-		t.Errorf("demo-agent must run the gateway image's demo-agent --listen :3000, is %q %q", agent.Image, agent.Command)
+	// The demo agent verifies the gateway's assertions: its issuer is the
+	// gateway's public_url, its keys come from the gateway's HTTP listener.
+	wantAgent := []string{"demo-agent", "--listen", ":3000", "--issuer", "http://localhost:8000", "--jwks-url", "http://gateway:8080/.well-known/jwks.json"}
+	if agent := service(t, p, "demo-agent"); !slices.Equal([]string(agent.Command), wantAgent) || agent.Image != gw.Image {
+		t.Errorf("demo-agent must run the gateway image's %q, is %q %q", wantAgent, agent.Image, agent.Command)
 	}
 
 	// The gateway's config as the container will load it.
@@ -227,14 +233,38 @@ func checkComposeGatewayConfig(t *testing.T, p *types.Project, gw types.ServiceC
 		t.Fatal("config needs agent demo owned by demo")
 	}
 
-	// Envoy's clusters reach these services on the ports the config listens on.
-	y, err := os.ReadFile("envoy.yaml")
+	// Envoy's one static cluster is the gateway's ADS listener.
+	y, err := os.ReadFile("envoy-xds.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := decodeBootstrap(y)
+	adsBoot, err := decodeBootstrap(y)
 	if err != nil {
 		t.Fatal(err)
+	}
+	_, xdsPort := hostPort(cfg.XDS.Listen)
+	if cs := adsBoot.GetStaticResources().GetClusters(); len(cs) != 1 || len(cs[0].GetLoadAssignment().GetEndpoints()) != 1 {
+		t.Fatalf("envoy-xds.yaml must have exactly one cluster (the ADS server), has %d", len(cs))
+	} else if sa := cs[0].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress(); sa.GetAddress() != "gateway" || strconv.Itoa(int(sa.GetPortValue())) != xdsPort {
+		t.Errorf("envoy-xds.yaml's ADS cluster goes to %s:%d, want gateway:%s (xds.listen)", sa.GetAddress(), sa.GetPortValue(), xdsPort)
+	}
+
+	// What the gateway serves over ADS reaches these services on the ports
+	// the config listens on.
+	opts, err := xds.OptionsFromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var static []store.Agent
+	for _, a := range cfg.Agents {
+		static = append(static, store.Agent{ID: a.ID, Owner: a.Owner, Upstream: a.Upstream})
+	}
+	b, res, err := xds.StaticBootstrap(opts, static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Unrouted) > 0 {
+		t.Errorf("compose agents without a route: %v", res.Unrouted)
 	}
 	endpoints := map[string]string{}
 	for _, c := range b.GetStaticResources().GetClusters() {
@@ -249,9 +279,9 @@ func checkComposeGatewayConfig(t *testing.T, p *types.Project, gw types.ServiceC
 	_, grpcPort := hostPort(cfg.Listen.GRPC)
 	agentURL, _ := url.Parse(cfg.Agents[i].Upstream)
 	for cluster, want := range map[string]string{
-		"mcp_gateway_http":  "gateway:" + httpPort,
-		"mcp_gateway_authz": "gateway:" + grpcPort,
-		"demo_agent":        agentURL.Host,
+		"mcp_gateway_http":       "gateway:" + httpPort,
+		"mcp_gateway_authz":      "gateway:" + grpcPort,
+		xds.AgentCluster("demo"): agentURL.Host,
 	} {
 		if endpoints[cluster] != want {
 			t.Errorf("envoy cluster %s goes to %q, want %q", cluster, endpoints[cluster], want)
@@ -408,7 +438,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("CMD %q", c)
 	}
 	exposed := strings.Fields(strings.TrimPrefix(has(final, "EXPOSE "), "EXPOSE "))
-	for _, p := range []string{"8080", "9191", "9090"} {
+	for _, p := range []string{"8080", "9191", "9090", "18000"} {
 		if !slices.Contains(exposed, p) {
 			t.Errorf("EXPOSE lacks %s", p)
 		}

@@ -25,7 +25,7 @@ func shippedRegistry(t *testing.T, o *istioObjects) []store.Agent {
 		t.Fatal("no mcp-gateway-config ConfigMap")
 	}
 	cfg, err := loadGatewayConfig([]byte(cm.Data["config.yaml"]), map[string]string{
-		"MCPGW_STORE_URL": "redis://redis.test:6379/0", "MCPGW_ADMIN_TOKEN": "stand-in",
+		"MCPGW_STORE_URL": "redis://redis.test:6379/0", "MCPGW_ADMIN_TOKEN": "stand-in-admin-token-of-32-bytes-or-more",
 		"MCPGW_LOGIN_USERS": `[{"username":"alice","password_hash":"$2a$10$XyvXEsZur2cBHpHkjBJFIOpmGzhcV35iXOjC/IKwnyS5jfXMJSlmm"}]`,
 	})
 	if err != nil {

@@ -173,6 +173,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-MCP-Client-Id", "client-1")
 		w.Header().Set("X-MCP-Scope", "mcp")
 		w.Header().Set("X-MCP-Credential", "oauth")
+		w.Header().Set("X-MCP-Identity", "signed.assertion.of-alice")
 		w.WriteHeader(http.StatusOK)
 	case "Bearer forbidden":
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="mcp"`)
@@ -385,7 +386,7 @@ func TestNginxBehaviour(t *testing.T) {
 
 	t.Run("allowed: identity replaces spoofed headers, token stripped", func(t *testing.T) {
 		resp := do("POST", "/demo/mcp?x=1", "good", map[string]string{
-			"X-Mcp-User": "mallory", "X-Mcp-Credential": "agent_key", "x_mcp_user": "mallory",
+			"X-Mcp-User": "mallory", "X-Mcp-Credential": "agent_key", "x_mcp_user": "mallory", "X-Mcp-Identity": "forged",
 		})
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
@@ -394,7 +395,7 @@ func TestNginxBehaviour(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"X-Mcp-User": "alice", "X-Mcp-Agent": "demo", "X-Mcp-Client-Id": "client-1", "X-Mcp-Scope": "mcp", "X-Mcp-Credential": "oauth"}
+		want := map[string]string{"X-Mcp-User": "alice", "X-Mcp-Agent": "demo", "X-Mcp-Client-Id": "client-1", "X-Mcp-Scope": "mcp", "X-Mcp-Credential": "oauth", "X-Mcp-Identity": "signed.assertion.of-alice"}
 		for k, v := range want {
 			if got := seen.Headers[k]; len(got) != 1 || got[0] != v {
 				t.Errorf("agent got %s = %q, want [%q]", k, got, v)
@@ -492,7 +493,7 @@ func TestNginxBehaviour(t *testing.T) {
 			}
 			return seen
 		}
-		identity := map[string]bool{"x-mcp-user": true, "x-mcp-agent": true, "x-mcp-client-id": true, "x-mcp-scope": true, "x-mcp-credential": true}
+		identity := map[string]bool{"x-mcp-user": true, "x-mcp-agent": true, "x-mcp-client-id": true, "x-mcp-scope": true, "x-mcp-credential": true, "x-mcp-identity": true}
 		for _, c := range []struct {
 			method, query string
 			chunked       bool

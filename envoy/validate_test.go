@@ -11,7 +11,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
+	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -19,6 +22,7 @@ import (
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -32,7 +36,6 @@ import (
 	// Every extension type an Envoy config here names in "@type" must be
 	// linked in, or protojson cannot resolve it.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/req_without_query/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
@@ -49,7 +52,7 @@ const (
 )
 
 // identityHeaders are the headers only the gateway may set upstream.
-var identityHeaders = []string{"x-mcp-user", "x-mcp-agent", "x-mcp-client-id", "x-mcp-scope", "x-mcp-credential"}
+var identityHeaders = []string{"x-mcp-user", "x-mcp-agent", "x-mcp-client-id", "x-mcp-scope", "x-mcp-credential", "x-mcp-identity"}
 
 // findBootstraps lists every YAML file in the repository with a top-level
 // static_resources key: those are Envoy bootstraps, wherever they live.
@@ -340,7 +343,11 @@ func (s *walkState) checkHCM(h *hcmOf, clusters map[string]*clusterv3.Cluster) {
 	check("route_config", rc.GetTypedPerFilterConfig())
 	for _, vh := range rc.GetVirtualHosts() {
 		check("virtual_host "+vh.GetName(), vh.GetTypedPerFilterConfig())
-		for i, r := range vh.GetRoutes() {
+		rs, err := vhostRoutes(vh)
+		if err != nil {
+			s.fail("%s virtual_host %s: %w", where, vh.GetName(), err)
+		}
+		for i, r := range rs {
 			at := fmt.Sprintf("route %d (%s)", i, r.GetName())
 			check(at, r.GetTypedPerFilterConfig())
 			for _, w := range r.GetRoute().GetWeightedClusters().GetClusters() {
@@ -469,7 +476,9 @@ type routed struct {
 	status  uint32 // direct response status
 	authz   bool   // ext_authz runs for this request
 	cors    bool   // a CORS policy applies
-	path    string // path sent upstream after any regex rewrite
+	// corsPolicy is the one that applies (route, else virtual host…)
+	corsPolicy *anypb.Any
+	path       string // path sent upstream after any regex rewrite
 }
 
 // route runs Envoy's route selection for host and path (path may carry a
@@ -482,7 +491,14 @@ func route(h *hcmOf, host, path string) (*routed, error) {
 		return nil, fmt.Errorf("no virtual host for %q", host)
 	}
 	bare, _, _ := strings.Cut(path, "?")
-	for _, r := range vh.GetRoutes() {
+	candidates := vh.GetRoutes()
+	if vh.GetMatcher() != nil {
+		var err error
+		if candidates, err = matchTree(vh.GetMatcher(), path); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range candidates {
 		ok, err := routeMatches(r.GetMatch(), path, bare)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
@@ -494,6 +510,17 @@ func route(h *hcmOf, host, path string) (*routed, error) {
 		switch {
 		case r.GetRoute() != nil:
 			out.cluster = r.GetRoute().GetCluster()
+			if pr := r.GetRoute().GetPrefixRewrite(); pr != "" {
+				// The matched path (or prefix) is swapped for the rewrite.
+				switch m := r.GetMatch().GetPathSpecifier().(type) {
+				case *routev3.RouteMatch_Path:
+					out.path = pr
+				case *routev3.RouteMatch_Prefix:
+					out.path = pr + strings.TrimPrefix(bare, m.Prefix)
+				default:
+					return nil, fmt.Errorf("route %q: prefix_rewrite with %T is not simulated", r.GetName(), m)
+				}
+			}
 			if rw := r.GetRoute().GetRegexRewrite(); rw != nil {
 				re, err := regexp.Compile(rw.GetPattern().GetRegex())
 				if err != nil {
@@ -528,6 +555,12 @@ func route(h *hcmOf, host, path string) (*routed, error) {
 		}
 		if _, ok := h.filters[filterCORS]; ok {
 			out.cors = perFilter(filterCORS) != nil
+			out.corsPolicy = perFilter(filterCORS)
+			cp := &corsv3.CorsPolicy{}
+			if a := perFilter(filterCORS); a != nil && a.UnmarshalTo(cp) == nil && cp.GetFilterEnabled() != nil &&
+				cp.GetFilterEnabled().GetDefaultValue().GetNumerator() == 0 {
+				out.cors = false // a policy that turns CORS off
+			}
 		}
 		return out, nil
 	}
@@ -587,7 +620,7 @@ var routeExpectations = []struct {
 	path    string
 	cluster string // "" → direct response 404
 	authz   bool
-	cors    bool
+	cors    bool // 404s carry the MCP policy too (the virtual host's); the browser pages none
 }{
 	{"/oauth/token", "mcp_gateway_http", false, true},
 	{"/oauth/register", "mcp_gateway_http", false, true},
@@ -600,21 +633,21 @@ var routeExpectations = []struct {
 	{"/login/callback?code=abc&state=xyz", "mcp_gateway_http", false, false},
 	{"/consent", "mcp_gateway_http", false, false},
 	{"/account", "mcp_gateway_http", false, false},
-	{"/demo/mcp", "demo_agent", true, true},
-	{"/demo/mcp/", "demo_agent", true, true},
-	{"/demo/mcp?x=1", "demo_agent", true, true},
+	{"/demo/mcp", "agent_demo", true, true},
+	{"/demo/mcp/", "agent_demo", true, true},
+	{"/demo/mcp?x=1", "agent_demo", true, true},
 	{"/other-agent/mcp", "", true, true}, // the gateway still answers first
-	{"/unknown", "", false, false},
-	{"/", "", false, false},
-	{"/loginx", "", false, false},
-	{"/oauth", "", false, false},
-	{"/authz/check", "", false, false}, // the HTTP check is never public
-	{"/authz/check/demo/mcp", "", false, false},
-	{"/admin/v1/agents", "", false, false},
-	{"/metrics", "", false, false},
-	{"/demo/mcp/extra", "", false, false},
-	{"/a/b/mcp", "", false, false},
-	{"/demo/mcpx", "", false, false},
+	{"/unknown", "", false, true},
+	{"/", "", false, true},
+	{"/loginx", "", false, true},
+	{"/oauth", "", false, true},
+	{"/authz/check", "", false, true}, // the HTTP check is never public
+	{"/authz/check/demo/mcp", "", false, true},
+	{"/admin/v1/agents", "", false, true},
+	{"/metrics", "", false, true},
+	{"/demo/mcp/extra", "", false, true},
+	{"/a/b/mcp", "", false, true},
+	{"/demo/mcpx", "", false, true},
 }
 
 // checkShipped adds this project's routing contract to validateBootstrap.
@@ -639,6 +672,11 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 		return errors.New("listener on port 8000 has no ext_authz filter")
 	}
 	var errs []error
+	for _, hdr := range clientIdentityHeaders {
+		if !clientHeaderStripped(public, hdr) {
+			errs = append(errs, fmt.Errorf("a client's %s header reaches the agent: header_mutation (before ext_authz) must remove every x-mcp-* request header", hdr))
+		}
+	}
 	for _, e := range routeExpectations {
 		got, err := route(public, "localhost:8000", e.path)
 		if err != nil {
@@ -663,8 +701,11 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 		}
 		if ra := got.route.GetRoute(); e.authz {
 			// An agent route: streaming must not be cut, the token must not leak.
-			if ra.GetTimeout() == nil || ra.GetTimeout().AsDuration() != 0 || ra.GetIdleTimeout() == nil || ra.GetIdleTimeout().AsDuration() != 0 {
-				errs = append(errs, fmt.Errorf("%s: agent route needs timeout: 0s and idle_timeout: 0s for SSE", where))
+			// Streams stay open: no route timeout, and an idle timeout long
+			// enough for a quiet SSE stream (0 = none, else at least 10m).
+			if idle := ra.GetIdleTimeout(); ra.GetTimeout() == nil || ra.GetTimeout().AsDuration() != 0 || idle == nil ||
+				(idle.AsDuration() != 0 && idle.AsDuration() < 10*time.Minute) {
+				errs = append(errs, fmt.Errorf("%s: agent route needs timeout: 0s and idle_timeout: 0s or ≥ 10m for SSE", where))
 			}
 			if !slices.Contains(got.route.GetRequestHeadersToRemove(), "authorization") {
 				errs = append(errs, fmt.Errorf("%s: agent route must remove authorization", where))
@@ -674,7 +715,7 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 			}
 		}
 		if got.cors {
-			if err := checkCORS(got.route); err != nil {
+			if err := checkCORS(got.corsPolicy); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			}
 		}
@@ -682,9 +723,9 @@ func checkShipped(b *bootstrapv3.Bootstrap) error {
 	return errors.Join(errs...)
 }
 
-func checkCORS(r *routev3.Route) error {
+func checkCORS(a *anypb.Any) error {
 	p := &corsv3.CorsPolicy{}
-	if err := r.GetTypedPerFilterConfig()[filterCORS].UnmarshalTo(p); err != nil {
+	if err := a.UnmarshalTo(p); err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(p.GetAllowOriginStringMatch(), func(m *matcherv3.StringMatcher) bool {
@@ -802,10 +843,46 @@ func httpFilter(t *testing.T, doc map[string]any, name string) map[string]any {
 	return nil
 }
 
+// routesOf lists the public virtual host's routes (maps shared with doc),
+// from its routes list or every RouteList of its matcher tree.
 func routesOf(t *testing.T, doc map[string]any) []any {
 	t.Helper()
 	vh := publicHCM(t, doc)["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)
-	return vh["routes"].([]any)
+	if rs, ok := vh["routes"].([]any); ok {
+		return rs
+	}
+	var out []any
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if tc, ok := x["typed_config"].(map[string]any); ok && tc["@type"] == "type.googleapis.com/envoy.config.route.v3.RouteList" {
+				out = append(out, tc["routes"].([]any)...)
+				return
+			}
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				walk(x[k])
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(vh["matcher"])
+	return out
+}
+
+// fallbackRoutes is the matcher's on_no_match RouteList (shared with doc).
+func fallbackRoutes(t *testing.T, doc map[string]any) []any {
+	t.Helper()
+	vh := publicHCM(t, doc)["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)
+	return vh["matcher"].(map[string]any)["on_no_match"].(map[string]any)["action"].(map[string]any)["typed_config"].(map[string]any)["routes"].([]any)
 }
 
 func namedRoute(t *testing.T, doc map[string]any, name string) map[string]any {
@@ -870,11 +947,11 @@ func TestValidationBites(t *testing.T) {
 			namedRoute(t, d, "oauth")["route"].(map[string]any)["cluster"] = ""
 		}, "invalid RouteAction.Cluster"},
 		{"empty cluster name in a definition", "envoy.yaml", func(t *testing.T, d map[string]any) {
-			namedCluster(t, d, "demo_agent")["name"] = ""
+			namedCluster(t, d, "agent_demo")["name"] = ""
 		}, "empty cluster name"},
 		{"route to a missing cluster", "envoy.yaml", func(t *testing.T, d map[string]any) {
-			namedRoute(t, d, "agent_demo")["route"].(map[string]any)["cluster"] = "demo_agnet"
-		}, `missing cluster "demo_agnet"`},
+			namedRoute(t, d, "agent_demo")["route"].(map[string]any)["cluster"] = "agent_demox"
+		}, `missing cluster "agent_demox"`},
 		{"ext_authz to a missing cluster", "envoy.yaml", func(t *testing.T, d map[string]any) {
 			tc := httpFilter(t, d, filterExtAuthz)["typed_config"].(map[string]any)
 			tc["grpc_service"].(map[string]any)["envoy_grpc"].(map[string]any)["cluster_name"] = "authz"
@@ -920,11 +997,18 @@ func TestValidationBites(t *testing.T) {
 			d["admin"].(map[string]any)["address"].(map[string]any)["socket_address"].(map[string]any)["address"] = "0.0.0.0"
 		}, "want a loopback address"},
 		{"catch-all moved to the front", "envoy.yaml", func(t *testing.T, d map[string]any) {
-			rs := routesOf(t, d)
-			last := rs[len(rs)-1]
-			copy(rs[1:], rs[:len(rs)-1])
-			rs[0] = last
-		}, "/oauth/token (route \"not_found\"): want cluster \"mcp_gateway_http\""},
+			rs := fallbackRoutes(t, d)
+			rs[0], rs[len(rs)-1] = rs[len(rs)-1], rs[0]
+		}, "/other-agent/mcp (route \"not_found\"): ext_authz enabled=false, want true"},
+		{"agent route as a prefix (catches /demo/mcpx)", "envoy.yaml", func(t *testing.T, d map[string]any) {
+			namedRoute(t, d, "agent_demo")["match"] = map[string]any{"prefix": "/demo/mcp"}
+		}, "/demo/mcpx (route \"agent_demo\"): want a 404"},
+		{"client x-mcp-* headers kept", "envoy-http-service.yaml", func(t *testing.T, d map[string]any) {
+			delete(httpFilter(t, d, filterHeaders), "typed_config")
+			httpFilter(t, d, filterHeaders)["typed_config"] = map[string]any{
+				"@type":     "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+				"mutations": map[string]any{"request_mutations": []any{map[string]any{"remove": "x-mcp-user"}}}}
+		}, "x-mcp-role"},
 		{"ext_authz left on for /oauth/", "envoy.yaml", func(t *testing.T, d map[string]any) {
 			delete(namedRoute(t, d, "oauth")["typed_per_filter_config"].(map[string]any), filterExtAuthz)
 		}, "/oauth/token (route \"oauth\"): ext_authz enabled=true, want false"},
@@ -934,7 +1018,7 @@ func TestValidationBites(t *testing.T) {
 		}, "/demo/mcp (route \"agent_demo\"): ext_authz enabled=false, want true"},
 		{"SSE cut by the default route timeout", "envoy.yaml", func(t *testing.T, d map[string]any) {
 			delete(namedRoute(t, d, "agent_demo")["route"].(map[string]any), "timeout")
-		}, "timeout: 0s and idle_timeout: 0s"},
+		}, "timeout: 0s and idle_timeout"},
 		{"token passed upstream", "envoy.yaml", func(t *testing.T, d map[string]any) {
 			delete(namedRoute(t, d, "agent_demo"), "request_headers_to_remove")
 		}, "must remove authorization"},
@@ -980,3 +1064,120 @@ func TestValidationBites(t *testing.T) {
 		})
 	}
 }
+
+// vhostRoutes lists every route of a virtual host: its routes list, or the
+// routes of each Route/RouteList action in its matcher tree.
+func vhostRoutes(vh *routev3.VirtualHost) ([]*routev3.Route, error) {
+	if vh.GetMatcher() == nil {
+		return vh.GetRoutes(), nil
+	}
+	var out []*routev3.Route
+	var walk func(m *xdsmatcherv3.Matcher) error
+	onMatch := func(om *xdsmatcherv3.Matcher_OnMatch) error {
+		if om == nil {
+			return nil
+		}
+		if om.GetMatcher() != nil {
+			return walk(om.GetMatcher())
+		}
+		rs, err := actionRoutes(om.GetAction())
+		out = append(out, rs...)
+		return err
+	}
+	walk = func(m *xdsmatcherv3.Matcher) error {
+		t := m.GetMatcherTree()
+		if t == nil {
+			return errors.New("only matcher_tree is simulated")
+		}
+		maps := []map[string]*xdsmatcherv3.Matcher_OnMatch{t.GetExactMatchMap().GetMap(), t.GetPrefixMatchMap().GetMap()}
+		for _, mp := range maps {
+			keys := make([]string, 0, len(mp))
+			for k := range mp {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				if err := onMatch(mp[k]); err != nil {
+					return err
+				}
+			}
+		}
+		return onMatch(m.GetOnNoMatch())
+	}
+	return out, walk(vh.GetMatcher())
+}
+
+func actionRoutes(a *xdscorev3.TypedExtensionConfig) ([]*routev3.Route, error) {
+	m, err := a.GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return nil, err
+	}
+	switch v := m.(type) {
+	case *routev3.RouteList:
+		return v.GetRoutes(), nil
+	case *routev3.Route:
+		return []*routev3.Route{v}, nil
+	}
+	return nil, fmt.Errorf("matcher action %T is not a Route or RouteList", m)
+}
+
+// matchTree runs Envoy's matcher on a request path (the :path header, query
+// included) and returns the routes of the action it selects. Only what the
+// builder uses is simulated: a matcher_tree on the :path header with an
+// exact or prefix (longest key wins) map, and on_no_match.
+func matchTree(m *xdsmatcherv3.Matcher, path string) ([]*routev3.Route, error) {
+	t := m.GetMatcherTree()
+	if t == nil {
+		return nil, errors.New("only matcher_tree is simulated")
+	}
+	in := &matcherv3.HttpRequestHeaderMatchInput{}
+	if err := t.GetInput().GetTypedConfig().UnmarshalTo(in); err != nil || in.GetHeaderName() != ":path" {
+		return nil, fmt.Errorf("matcher input must be the :path header (%v)", err)
+	}
+	var hit *xdsmatcherv3.Matcher_OnMatch
+	switch {
+	case t.GetExactMatchMap() != nil:
+		hit = t.GetExactMatchMap().GetMap()[path]
+	case t.GetPrefixMatchMap() != nil:
+		best := -1
+		for k, om := range t.GetPrefixMatchMap().GetMap() {
+			if strings.HasPrefix(path, k) && len(k) > best {
+				best, hit = len(k), om
+			}
+		}
+	default:
+		return nil, errors.New("only exact and prefix match maps are simulated")
+	}
+	if hit == nil {
+		hit = m.GetOnNoMatch()
+	}
+	if hit == nil {
+		return nil, nil
+	}
+	if hit.GetMatcher() != nil {
+		return matchTree(hit.GetMatcher(), path)
+	}
+	return actionRoutes(hit.GetAction())
+}
+
+// clientHeaderStripped reports whether the header_mutation filter (which
+// runs before ext_authz) removes a request header of this name.
+func clientHeaderStripped(h *hcmOf, name string) bool {
+	hm, ok := h.filters[filterHeaders].(*headermutationv3.HeaderMutation)
+	if !ok {
+		return false
+	}
+	for _, m := range hm.GetMutations().GetRequestMutations() {
+		if strings.EqualFold(m.GetRemove(), name) {
+			return true
+		}
+		if km := m.GetRemoveOnMatch().GetKeyMatcher(); km != nil && stringMatches(km, strings.ToLower(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIdentityHeaders: any x-mcp-* a client sends must not reach an agent
+// (issue 10 item 7), whatever its name.
+var clientIdentityHeaders = []string{"x-mcp-user", "X-MCP-Agent", "x-mcp-client-id", "x-mcp-scope", "x-mcp-credential", "x-mcp-role", "X-Mcp-Tenant", "x-mcp-"}

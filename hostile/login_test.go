@@ -29,30 +29,7 @@ import (
 const deviceCookie = "mcpgw_device"
 
 func TestHostileLogin(t *testing.T) {
-	cases := loginAttacks()
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					g := newGW(t, b, c.tweak)
-					r := c.run(t, g)
-					if !g.attacking.Load() {
-						t.Fatal("the case never called g.begin()")
-					}
-					writes := g.end()
-					c.want.verify(t, g, r)
-					if !maps.Equal(writes, c.want.writes) && (len(writes) > 0 || len(c.want.writes) > 0) {
-						t.Errorf("store writes during the attack: %v, want %v", writes, c.want.writes)
-					}
-					if c.then != nil && !t.Failed() {
-						c.then(t, g, r)
-					}
-					g.assertNoSecretsLogged(t)
-				})
-			}
-		})
-	}
+	runAttacks(t, loginAttacks())
 }
 
 // behind: every login attempt comes through a trusted proxy on 127.0.0.1,

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -57,6 +58,9 @@ type attack struct {
 	run   func(t *testing.T, g *gw) *reply // setup, g.begin(), the attack
 	want  want
 	then  func(t *testing.T, g *gw, r *reply) // afterwards: what the attack did not achieve
+	// oauth, when set, adjusts the authorization server's options (e.g. a
+	// document server for CIMD cases).
+	oauth func(g *gw, o *oauthsrv.Options)
 }
 
 func TestHostileMatrix(t *testing.T) {
@@ -81,7 +85,7 @@ func runAttacks(t *testing.T, cases []attack) {
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
 					t.Parallel()
-					g := newGW(t, b, c.tweak)
+					g := newGWWith(t, b, gwOptions{cfg: c.tweak, oauth: c.oauth})
 					r := c.run(t, g)
 					if !g.attacking.Load() {
 						t.Fatal("the case never called g.begin()")

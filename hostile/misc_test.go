@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -37,29 +36,12 @@ type miscCase struct {
 
 // TestHostileMisc runs these cases as TestHostileMatrix runs the matrix.
 func TestHostileMisc(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			for _, c := range miscCases() {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					g := newGWWith(t, b, gwOptions{cfg: c.tweak, oauth: c.oauth})
-					r := c.run(t, g)
-					if !g.attacking.Load() {
-						t.Fatal("the case never called g.begin()")
-					}
-					writes := g.end()
-					c.want.verify(t, g, r)
-					if !maps.Equal(writes, c.want.writes) && (len(writes) > 0 || len(c.want.writes) > 0) {
-						t.Errorf("store writes during the attack: %v, want %v", writes, c.want.writes)
-					}
-					if c.then != nil && !t.Failed() {
-						c.then(t, g, r)
-					}
-					g.assertNoSecretsLogged(t)
-				})
-			}
-		})
+	var cases []attack
+	for _, c := range miscCases() {
+		c.attack.oauth = c.oauth
+		cases = append(cases, c.attack)
 	}
+	runAttacks(t, cases)
 }
 
 // bodyTimeout is the slow-body cases' http_limits.body_timeout: short, so

@@ -80,6 +80,36 @@ var (
 		Name: "mcp_gateway_slow_bodies_total",
 		Help: "Request bodies cut off by the HTTP listeners: timeout (not received within http.body_timeout) or busy (over http.max_body_reads, answered 503).",
 	}, []string{"result"})
+	// The xDS control plane (package xds). type: listener|route|cluster.
+	XDSStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mcp_gateway_xds_connected_streams",
+		Help: "Envoy ADS streams connected to this replica.",
+	})
+	XDSPushes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_xds_pushes_total",
+		Help: "xDS responses sent to Envoys, by resource type.",
+	}, []string{"type"})
+	XDSPushBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_xds_pushed_bytes_total",
+		Help: "Bytes of xDS responses sent to Envoys, by resource type.",
+	}, []string{"type"})
+	XDSAcks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_xds_acks_total",
+		Help: "xDS responses Envoys accepted, by resource type.",
+	}, []string{"type"})
+	XDSNacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_xds_nacks_total",
+		Help: "xDS responses Envoys rejected (NACK; the error is logged), by resource type.",
+	}, []string{"type"})
+	XDSSnapshotVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mcp_gateway_xds_snapshot_version",
+		Help: "1 for the version of each resource type this replica serves (a content hash, equal on every replica).",
+	}, []string{"type", "version"})
+	XDSBuildSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "mcp_gateway_xds_build_duration_seconds",
+		Help:    "Time to build an xDS snapshot from the registry.",
+		Buckets: []float64{.0001, .001, .005, .01, .05, .1, .25, .5, 1, 2.5},
+	})
 )
 
 func init() {
@@ -89,5 +119,6 @@ func init() {
 		Decisions, DecisionSeconds, OAuthRequests, TokensIssued, TokensRevoked,
 		Registrations, StoreErrors, StoreSeconds, CacheLookups, RateLimited,
 		SlowBodies, PolicyDecisions,
+		XDSStreams, XDSPushes, XDSPushBytes, XDSAcks, XDSNacks, XDSSnapshotVersion, XDSBuildSeconds,
 	)
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/netguard"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -48,37 +49,9 @@ func cimdErrorf(format string, a ...any) error { return &cimdError{msg: fmt.Spri
 // errBlockedAddress: the dialled address is loopback, private, link-local…
 var errBlockedAddress = errors.New("address not allowed")
 
-// blockedPrefixes are never fetched unless cimd.allowed_hosts names them:
-// loopback, RFC 1918, CGNAT, link-local (cloud metadata 169.254.169.254),
-// ULA, multicast, unspecified, reserved and documentation ranges, and the
-// IPv6 transition prefixes that embed an IPv4 address.
-var blockedPrefixes = func() []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range []string{
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-		"192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-		"198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-		"::/96", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
-		"2001::/32", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-	} {
-		out = append(out, netip.MustParsePrefix(p))
-	}
-	return out
-}()
-
-func blockedAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() || a.IsPrivate() || a.IsMulticast() ||
-		a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
-		return true
-	}
-	for _, p := range blockedPrefixes {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+// blockedAddr: anything but a public unicast address (netguard, shared
+// with the agent-upstream guard) unless cimd.allowed_hosts names it.
+func blockedAddr(a netip.Addr) bool { return netguard.NotPublic(a) }
 
 type cimdEntry struct {
 	c   *store.Client

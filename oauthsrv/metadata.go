@@ -28,6 +28,9 @@ type asMetadata struct {
 	AuthorizationResponseIssSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	// CIMDSupported: URL client_ids are Client ID Metadata Documents.
 	CIMDSupported bool `json:"client_id_metadata_document_supported,omitempty"`
+	// Introspection (RFC 7662), for resource servers holding an agent key.
+	IntrospectionEndpoint            string   `json:"introspection_endpoint,omitempty"`
+	IntrospectionEndpointAuthMethods []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
 }
 
 // prmDocument is the RFC 9728 protected resource metadata.
@@ -56,6 +59,8 @@ func (s *Server) buildMetadata() error {
 		ScopesSupported:                   s.scopes,
 		AuthorizationResponseIssSupported: true,
 		CIMDSupported:                     s.cfg.CIMD.Enabled,
+		IntrospectionEndpoint:             s.introspectionURL(),
+		IntrospectionEndpointAuthMethods:  s.introspectionAuthMethods(),
 	})
 	if err != nil {
 		return fmt.Errorf("oauthsrv: metadata: %w", err)

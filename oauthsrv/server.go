@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -63,6 +65,10 @@ type Options struct {
 	// CIMDRootCAs are the trust roots for fetching Client ID Metadata
 	// Documents; nil: the system roots (tests pass their TLS server's).
 	CIMDRootCAs *x509.CertPool
+	// Introspector answers /oauth/introspect (RFC 7662); nil: no endpoint.
+	Introspector Introspector
+	// Tracer, when set, traces every endpoint (tracing.go); nil: off.
+	Tracer trace.Tracer
 }
 
 // Server is the authorization server. Build it with New.
@@ -93,11 +99,14 @@ type Server struct {
 	corsAny     bool
 	corsOrigins map[string]bool
 
-	login   LoginProvider
-	cimd    *cimdResolver // nil: URL client ids are looked up as registrations
-	pages   *pages
-	asMeta  []byte // RFC 8414 document, built once
-	prmRoot []byte // RFC 9728 document for the base URL
+	login      LoginProvider
+	introspect Introspector  // nil: no /oauth/introspect
+	cimd       *cimdResolver // nil: URL client ids are looked up as registrations
+	pages      *pages
+	asMeta     []byte // RFC 8414 document, built once
+	prmRoot    []byte // RFC 9728 document for the base URL
+
+	tracer trace.Tracer // nil: tracing off
 }
 
 // New checks opts and builds the server.
@@ -129,6 +138,9 @@ func New(opts Options) (*Server, error) {
 		secure:     base.Scheme == "https",
 		scopes:     cfg.ScopeNames(),
 		baseScopes: (&store.Agent{Rules: configRules(cfg)}).BaseScopes(cfg.ScopeNames()),
+
+		introspect: opts.Introspector,
+		tracer:     opts.Tracer,
 	}
 	s.basePath = strings.TrimSuffix(base.Path, "/")
 	if s.log == nil {
@@ -202,7 +214,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	get := "GET, HEAD, OPTIONS"
 	post := "POST, OPTIONS"
-	handle := func(path, endpoint string, h http.Handler) { mux.Handle(path, instrument(endpoint, h)) }
+	handle := func(path, endpoint string, h http.Handler) {
+		mux.Handle(path, s.traced(path, endpoint, instrument(endpoint, h)))
+	}
 
 	handle("/.well-known/oauth-authorization-server", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
 	handle("/.well-known/oauth-authorization-server/", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
@@ -212,6 +226,9 @@ func (s *Server) Handler() http.Handler {
 	handle("/oauth/register", "register", s.cors(post, http.HandlerFunc(s.handleRegister)))
 	handle("/oauth/token", "token", s.cors(post, http.HandlerFunc(s.handleToken)))
 	handle("/oauth/revoke", "revoke", s.cors(post, http.HandlerFunc(s.handleRevoke)))
+	if s.introspect != nil {
+		handle("/oauth/introspect", "introspect", http.HandlerFunc(s.handleIntrospect))
+	}
 	handle("/oauth/authorize", "authorize", http.HandlerFunc(s.handleAuthorize))
 	handle("/consent", "consent", http.HandlerFunc(s.handleConsent))
 	handle("/account", "account", http.HandlerFunc(s.handleAccount))

@@ -211,6 +211,9 @@ type Agent struct {
 	Limits   *Limits   `json:"limits,omitempty"` // per-user request limits (policy.go); nil = none
 	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
 	Created  time.Time `json:"created_at,omitzero"`
+	// UpstreamAuth: a header with a shared secret added on allow (a
+	// reference to the secret only); nil: none.
+	UpstreamAuth *UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
 // Allows reports whether user may use the agent.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,8 +16,11 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mcpgateway/mcp-gateway/agentauth"
+	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -51,6 +55,10 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cfg.Listen = config.Listen{HTTP: *listen, GRPC: *grpcAddr, Admin: *adminAddr}
+	// Dev mode is its own proxy: no ADS server. Agents on this machine
+	// (the demo agent, one you run) are its normal upstreams.
+	cfg.XDS.Listen = ""
+	cfg.XDS.AllowedUpstreamHosts = append(cfg.XDS.AllowedUpstreamHosts, "127.0.0.0/8", "::1", "localhost")
 	if *publicURL != "" {
 		cfg.PublicURL = *publicURL
 	} else if _, set := os.LookupEnv("MCPGW_PUBLIC_URL"); !set {
@@ -83,14 +91,20 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	log := newLogger()
-	// The demo agent: a real MCP server on a private loopback port.
+	// The demo agent: a real MCP server on a private loopback port. It
+	// verifies every request's assertion against the JWKS this process
+	// serves on its public port.
+	verifier, err := demoVerifier(cfg.PublicURL, "http://"+loopback(*listen)+assertion.JWKSPath, devAgent)
+	if err != nil {
+		return err
+	}
 	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("demo agent: %w", err)
 	}
 	agentCtx, stopAgent := context.WithCancel(context.Background())
 	agentDone := make(chan error, 1)
-	go func() { agentDone <- demoagent.Serve(agentCtx, agentLn, log) }()
+	go func() { agentDone <- demoagent.Serve(agentCtx, agentLn, log, verifier) }()
 	defer func() { stopAgent(); <-agentDone }()
 	if !hasAgent(cfg, devAgent) {
 		// The demo's tool policy: admin_echo needs mcp:admin, which mcp
@@ -135,7 +149,7 @@ MCP Gateway dev mode
 func devHandler(g *gateway) http.Handler {
 	oauth := g.httpHandler()
 	gated := proxy.New(proxy.Options{
-		Decider: g.authz,
+		Decider: g.authz.TracingDecider(),
 		Upstream: func(ctx context.Context, id string) (*url.URL, error) {
 			a, err := g.authz.GetAgent(ctx, id)
 			if err != nil {
@@ -157,13 +171,11 @@ func devHandler(g *gateway) http.Handler {
 	})
 }
 
+// isGatewayPath: the shared route table (internal/routes), which the Envoy
+// builder uses too, so /accounting/mcp is an agent here as it is in Envoy.
 func isGatewayPath(p string) bool {
-	for _, prefix := range []string{"/oauth/", "/.well-known/", "/authz/check", "/login", "/consent", "/account"} {
-		if strings.HasPrefix(p, prefix) {
-			return true
-		}
-	}
-	return false
+	_, ok := routes.GatewayRoute(p, true)
+	return ok
 }
 
 func hasAgent(cfg *config.Config, id string) bool {
@@ -185,8 +197,43 @@ func addrOr(a net.Addr, def string) string {
 func runDemoAgent(ctx context.Context, args []string, _ io.Writer) error {
 	fs := flag.NewFlagSet("demo-agent", flag.ContinueOnError)
 	addr := fs.String("listen", ":3000", "listen address; the MCP endpoint is /mcp")
+	issuer := fs.String("issuer", os.Getenv("MCPGW_PUBLIC_URL"), "the gateway's public URL, whose x-mcp-identity assertions are required (env MCPGW_PUBLIC_URL)")
+	agents := fs.String("agents", devAgent, "comma-separated agent ids this server backs (the assertion's audience is <issuer>/<id>/mcp)")
+	jwksURL := fs.String("jwks-url", "", "where to fetch the gateway's public keys (default <issuer>"+assertion.JWKSPath+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return demoagent.ListenAndServe(ctx, *addr)
+	if *issuer == "" {
+		return errors.New("--issuer (or MCPGW_PUBLIC_URL) is required: the demo agent accepts only requests carrying the gateway's identity assertion")
+	}
+	v, err := demoVerifier(*issuer, *jwksURL, strings.Split(*agents, ",")...)
+	if err != nil {
+		return err
+	}
+	return demoagent.ListenAndServe(ctx, *addr, v)
+}
+
+// demoVerifier checks assertions from the gateway at issuer for the agents.
+func demoVerifier(issuer, jwksURL string, agents ...string) (*agentauth.Verifier, error) {
+	issuer = strings.TrimRight(issuer, "/")
+	var auds []string
+	for _, a := range agents {
+		if a = strings.TrimSpace(a); a != "" {
+			auds = append(auds, issuer+"/"+a+"/mcp")
+		}
+	}
+	return agentauth.New(agentauth.Options{Issuer: issuer, Audiences: auds, JWKSURL: jwksURL})
+}
+
+// loopback turns a listen address into one to dial: an unspecified host
+// (":8000", "0.0.0.0:8000") is reached on 127.0.0.1.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

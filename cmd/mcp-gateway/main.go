@@ -23,11 +23,12 @@ var commands = map[string]command{
 	"dev":           {runDev, "all-in-one dev mode on one port with a demo agent and a built-in proxy"},
 	"demo-agent":    {runDemoAgent, "run the demo MCP server on its own (--listen :3000)"},
 	"agents":        {runAgents, "manage agents through the admin API (create, list, get, delete)"},
-	"keys":          {runKeys, "manage API keys through the admin API (create, list, revoke)"},
+	"keys":          {runKeys, "manage API keys through the admin API (create, list, revoke); gen-assertion writes an identity-assertion key"},
 	"clients":       {runClients, "list and delete registered OAuth clients through the admin API"},
 	"nginx-config":  {runNginxConfig, "print the nginx agents include for the registry (--config, --out)"},
 	"istio-config":  {runIstioConfig, "print the Istio VirtualService for the registry (--config, --host)"},
 	"hash-password": {runHashPassword, "print a bcrypt hash for a built-in user's password (read from stdin)"},
+	"envoy-config":  {runEnvoyConfig, "print an Envoy bootstrap for the registry (static, or --ads for the control plane)"},
 	"healthcheck":   {runHealthcheck, "exit 0 when the admin /healthz answers 200 (for container healthchecks)"},
 	"version":       {runVersion, "print the version"},
 }
@@ -59,7 +60,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mcp-gateway <command> [flags]\n\ncommands:")
-	for _, name := range []string{"serve", "dev", "demo-agent", "agents", "keys", "clients", "nginx-config", "istio-config", "hash-password", "healthcheck", "version"} {
+	for _, name := range []string{"serve", "dev", "demo-agent", "agents", "keys", "clients", "envoy-config", "nginx-config", "istio-config", "hash-password", "healthcheck", "version"} {
 		fmt.Fprintf(w, "  %-14s %s\n", name, commands[name].usage)
 	}
 }

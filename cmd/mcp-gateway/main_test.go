@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"strings"
 	"testing"
 
@@ -44,11 +45,27 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestDevRoutesTheContract: dev mode sends each path of the shared routing
+// contract where the Envoy builder does (envoy/xds_test.go asserts the
+// same table against the xDS output).
+func TestDevRoutesTheContract(t *testing.T) {
+	for _, e := range routes.Contract {
+		if got := isGatewayPath(e.Path); got != (e.Gateway != "") {
+			t.Errorf("dev: %s goes to the authorization server = %v, want %v", e.Path, got, e.Gateway != "")
+		}
+		if id, ok := routes.Agent(e.Path); e.Agent != "" && (!ok || id != e.Agent) {
+			t.Errorf("dev: %s is not agent %s's path", e.Path, e.Agent)
+		}
+	}
+}
+
 func TestDevGatewayPaths(t *testing.T) {
 	for p, want := range map[string]bool{
 		"/oauth/token": true, "/.well-known/oauth-authorization-server": true, "/login": true,
 		"/login/callback": true, "/consent": true, "/account/keys": true, "/authz/check/demo/mcp": true,
 		"/demo/mcp": false, "/": false, "/oauthx/mcp": false,
+		// Agents whose ids begin with a gateway path (issue 10, also found).
+		"/accounting/mcp": false, "/loginx/mcp": false, "/consents/mcp": false, "/authz/checker/mcp": false,
 	} {
 		if isGatewayPath(p) != want {
 			t.Errorf("isGatewayPath(%q) = %v", p, !want)

@@ -11,7 +11,8 @@ import (
 )
 
 // runServe runs the production gateway: the gRPC Check for Envoy/Istio, the
-// HTTP authorization server and check endpoint, and the admin listener.
+// HTTP authorization server and check endpoint, the admin listener, and the
+// ADS server that gives Envoy its routes (xds.listen).
 func runServe(ctx context.Context, args []string, _ io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", os.Getenv("MCPGW_CONFIG"), "YAML config file (env MCPGW_CONFIG); MCPGW_* variables override its fields")
@@ -29,9 +30,13 @@ func runServe(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return g.run(ctx, []listener{
+	ls := []listener{
 		{name: "http", addr: cfg.Listen.HTTP, http: g.httpHandler()},
 		{name: "grpc", addr: cfg.Listen.GRPC},
 		{name: "admin", addr: cfg.Listen.Admin, http: g.admin.Handler()},
-	}, *drain, *grace/2, *grace, nil)
+	}
+	if g.xds != nil {
+		ls = append(ls, listener{name: "xds", addr: cfg.XDS.Listen, serve: g.xds.Serve})
+	}
+	return g.run(ctx, ls, *drain, *grace/2, *grace, nil)
 }

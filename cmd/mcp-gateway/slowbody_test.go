@@ -121,7 +121,7 @@ func streamingUpstream(t *testing.T, n int) *httptest.Server {
 }
 
 // TestDevModeStreamsOutliveBodyDeadlines: with a 300 ms body deadline and
-// idle timeout, the demo agent's standalone SSE stream (GET /demo/mcp) and
+// idle timeout, the demo agent's subscriptions/listen stream and
 // a POST whose answer streams for 2 s both stay open through dev mode's
 // proxy, while a slow body on the public and on the admin listener is cut
 // off with 408.
@@ -131,21 +131,16 @@ func TestDevModeStreamsOutliveBodyDeadlines(t *testing.T) {
 	c := &http.Client{Timeout: devFailsafe}
 	demoKey, streamKey := agentKey(t, c, admin, "demo"), agentKey(t, c, admin, "stream")
 
-	// The standalone SSE stream to the demo agent.
+	// A long-lived stream to the demo agent: it is stateless, so the stream
+	// is a 2026-07-28 subscriptions/listen POST (its first event acknowledges
+	// the subscription).
 	mcpURL := base + "/demo/mcp"
-	resp, body := mcpPost(t, c, mcpURL, demoKey, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"slow-body-test","version":"1"}}}`)
-	session := resp.Header.Get("Mcp-Session-Id")
-	if resp.StatusCode != http.StatusOK || session == "" {
-		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
-	}
-	if resp, body := mcpPost(t, c, mcpURL, demoKey, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); resp.StatusCode/100 != 2 {
-		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
-	}
-	sreq, _ := http.NewRequest(http.MethodGet, mcpURL, nil)
+	sreq, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"slow-body-test","version":"1"}}}}`))
 	sreq.Header.Set("Authorization", "Bearer "+demoKey)
-	sreq.Header.Set("Accept", "text/event-stream")
-	sreq.Header.Set("Mcp-Session-Id", session)
-	sreq.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	sreq.Header.Set("Content-Type", "application/json")
+	sreq.Header.Set("Accept", "application/json, text/event-stream")
+	sreq.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	sreq.Header.Set("Mcp-Method", "subscriptions/listen")
 	sresp, err := (&http.Client{}).Do(sreq)
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +149,19 @@ func TestDevModeStreamsOutliveBodyDeadlines(t *testing.T) {
 	if sresp.StatusCode != http.StatusOK || !strings.HasPrefix(sresp.Header.Get("Content-Type"), "text/event-stream") {
 		t.Fatalf("SSE stream: %d %s", sresp.StatusCode, sresp.Header.Get("Content-Type"))
 	}
+	sbody := bufio.NewReader(sresp.Body)
+	for {
+		line, err := sbody.ReadString('\n')
+		if err != nil {
+			t.Fatalf("SSE stream ended before its acknowledgement: %v", err)
+		}
+		if strings.Contains(line, "notifications/subscriptions/acknowledged") {
+			break
+		}
+	}
 	ended := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(io.Discard, bufio.NewReader(sresp.Body))
+		_, err := io.Copy(io.Discard, sbody)
 		ended <- err
 	}()
 
@@ -164,7 +169,7 @@ func TestDevModeStreamsOutliveBodyDeadlines(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, base+"/stream/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`))
 	req.Header.Set("Authorization", "Bearer "+streamKey)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err = c.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,14 +189,14 @@ func TestDevModeStreamsOutliveBodyDeadlines(t *testing.T) {
 		}
 	}
 
-	// The SSE stream outlived all of it, and the session still works.
+	// The SSE stream outlived all of it, and the agent still answers.
 	select {
 	case err := <-ended:
 		t.Fatalf("the SSE stream ended: %v", err)
 	default:
 	}
 	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"still here"}}}`
-	if resp, body := mcpPost(t, c, mcpURL, demoKey, session, call); resp.StatusCode != http.StatusOK || !strings.Contains(body, "still here") {
+	if resp, body := mcpPost(t, c, mcpURL, demoKey, "", call); resp.StatusCode != http.StatusOK || !strings.Contains(body, "still here") {
 		t.Fatalf("tool call after the deadlines: %d %s", resp.StatusCode, body)
 	}
 	select {

@@ -204,6 +204,9 @@ func cloneAgent(a *store.Agent) *store.Agent {
 	n := *a
 	n.Users = slices.Clone(a.Users)
 	n.Scopes = slices.Clone(a.Scopes)
+	if a.UpstreamAuth != nil {
+		n.UpstreamAuth = clone(a.UpstreamAuth)
+	}
 	return &n
 }
 

@@ -57,6 +57,7 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"Revocations", testRevocations},
 		{"Keys", testKeys},
 		{"Agents", testAgents},
+		{"AgentUpstreamAuth", testAgentUpstreamAuth},
 		{"RateLimit", testRateLimit},
 		{"Markers", testMarkers},
 		{"Events", testEvents},
