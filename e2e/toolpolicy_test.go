@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -151,7 +152,12 @@ func TestGoSDKToolPolicyKeys(t *testing.T) {
 // 403 whose body says why (the policy cannot read its method).
 func TestToolPolicyThroughNginx(t *testing.T) {
 	gw := startServe(t, nil)
-	body := `{"id":"ruled","owner":"alice","upstream":"http://` + gw.AgentAddr + `/mcp","rules":[{"name":"admin","method":"tools/call","target":"admin_*","scopes":["mcp:admin"]}]}`
+	// A demo agent of its own, accepting the identity assertion for "ruled".
+	addr := freeAddr(t)
+	p := startProc(t, "ruled-agent", filepath.Join(gw.Dir, "ruled-agent.log"), childEnv(nil), gatewayBin(), "demo-agent", "--listen", addr,
+		"--issuer", gw.PublicURL, "--agents", "ruled", "--jwks-url", gw.HTTPURL+"/.well-known/jwks.json")
+	waitReady(t, p, "/healthz", httpOK("http://"+addr+"/healthz"))
+	body := `{"id":"ruled","owner":"alice","upstream":"http://` + addr + `/mcp","rules":[{"name":"admin","method":"tools/call","target":"admin_*","scopes":["mcp:admin"]}]}`
 	req, _ := http.NewRequest(http.MethodPost, gw.AdminURL+"/admin/v1/agents", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+gw.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
