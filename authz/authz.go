@@ -86,6 +86,9 @@ type Authorizer struct {
 	scopes    []string
 	scopeStr  string
 	implies   map[string][]string
+	// baseScopes are the gateway's scopes but those the static agents'
+	// rules require: what an agent without its own scopes is based on.
+	baseScopes []string
 
 	ring    *token.Ring
 	assert  *assertion.Signer
@@ -221,6 +224,11 @@ func New(opts Options) (*Authorizer, error) {
 	if a.now == nil {
 		a.now, a.realClock = time.Now, true
 	}
+	var rules []store.Rule
+	for _, ag := range opts.StaticAgents {
+		rules = append(rules, ag.Rules...)
+	}
+	a.baseScopes = (&store.Agent{Rules: rules}).BaseScopes(a.scopes)
 	a.ch401 = `Bearer realm="MCP", resource_metadata="` + a.prmBase
 	for i := range opts.StaticAgents {
 		ag := opts.StaticAgents[i] // copy: the caller's slice stays theirs
@@ -260,7 +268,7 @@ func validScope(s string) bool {
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 	// Only well-formed scope tokens: they end up in a quoted challenge.
 	var base []string
-	for _, s := range ag.BaseScopes(a.scopes) {
+	for _, s := range ag.BaseScopes(a.baseScopes) {
 		if validScope(s) {
 			base = append(base, s)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/store/redistest"
+	"github.com/mcpgateway/mcp-gateway/token"
 )
 
 // countingLimiter counts the store calls the limits make.
@@ -130,5 +131,24 @@ func TestAuditNamesOperation(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("audit lacks %s:\n%s", want, logs)
 		}
+	}
+}
+
+// TestRuleScopesNotInOtherAgentsBase: a scope that a static agent's rule
+// requires is not part of other agents' base scopes, so an unrestricted key
+// elsewhere does not hold it (dev mode's mcp:admin).
+func TestRuleScopesNotInOtherAgentsBase(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Scopes = []string{"mcp", "mcp:admin"}
+		o.StaticAgents = []store.Agent{{ID: "demo", Owner: "demo", Rules: []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}}
+	})
+	bak := e.addKey("bakAlphaBase", token.PrefixAgentKey, store.APIKey{Kind: store.KeyAgent, Agent: "alpha", User: "alice"})
+	d := decideDirect(e.a, "POST", "/alpha/mcp", auth(bak))
+	if !d.Allow || d.Identity.Scope != "mcp" {
+		t.Fatalf("unrestricted key on alpha: %v scope %q, want mcp", d.Allow, d.Identity.Scope)
+	}
+	d = decideDirect(e.a, "POST", "/alpha/mcp", nil)
+	if ch := header(d, "www-authenticate"); !strings.Contains(ch, `scope="mcp"`) {
+		t.Fatalf("401 challenge %q", ch)
 	}
 }

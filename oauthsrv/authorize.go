@@ -275,7 +275,7 @@ func (s *Server) allowedScopes(a *store.Agent) (grantable, base []string) {
 	if a == nil {
 		return s.scopes, s.baseScopes
 	}
-	return a.GrantableScopes(s.scopes), a.BaseScopes(s.scopes)
+	return a.GrantableScopes(s.baseScopes), a.BaseScopes(s.baseScopes)
 }
 
 // grantScope is the scope authorize grants: the requested scopes that are

@@ -139,7 +139,7 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 			writeUnavailable(w)
 			return
 		}
-		scopes = a.BaseScopes(s.scopes) // rule scopes are asked for in 403 challenges
+		scopes = a.BaseScopes(s.baseScopes) // rule scopes are asked for in 403 challenges
 		name = a.Name
 	}
 	b, err := json.Marshal(s.prm(s.agentURL(id), scopes, name))

@@ -88,10 +88,10 @@ type Server struct {
 	browserCookie string
 
 	scopes []string // supported scopes, config order
-	// baseScopes are granted when a gateway-wide request names none (and
-	// listed by the root resource metadata): the gateway's scopes but those
-	// the config's agents' tool policies require, which are asked for on
-	// demand, after a 403 names them.
+	// baseScopes are the gateway's scopes but those the config's agents'
+	// tool policies require (asked for on demand, after a 403 names them):
+	// granted when a gateway-wide request names none, listed by the root
+	// resource metadata, and the base of every agent without its own scopes.
 	baseScopes []string
 	proxies    []netip.Prefix
 	hops       int // trusted_hops: X-Forwarded-For entries our proxies append

@@ -133,9 +133,14 @@ func TestGatewayWideDefaultLeavesRuleScopes(t *testing.T) {
 	if tok["scope"] != "mcp" {
 		t.Fatalf("default gateway-wide grant %v, want mcp", tok["scope"])
 	}
-	m := readJSON(t, e.get("/.well-known/oauth-protected-resource"))
-	if got := m["scopes_supported"].([]any); len(got) != 1 || got[0] != "mcp" {
-		t.Fatalf("root scopes_supported %v", got)
+	for _, path := range []string{"", "/demo/mcp"} { // the root, and an agent without rules of its own
+		m := readJSON(t, e.get("/.well-known/oauth-protected-resource"+path))
+		if got := m["scopes_supported"].([]any); len(got) != 1 || got[0] != "mcp" {
+			t.Fatalf("%q: scopes_supported %v", path, got)
+		}
+	}
+	if _, tok := e.browser().authorizeScope(e.register("demo"), e.url+"/demo/mcp", "mcp mcp:admin"); tok["scope"] != "mcp" {
+		t.Fatalf("demo agent granted %v: mcp:admin guards another agent's tool", tok["scope"])
 	}
 }
 
