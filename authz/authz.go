@@ -137,6 +137,7 @@ type agentInfo struct {
 	upstream    *store.UpstreamAuth
 	upstreamBad bool
 	rules       []ruleInfo
+	badPolicy   bool          // the stored rules are invalid: refuse (503) rather than guess
 	limits      *store.Limits // nil when the agent has none
 	// Policy metrics: no rule matched (allow), rate limited.
 	cNoRule, cLimited prometheus.Counter

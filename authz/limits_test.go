@@ -152,3 +152,19 @@ func TestRuleScopesNotInOtherAgentsBase(t *testing.T) {
 		t.Fatalf("401 challenge %q", ch)
 	}
 }
+
+// TestInvalidStoredPolicyFailsClosed: a rule record the admin API would
+// refuse (written to the store by other means) refuses every operation on
+// the agent instead of never matching.
+func TestInvalidStoredPolicyFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	bad := &store.Agent{ID: "badrules", Owner: "alice", Rules: []store.Rule{{Method: "tools/call", Target: "admin_[", Scopes: []string{"mcp:admin"}}}}
+	if err := e.st.PutAgent(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	h := auth(e.mint("", "alice"))
+	h["mcp-protocol-version"], h["mcp-method"], h["mcp-name"] = "2026-07-28", "tools/call", "admin_x"
+	if d := decideDirect(e.a, "POST", "/badrules/mcp", h); d.Allow || d.Status != 503 {
+		t.Fatalf("invalid stored policy: %v %d %s, want 503", d.Allow, d.Status, d.Reason)
+	}
+}

@@ -71,7 +71,7 @@ func globMatch(pattern string, glob bool, s string) bool {
 	if !glob {
 		return pattern == s
 	}
-	ok, _ := path.Match(pattern, s) // patterns were validated
+	ok, _ := path.Match(pattern, s) // validated; a bad one marks the agent badPolicy
 	return ok
 }
 
@@ -102,6 +102,12 @@ func (a *Authorizer) satisfiers(s string) []string {
 func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 	if len(ai.agent.Rules) == 0 {
 		return
+	}
+	// Records are validated when written; one that is not (edited in the
+	// store by hand) must not fail open through a pattern that never matches.
+	if err := store.ValidateRules(ai.agent.Rules); err != nil {
+		ai.badPolicy = true
+		a.log.Error("authz: the agent's tool policy is invalid: every operation on it is refused", "agent", id, "err", err)
 	}
 	ai.rules = make([]ruleInfo, len(ai.agent.Rules))
 	for i := range ai.agent.Rules {
@@ -153,6 +159,9 @@ type caller struct {
 func (a *Authorizer) applyPolicy(ctx context.Context, r *Request, d *Decision, ai *agentInfo, c *caller, now time.Time) reason {
 	if len(ai.rules) == 0 && ai.limits == nil {
 		return rOK
+	}
+	if ai.badPolicy {
+		return rUnavailable
 	}
 	var op mcpOp
 	if len(ai.rules) > 0 || ai.limits.PerTool > 0 {
