@@ -95,6 +95,7 @@ func TestAgentPolicyValidated(t *testing.T) {
 		"agents: [{id: a, owner: x, rules: [{method: tools/call}]}]":                              "rules[0]",
 		"agents: [{id: a, owner: x, rules: [{scopes: [mcp]}]}]":                                   "rules[0].method",
 		"agents: [{id: a, owner: x, limits: {per_user: -1}}]":                                     "limits",
+		"agents: [{id: a, owner: x, rules: [{method: tools/call, users: ['@admins']}]}]":          "rules[0].users[0]",
 	} {
 		_, err := Load(write(t, yaml+keys), false)
 		if err == nil || !strings.Contains(err.Error(), field) {

@@ -103,6 +103,11 @@ func (r *Rule) validate(f string) error {
 			}
 		}
 	}
+	for j, u := range r.Users {
+		if strings.HasPrefix(u, "@") && u != RuleOwner && u != RuleGranted {
+			return fmt.Errorf("%s.users[%d]: %q: the special entries are %s and %s", f, j, u, RuleOwner, RuleGranted)
+		}
+	}
 	for j, c := range r.Credentials {
 		if !slices.Contains(credentialKinds, c) {
 			return fmt.Errorf("%s.credentials[%d]: %q: want one of %v", f, j, c, credentialKinds)
