@@ -23,6 +23,10 @@ type AgentRequest struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// Rules is the agent's tool policy (see store.Rule).
+	Rules []store.Rule `json:"rules,omitempty"`
+	// Limits are per-user requests per minute (see store.Limits).
+	Limits *store.Limits `json:"limits,omitempty"`
 	// UpstreamAuth names (never holds) a secret the Check sends upstream.
 	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
 }
@@ -96,7 +100,16 @@ func (req *AgentRequest) validate() error {
 		}
 		req.UpstreamAuth = &norm
 	}
-	return checkScopes("scopes", req.Scopes)
+	if err := checkScopes("scopes", req.Scopes); err != nil {
+		return err
+	}
+	if err := store.ValidateRules(req.Rules); err != nil {
+		return badField("rules", "%v", err)
+	}
+	if err := store.ValidateLimits(req.Limits); err != nil {
+		return badField("limits", "%v", err)
+	}
+	return nil
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -120,7 +133,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	a := &store.Agent{
 		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
-		Upstream: req.Upstream, Scopes: req.Scopes, Created: s.now().UTC(),
+		Upstream: req.Upstream, Scopes: req.Scopes, Rules: req.Rules, Limits: req.Limits, Created: s.now().UTC(),
 		UpstreamAuth: req.UpstreamAuth,
 	}
 	// One atomic create: of two admins creating one id, one gets 409.

@@ -195,11 +195,12 @@ func (c *cli) do(ctx context.Context, method, path string, in, out any) ([]byte,
 func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 	c := &cli{name: "agents", stdout: stdout}
 	var req AgentRequest
-	var users, scopes, id string
+	var users, scopes, id, rules string
 	var ua store.UpstreamAuth
+	var limits store.Limits
 	subs := map[string]*subcommand{
 		"create": {
-			usage: "--id ID --owner USER [--name NAME] [--upstream URL] [--users a,b] [--scopes s1,s2]\n       [--upstream-auth-header H [--upstream-auth-prefix P] --upstream-secret-file NAME | --upstream-secret-env VAR]",
+			usage: "--id ID --owner USER [--name NAME] [--upstream URL] [--users a,b] [--scopes s1,s2] [--rules JSON] [--limit-per-user N] [--limit-per-tool N]\n       [--upstream-auth-header H [--upstream-auth-prefix P] --upstream-secret-file NAME | --upstream-secret-env VAR]",
 			help:  "Create an agent reachable at /<id>/mcp.",
 			flags: func(fs *flag.FlagSet) {
 				fs.StringVar(&req.ID, "id", "", "agent id: 1–128 of [A-Za-z0-9._-] (or the first argument)")
@@ -212,11 +213,22 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				fs.StringVar(&ua.Prefix, "upstream-auth-prefix", "", `put before the secret, e.g. "Bearer "`)
 				fs.StringVar(&ua.SecretFile, "upstream-secret-file", "", "the secret's file name in the gateway's upstream_secrets.dir")
 				fs.StringVar(&ua.SecretEnv, "upstream-secret-env", "", "or the gateway's environment variable "+store.UpstreamSecretEnvPrefix+"…")
+				fs.StringVar(&rules, "rules", "", `tool policy as JSON, e.g. '[{"method":"tools/call","target":"admin_*","scopes":["mcp:admin"]}]'`)
+				fs.IntVar(&limits.PerUser, "limit-per-user", 0, "requests per minute per user (0: none)")
+				fs.IntVar(&limits.PerTool, "limit-per-tool", 0, "tools/call per minute per user and tool (0: none)")
 			},
 			run: func(ctx context.Context, pos []string) error {
 				var err error
 				if req.ID, err = oneID(req.ID, pos); err != nil {
 					return err
+				}
+				if rules != "" {
+					if err := json.Unmarshal([]byte(rules), &req.Rules); err != nil {
+						return fmt.Errorf("--rules: want a JSON list of rules: %w", err)
+					}
+				}
+				if limits != (store.Limits{}) {
+					req.Limits = &limits
 				}
 				req.Users, req.Scopes = splitList(users), splitList(scopes)
 				if ua != (store.UpstreamAuth{}) {
@@ -332,6 +344,13 @@ func printAgent(w io.Writer, a *store.Agent) error {
 	fmt.Fprintf(tw, "users:\t%s\n", orDash(strings.Join(a.Users, ", ")))
 	fmt.Fprintf(tw, "upstream:\t%s\n", orDash(a.Upstream))
 	fmt.Fprintf(tw, "scopes:\t%s\n", orDash(strings.Join(a.Scopes, " ")))
+	for i, r := range a.Rules { // the tool policy, one line per rule
+		fmt.Fprintf(tw, "rule %d:\t%s %s → scopes %s%s%s%s\n", i+1, clean(r.Method), orDash(r.Target), orDash(strings.Join(r.Scopes, " ")),
+			listNote(" users", r.Users), listNote(" groups", r.Groups), listNote(" credentials", r.Credentials))
+	}
+	if l := a.Limits; l != nil {
+		fmt.Fprintf(tw, "limits:\t%d/min per user, %d/min per user and tool\n", l.PerUser, l.PerTool)
+	}
 	if u := a.UpstreamAuth; u != nil { // the reference; the gateway never has the secret to show
 		ref := "file " + u.SecretFile
 		if u.SecretEnv != "" {
@@ -358,7 +377,8 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 				fs.StringVar(&req.Agent, "agent", "", "agent id (kind agent)")
 				fs.StringVar(&req.User, "user", "", "user id (kind user; for kind agent the default is the agent's owner)")
 				fs.StringVar(&req.Name, "name", "", "a name to recognise the key by")
-				fs.StringVar(&scopes, "scopes", "", "comma-separated scopes")
+				fs.StringVar(&scopes, "scopes", "", "comma-separated scopes the key is restricted to (default: the agent's base scopes); the tool policy's rules apply to them")
+				fs.StringVar(&scopes, "scope", "", "same as --scopes")
 				fs.StringVar(&expiresIn, "expires-in", "", "lifetime, e.g. 720h or 90d (default: never expires)")
 			},
 			run: func(ctx context.Context, pos []string) error {
@@ -645,4 +665,12 @@ func printRoute(w io.Writer, raw []byte) error {
 	}
 	_, err := fmt.Fprintf(w, "route:\tnot routed: %s\n", clean(ans.Route.Note))
 	return err
+}
+
+// listNote is " name a,b" for a non-empty list, "" otherwise.
+func listNote(name string, l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return name + " " + clean(strings.Join(l, ","))
 }

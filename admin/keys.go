@@ -78,9 +78,11 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(a.Scopes) > 0 {
+			// The agent's own scopes and those its tool policy asks for.
+			allowed := a.GrantableScopes(nil)
 			for i, sc := range req.Scopes {
-				if !slices.Contains(a.Scopes, sc) {
-					writeError(w, http.StatusBadRequest, fmt.Sprintf("scopes[%d]: %q is not allowed for agent %q (allowed: %v)", i, sc, a.ID, a.Scopes))
+				if !slices.Contains(allowed, sc) {
+					writeError(w, http.StatusBadRequest, fmt.Sprintf("scopes[%d]: %q is not allowed for agent %q (allowed: %v)", i, sc, a.ID, allowed))
 					return
 				}
 			}

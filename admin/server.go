@@ -131,6 +131,7 @@ func New(opts Options) *Server {
 		a.Static = true
 		a.Users = append([]string(nil), a.Users...)
 		a.Scopes = append([]string(nil), a.Scopes...)
+		a.Rules = append([]store.Rule(nil), a.Rules...)
 		s.static[a.ID] = a
 	}
 

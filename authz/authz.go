@@ -42,8 +42,15 @@ type Options struct {
 	// Scopes are the gateway's scopes (config scopes): the scope advertised
 	// in 401 challenges and the scopes an agent without its own requires.
 	Scopes []string
-	Ring   *token.Ring
-	Store  Store
+	// ScopeImplies is the declared scope hierarchy (config scopes[].implies):
+	// a grant of a key scope covers the scopes it lists, transitively.
+	ScopeImplies map[string][]string
+	Ring         *token.Ring
+	Store        Store
+	// Limiter counts agents' per-user limits (store.Limits); default: the
+	// Store, when it is one (memstore, redisstore). Only agents with limits
+	// use it: the decision of every other stays free of store calls.
+	Limiter Limiter
 	// Assertions signs the x-mcp-identity assertion added on every allow;
 	// nil: none is added (and a client-sent one is still removed).
 	Assertions *assertion.Signer
@@ -81,19 +88,24 @@ type Authorizer struct {
 	ch401     string // `Bearer realm="MCP", resource_metadata="<prmBase>`
 	scopes    []string
 	scopeStr  string
+	implies   map[string][]string
+	// baseScopes are the gateway's scopes but those the static agents'
+	// rules require: what an agent without its own scopes is based on.
+	baseScopes []string
 
 	// Origins admitted on agent paths (OriginAllowed).
 	origins   []string // PublicURL's origin first
 	anyOrigin bool
 
-	ring   *token.Ring
-	assert *assertion.Signer
-	upsec  *secrets
-	store  Store
-	static map[string]*agentInfo
-	keys   *cache[keyInfo]
-	agents *cache[agentInfo]
-	jtis   mirror
+	ring    *token.Ring
+	assert  *assertion.Signer
+	upsec   *secrets
+	store   Store
+	limiter Limiter
+	static  map[string]*agentInfo
+	keys    *cache[keyInfo]
+	agents  *cache[agentInfo]
+	jtis    mirror
 
 	storeTimeout, touchEvery, resyncEvery time.Duration
 
@@ -122,15 +134,25 @@ type Authorizer struct {
 // agentInfo is an agent plus what its decisions need precomputed.
 type agentInfo struct {
 	agent       *store.Agent
-	required    []string // scopes a credential must overlap
-	requiredStr string
-	chForbidden string // 403 challenges
-	chScope     string
-	resource    string // <public>/<id>/mcp: the assertion's audience
+	required    []string // scopes a credential must overlap: the base scopes and those implying them
+	requiredStr string   // the base scopes
+	ch401       string   // 401 challenge up to its error part
+	chScope     string   // 403 challenge
+	resource    string   // <public>/<id>/mcp: the assertion's audience
 	// upstream is the agent's upstream credential, validated; upstreamBad:
 	// the stored reference is invalid, so every allow fails closed.
 	upstream    *store.UpstreamAuth
 	upstreamBad bool
+	rules       []ruleInfo
+	badPolicy   bool          // the stored rules are invalid: refuse (503) rather than guess
+	limits      *store.Limits // nil when the agent has none
+	// Policy metrics: no rule matched (allow), rate limited.
+	cNoRule, cLimited prometheus.Counter
+}
+
+// Limiter is the store's fixed-window counter (store.RateLimiter).
+type Limiter interface {
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error)
 }
 
 // keyInfo is a cached API-key record.
@@ -182,6 +204,7 @@ func New(opts Options) (*Authorizer, error) {
 		prmBase:   pub + "/.well-known/oauth-protected-resource/",
 		scopes:    append([]string(nil), opts.Scopes...),
 		scopeStr:  strings.Join(opts.Scopes, " "),
+		implies:   opts.ScopeImplies,
 		ring:      opts.Ring,
 		assert:    opts.Assertions,
 		upsec: &secrets{dir: opts.UpstreamSecretsDir, refresh: def(opts.UpstreamSecretsRefresh, 10*time.Second),
@@ -202,9 +225,18 @@ func New(opts Options) (*Authorizer, error) {
 		a.log = slog.Default()
 	}
 	a.upsec.log = a.log
+	a.limiter = opts.Limiter
+	if l, ok := opts.Store.(Limiter); ok && a.limiter == nil {
+		a.limiter = l
+	}
 	if a.now == nil {
 		a.now, a.realClock = time.Now, true
 	}
+	var rules []store.Rule
+	for _, ag := range opts.StaticAgents {
+		rules = append(rules, ag.Rules...)
+	}
+	a.baseScopes = (&store.Agent{Rules: rules}).BaseScopes(a.scopes)
 	a.ch401 = `Bearer realm="MCP", resource_metadata="` + a.prmBase
 	a.origins = append([]string{config.OriginOf(pub)}, opts.AgentOrigins...)
 	a.anyOrigin = slices.Contains(opts.AgentOrigins, "*")
@@ -244,25 +276,37 @@ func validScope(s string) bool {
 }
 
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
-	ai := &agentInfo{agent: ag, required: a.scopes, requiredStr: a.scopeStr, resource: a.publicURL + "/" + id + "/mcp"}
-	if len(ag.Scopes) > 0 {
-		// Only well-formed scope tokens: they end up in a quoted challenge.
-		var req []string
-		for _, s := range ag.Scopes {
-			if validScope(s) {
-				req = append(req, s)
+	// Only well-formed scope tokens: they end up in a quoted challenge.
+	var base []string
+	for _, s := range ag.BaseScopes(a.baseScopes) {
+		if validScope(s) {
+			base = append(base, s)
+		}
+	}
+	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.publicURL + "/" + id + "/mcp"}
+	// Empty after filtering: nothing can match, deny.
+	for _, s := range base {
+		for _, sat := range a.satisfiers(s) {
+			if !slices.Contains(ai.required, sat) {
+				ai.required = append(ai.required, sat)
 			}
 		}
-		ai.required = req // empty after filtering: nothing can match, deny
-		ai.requiredStr = strings.Join(req, " ")
 	}
 	if ag.UpstreamAuth != nil {
 		norm, err := ag.UpstreamAuth.Validate()
 		ai.upstream, ai.upstreamBad = &norm, err != nil
 	}
-	tail := `", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
-	ai.chForbidden = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rForbidden].desc + tail
-	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc + tail
+	ai.ch401 = a.ch401 + id + `/mcp", scope="` + ai.requiredStr + `"`
+	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
+		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
+	a.buildRules(id, ai, base)
+	if l := ag.Limits; l != nil && (l.PerUser > 0 || l.PerTool > 0) {
+		ai.limits = l
+	}
+	if len(ai.rules) > 0 || ai.limits != nil {
+		ai.cNoRule = metrics.PolicyDecisions.WithLabelValues(id, "none", "allow")
+		ai.cLimited = metrics.PolicyDecisions.WithLabelValues(id, "limits", "rate_limited")
+	}
 	return ai
 }
 

@@ -43,6 +43,13 @@ const (
 	ReasonUnavailable       = "unavailable"
 	ReasonRouteMismatch     = "route_mismatch"
 	ReasonOriginNotAllowed  = "origin_not_allowed"
+	// Tool policy (policy.go).
+	ReasonRuleForbidden  = "rule_forbidden"
+	ReasonBodyTooLarge   = "body_too_large"
+	ReasonBadMCPRequest  = "bad_mcp_request"
+	ReasonHeaderMismatch = "header_mismatch"
+	ReasonMCPUnreadable  = "mcp_unreadable"
+	ReasonRateLimited    = "rate_limited"
 )
 
 // ContextExtensionAgent is the ext_authz context_extensions key under which
@@ -67,6 +74,16 @@ const (
 	rUnavailable
 	rRouteMismatch
 	rOrigin
+	rRuleForbidden
+	rRuleScope
+	rBodyTooLarge
+	rMissingMCPName
+	rBadMCPHeader
+	rBatch
+	rBadBody
+	rHeaderMismatch
+	rNeedBody
+	rRateLimited
 	nReasons
 )
 
@@ -79,14 +96,16 @@ var reasons = [nReasons]struct {
 	body           []byte // filled in init
 	bodyStr        string // body as a string (gRPC wants one), filled in init
 }{
-	rOK:                {name: ReasonOK, decision: "allow", status: 200},
-	rBadPath:           {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil, ""},
-	rMissing:           {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil, ""},
-	rInvalid:           {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil, ""},
-	rExpired:           {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil, ""},
-	rRevoked:           {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil, ""},
-	rWrongAud:          {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil, ""},
-	rForbidden:         {ReasonForbidden, "deny", 403, "insufficient_scope", "this credential may not use this agent", nil, ""},
+	rOK:       {name: ReasonOK, decision: "allow", status: 200},
+	rBadPath:  {ReasonBadPath, "deny", 404, "not_found", "not an MCP endpoint: want /<agent>/mcp", nil, ""},
+	rMissing:  {ReasonMissingCredential, "deny", 401, "unauthorized", "a Bearer access token or API key is required", nil, ""},
+	rInvalid:  {ReasonInvalidToken, "deny", 401, "invalid_token", "the credential is malformed, unknown or its signature is invalid", nil, ""},
+	rExpired:  {ReasonExpired, "deny", 401, "invalid_token", "the credential has expired", nil, ""},
+	rRevoked:  {ReasonRevoked, "deny", 401, "invalid_token", "the credential has been revoked", nil, ""},
+	rWrongAud: {ReasonWrongAudience, "deny", 401, "invalid_token", "the access token was not issued for this resource", nil, ""},
+	// Not a scope problem: no insufficient_scope, so no client tries a
+	// step-up that cannot help.
+	rForbidden:         {ReasonForbidden, "deny", 403, "access_denied", "this user or credential may not use this agent", nil, ""},
 	rInsufficientScope: {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "the credential's scope does not cover this agent", nil, ""},
 	rUnknownAgent:      {ReasonUnknownAgent, "deny", 404, "not_found", "no such agent", nil, ""},
 	rUnavailable:       {ReasonUnavailable, "error", 503, "temporarily_unavailable", "the authorization service cannot reach its store; retry shortly", nil, ""},
@@ -98,6 +117,20 @@ var reasons = [nReasons]struct {
 	// refused before the credential is looked at, with no challenge, as no
 	// token would make it acceptable.
 	rOrigin: {ReasonOriginNotAllowed, "deny", 403, "origin_not_allowed", "the request's Origin may not call this agent: the gateway admits its public URL's origin and agent_origins", nil, ""},
+
+	// Tool policy.
+	rRuleForbidden:  {ReasonRuleForbidden, "deny", 403, "access_denied", "this agent's policy does not let this user or credential perform this operation", nil, ""},
+	rRuleScope:      {ReasonInsufficientScope, "deny", 403, "insufficient_scope", "this operation needs a scope the credential was not granted", nil, ""},
+	rBodyTooLarge:   {ReasonBodyTooLarge, "deny", 413, "invalid_request", "the MCP request body is larger than the 64 KiB this agent's tool policy reads", nil, ""},
+	rMissingMCPName: {ReasonBadMCPRequest, "deny", 400, "invalid_request", "MCP-Protocol-Version 2026-07-28 or later requires the Mcp-Name header for tools/call, resources/read and prompts/get", nil, ""},
+	rBadMCPHeader:   {ReasonBadMCPRequest, "deny", 400, "invalid_request", "malformed Mcp-Method or Mcp-Name header: want printable ASCII or =?base64?<Base64 of UTF-8>?=", nil, ""},
+	rBatch:          {ReasonBadMCPRequest, "deny", 400, "invalid_request", "JSON-RPC batches are not accepted by an agent with a tool policy: send one message per request", nil, ""},
+	rBadBody:        {ReasonBadMCPRequest, "deny", 400, "invalid_request", "the body is not one JSON-RPC message with a string method and params.name/params.uri", nil, ""},
+	rHeaderMismatch: {ReasonHeaderMismatch, "deny", 400, "invalid_request", "HeaderMismatch: the Mcp-Method/Mcp-Name headers do not match the JSON-RPC body", nil, ""},
+	rNeedBody: {ReasonMCPUnreadable, "deny", 400, "invalid_request", "this agent has a per-tool policy and the request's MCP method cannot be read: " +
+		"use an MCP client speaking protocol 2026-07-28 or later (it sends Mcp-Method/Mcp-Name), or a data plane that passes the request body " +
+		"(Envoy ext_authz with_request_body; nginx auth_request cannot)", nil, ""},
+	rRateLimited: {ReasonRateLimited, "deny", 429, "rate_limited", "too many requests from this user to this agent or tool; retry after Retry-After seconds", nil, ""},
 }
 
 // chError is the error part appended to a 401 challenge, per reason.
@@ -156,7 +189,7 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
 	d.Reason = reasons[rsn].name
 	d.Identity.Credential = credNames[cred]
 	if rsn != rOK {
-		a.deny(d, rsn, agent, slashForm(r.Path))
+		a.deny(ctx, d, rsn, agent, now, slashForm(r.Path))
 	}
 	a.counters[rsn][cred].Inc()
 	a.observe(r.Adapter, time.Since(start))
@@ -328,6 +361,9 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	if !scopeOverlap(c.Scope, ai.required) {
 		return a.forbid(d, ai, rInsufficientScope)
 	}
+	if rsn := a.applyPolicy(ctx, r, d, ai, &caller{user: c.Subject, groups: c.Groups, scope: c.Scope, cred: credOAuth}, now); rsn != rOK {
+		return rsn
+	}
 	cref := c.ID
 	if cref == "" {
 		cref = raw // no jti: the token itself names the credential
@@ -383,6 +419,9 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 		}
 		scope = ki.scopeStr
 	}
+	if rsn := a.applyPolicy(ctx, r, d, ai, &caller{user: k.User, scope: scope, cred: cred}, now); rsn != rOK {
+		return rsn
+	}
 	if !a.allow(r, d, ai, agent, k.ID, scope, cred, now) {
 		return rUnavailable
 	}
@@ -437,13 +476,13 @@ func listOverlap(have, required []string) bool {
 	return false
 }
 
-// forbid records the agent-specific 403 challenge for deny.
+// forbid records the agent's 403 insufficient_scope challenge for deny.
+// "Not your agent" (rForbidden) gets none: no scope can help, and a
+// challenge would send clients into a step-up.
 func (a *Authorizer) forbid(d *Decision, ai *agentInfo, rsn reason) reason {
-	ch := ai.chScope
-	if rsn == rForbidden {
-		ch = ai.chForbidden
+	if rsn == rInsufficientScope {
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ai.chScope}
 	}
-	d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ch}
 	return rsn
 }
 
@@ -546,9 +585,10 @@ func appendUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// deny fills the response for a refused request: the challenge (401: from
-// the public URL; 403: the agent's, set by forbid), JSON content type and body.
-func (a *Authorizer) deny(d *Decision, rsn reason, agent string, slash bool) {
+// deny fills the response for a refused request: the challenge (401: the
+// agent's base scopes, the gateway's for an unknown agent; 403
+// insufficient_scope: set by forbid or the policy), JSON content type and body.
+func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent string, now time.Time, slash bool) {
 	r := &reasons[rsn]
 	d.Allow = false
 	d.Status = r.status
@@ -557,23 +597,19 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string, slash bool) {
 	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
 	switch r.status {
 	case 401:
-		res := agent + "/mcp"
-		if slash {
-			res += "/" // the metadata of the URL the client used (RFC 9728 §3.3)
-		}
-		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.ch401 + res + `", scope="` + a.scopeStr + `"` + chError[rsn]}
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.challenge401(ctx, agent, now, slash) + chError[rsn]}
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
-		if rsn == rOrigin { // not a credential problem: no challenge
+		if rsn != rInsufficientScope && rsn != rRuleScope || d.hdr[0].Key != "www-authenticate" {
 			d.hdr[0] = jsonHeader
 			d.Headers = d.hdr[:1]
 			break
 		}
-		if d.hdr[0].Key == "" { // every 403 goes through forbid; stay safe anyway
-			d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: `Bearer realm="MCP", error="insufficient_scope"`}
-		}
 		d.hdr[1] = jsonHeader
+		d.Headers = d.hdr[:2]
+	case 429: // Retry-After was set by checkLimits
+		d.hdr[0] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 503:
 		d.hdr[0] = jsonHeader
@@ -585,12 +621,25 @@ func (a *Authorizer) deny(d *Decision, rsn reason, agent string, slash bool) {
 	}
 }
 
-// slashForm: the target is an agent's endpoint in its /<agent>/mcp/ form.
-func slashForm(target string) bool {
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		target = target[:i]
+// challenge401 is the 401 challenge, without its error part: the agent's
+// base scopes, so that clients ask for what this agent grants; the
+// gateway's for an agent that is unknown or cannot be looked up. slash: the
+// client used /<agent>/mcp/, whose metadata names that form (RFC 9728 §3.3).
+func (a *Authorizer) challenge401(ctx context.Context, agent string, now time.Time, slash bool) string {
+	scopes := a.scopeStr
+	if agent != "" {
+		if ai, err := a.lookupAgent(ctx, agent, now); err == nil && ai != nil {
+			if !slash {
+				return ai.ch401
+			}
+			scopes = ai.requiredStr
+		}
 	}
-	return strings.HasSuffix(target, "/mcp/")
+	res := agent + "/mcp"
+	if slash {
+		res += "/"
+	}
+	return a.ch401 + res + `", scope="` + scopes + `"`
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.
@@ -612,6 +661,15 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 		slog.String("credential", d.Identity.Credential),
 		slog.String("key_id", d.KeyID),
 		slog.String("method", r.Method),
+	}
+	// The MCP operation: as the policy read it, else (agents without rules
+	// read nothing) the client's headers, undecoded.
+	m, n := d.MCPMethod, d.MCPName
+	if m == "" && d.Rule == "" {
+		m, n = r.header(headerMCPMethod), r.header(headerMCPName)
+	}
+	if m != "" || n != "" || d.Rule != "" {
+		attrs = append(attrs, slog.String("mcp_method", clip(m)), slog.String("mcp_name", clip(n)), slog.String("rule", d.Rule))
 	}
 	if d.Reason == ReasonBadPath {
 		p := r.Path
@@ -635,4 +693,29 @@ func (a *Authorizer) audit(ctx context.Context, r *Request, d *Decision, agent s
 		attrs = append(attrs, slog.String("route_agent", ra))
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+}
+
+// clip bounds a client-chosen string echoed into the log.
+func clip(s string) string {
+	if len(s) > maxAuditPath {
+		return s[:maxAuditPath]
+	}
+	return s
+}
+
+// ruleLabel is a rule's metric and audit label: its name, "other" when it
+// has none (labels stay a bounded set).
+func ruleLabel(name string) string {
+	if name == "" {
+		return "other"
+	}
+	return name
+}
+
+// slashForm: the target is an agent's endpoint in its /<agent>/mcp/ form.
+func slashForm(target string) bool {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	return strings.HasSuffix(target, "/mcp/")
 }

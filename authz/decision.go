@@ -28,6 +28,16 @@ type Request struct {
 	// the path's agent must equal it, byte for byte. A pointer, as "absent"
 	// and "empty" differ, and the struct stays in its size class.
 	RouteAgent *string
+	// Body is the request body when the adapter has it (the dev proxy;
+	// Envoy with with_request_body), up to MaxMCPBody; read only for agents
+	// with a tool policy. nginx sends none.
+	Body []byte
+	// BodyTooLarge says the body exceeded what the adapter passes (413).
+	BodyTooLarge bool
+	// LoadBody, when set and Body is empty, reads the body on demand: the
+	// tool policy calls it only for an agent with rules, once the caller
+	// is authenticated (the dev proxy). It returns the body, or tooLarge.
+	LoadBody func() (body []byte, tooLarge bool)
 	// Adapter names the caller for the latency metric: "grpc", "http",
 	// "proxy"… ("direct" when empty).
 	Adapter string
@@ -65,6 +75,9 @@ type Decision struct {
 
 	// KeyID is the API key's id for key credentials (audit, access logs).
 	KeyID string
+	// MCPMethod and MCPName are the MCP operation, and Rule the label of
+	// the tool-policy rule that decided it; set only for agents with rules.
+	MCPMethod, MCPName, Rule string
 
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
 	// decision usually costs one allocation.

@@ -62,7 +62,9 @@ var checkServiceDesc = grpc.ServiceDesc{
 var checkFullMethod = "/" + authv3.Authorization_ServiceDesc.ServiceName + "/Check"
 
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	var req checkRequest
+	// Ask for the body: Envoy sends one only when with_request_body is
+	// configured, and the tool policy reads it (policy.go).
+	req := wantingBody()
 	if err := dec(&req); err != nil {
 		return nil, err
 	}
@@ -86,7 +88,7 @@ func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
 	if s.a.tracer != nil {
 		ctx, span = s.a.startGRPCCheckSpan(ctx, r)
 	}
-	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Adapter: "grpc"}
+	req := Request{Method: r.method, Path: r.path, Headers: r.headers, Body: r.requestBody(), Adapter: "grpc"}
 	if ext := r.extensions(); ext != nil { // v escapes: declared only when needed
 		if v, ok := ext[ContextExtensionAgent]; ok {
 			req.RouteAgent = &v
@@ -109,6 +111,8 @@ func grpcCode(status int) codes.Code {
 		return codes.Unauthenticated
 	case 404:
 		return codes.NotFound
+	case 429:
+		return codes.ResourceExhausted
 	case 503:
 		return codes.Unavailable
 	default:

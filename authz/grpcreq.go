@@ -51,8 +51,13 @@ type checkExtras struct {
 	body     []byte
 }
 
+// bodyWanted is the shared, read-only request for the body: the decoder
+// never writes into r.x, it replaces it (nil when there is nothing to keep),
+// so asking for the body costs nothing when Envoy sends none.
+var bodyWanted = &checkExtras{wantBody: true}
+
 // wantingBody is an empty checkRequest that asks the decoder for the body.
-func wantingBody() checkRequest { return checkRequest{x: &checkExtras{wantBody: true}} }
+func wantingBody() checkRequest { return checkRequest{x: bodyWanted} }
 
 // extensions is attributes.context_extensions (nil when absent).
 func (r *checkRequest) extensions() map[string]string {
@@ -112,6 +117,10 @@ func keepHeader(name string) bool {
 		return strings.EqualFold(name, headerOrigin)
 	case len(name) == len(headerTraceparent):
 		return strings.EqualFold(name, headerTraceparent)
+	case len(name) == len(headerMCPProtocolVersion):
+		return strings.EqualFold(name, headerMCPProtocolVersion)
+	case len(name) == len(headerPartialBody):
+		return strings.EqualFold(name, headerPartialBody)
 	}
 	return false
 }
@@ -265,8 +274,26 @@ func (d *requestDecoder) mapEntry(v []byte) error {
 	if d.headers == nil {
 		d.headers = make(map[string]string, 4)
 	}
+	if name == headerMCPProtocolVersion {
+		d.headers[name] = protocolVersion(value)
+		return nil
+	}
 	d.headers[name] = string(value)
 	return nil
+}
+
+// knownVersions are the MCP protocol versions clients send, kept as
+// constants so reading the header costs no allocation on every Check.
+var knownVersions = [...]string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}
+
+// protocolVersion is string(v), without a copy for a known version.
+func protocolVersion(v []byte) string {
+	for _, k := range knownVersions {
+		if string(v) == k {
+			return k
+		}
+	}
+	return string(v)
 }
 
 // keptName is the map key for header name b if the decision reads it;
@@ -287,6 +314,8 @@ func keptName(b []byte) (string, bool) {
 		return headerOrigin, true
 	case headerTraceparent:
 		return headerTraceparent, true
+	case headerMCPProtocolVersion:
+		return headerMCPProtocolVersion, true
 	}
 	if keepHeader(string(b)) {
 		return string(b), true
@@ -350,18 +379,17 @@ func (d *requestDecoder) finish(r *checkRequest) {
 	if r.method == "" {
 		r.method = r.headers[":method"]
 	}
-	if d.ext == nil && !d.wantBody {
+	body := d.rawBody // Envoy sends raw_body when pack_as_bytes is on
+	if len(body) == 0 {
+		body = d.body
+	}
+	if d.ext == nil && len(body) == 0 {
+		r.x = nil
 		return
 	}
-	if r.x == nil {
-		r.x = &checkExtras{}
-	}
-	r.x.ext = d.ext
-	switch {
-	case len(d.rawBody) > 0: // Envoy sends raw_body when pack_as_bytes is on
-		r.x.body = append([]byte(nil), d.rawBody...)
-	case d.body != nil:
-		r.x.body = append([]byte(nil), d.body...)
+	r.x = &checkExtras{ext: d.ext}
+	if len(body) > 0 {
+		r.x.body = append([]byte(nil), body...)
 	}
 }
 

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -85,16 +86,6 @@ func HTTPCheckHandler(a *Authorizer) http.Handler {
 // "origin_not_allowed"…) on the HTTP check's answer.
 const HeaderError = "X-Mcp-Error"
 
-// errorCode is the error of the JSON body of a denial with reason name.
-func errorCode(name string) string {
-	for i := range reasons {
-		if reasons[i].name == name {
-			return reasons[i].err
-		}
-	}
-	return ""
-}
-
 // HTTPStatus is the status the HTTP check adapter answers for a decision.
 func HTTPStatus(d *Decision) int {
 	switch {
@@ -121,9 +112,17 @@ func writeHTTPDecision(w http.ResponseWriter, d *Decision) {
 	for _, v := range d.Headers {
 		h.Set(v.Key, v.Value)
 	}
-	// nginx's auth_request drops the check's body: the error code lets its
-	// error page say why (a refused Origin has no challenge to point at).
-	h.Set(HeaderError, errorCode(d.Reason))
+	// nginx replaces a 403's body with its own: it rebuilds it from these
+	// (envoy/nginx/mcp-gateway.conf.template), so a refusal without a
+	// challenge (not your agent, an unreadable MCP request) still says why.
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(d.Body, &e) == nil && e.Error != "" {
+		h.Set(HeaderError, e.Error)
+		h.Set("X-Mcp-Error-Description", e.Description)
+	}
 	w.WriteHeader(HTTPStatus(d))
 	_, _ = w.Write(d.Body)
 }

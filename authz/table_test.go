@@ -52,6 +52,19 @@ type tcase struct {
 	// them, so a case with ext runs through the core and gRPC only.
 	ext  map[string]string
 	want want
+	// method is the request method ("" = POST); body the request body,
+	// which the core and gRPC (Envoy with_request_body) see and the HTTP
+	// check (nginx) never does: http, when set, is what it answers instead.
+	method string
+	body   string
+	http   *want
+}
+
+func (tc tcase) methodOr() string {
+	if tc.method != "" {
+		return tc.method
+	}
+	return "POST"
 }
 
 func allowAs(user, agent, client, scope, cred string) want {
@@ -86,6 +99,17 @@ func resourceOf(agent string) string {
 	return agent + "/mcp"
 }
 
+// notYours is "this credential may not use this agent": 403 without a
+// challenge (no insufficient_scope: no step-up can help).
+func notYours(reason string) want {
+	return want{status: 403, reason: reason, body: "access_denied"}
+}
+
+// badMCP is a tool-policy refusal of an unreadable MCP request.
+func badMCP(status int, reason string) want {
+	return want{status: status, reason: reason, body: "invalid_request"}
+}
+
 func notFound(reason string) want { return want{status: 404, reason: reason, body: "not_found"} }
 
 var badOrigin = want{status: 403, reason: ReasonOriginNotAllowed, body: "origin_not_allowed", noChallenge: true}
@@ -94,7 +118,10 @@ func bearer(tok string) []string { return []string{"Bearer " + tok} }
 
 // tableEnv seeds the tokens and keys the cases use.
 func tableEnv(t *testing.T) (*env, []tcase) {
-	e := newEnv(t, func(o *Options) { o.AgentOrigins = []string{"http://localhost:6274"} })
+	e := newEnv(t, func(o *Options) {
+		o.AgentOrigins = []string{"http://localhost:6274"}
+		o.ScopeImplies = map[string][]string{"mcp:admin": {"mcp:read"}}
+	})
 	ctx := context.Background()
 
 	aliceGW := e.mint("aliceGW", "alice")
@@ -174,7 +201,7 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "jwt/rotated-key-k2", path: "/alpha/mcp", auth: bearer(k2), want: okAlice},
 		{name: "jwt/granted-user", path: "/alpha/mcp", auth: bearer(bobGW), want: allowAs("bob", "alpha", "client-bob", "mcp", CredOAuth)},
 		{name: "jwt/static-agent-owner", path: "/demo/mcp", auth: bearer(demoGW), want: allowAs("demo", "demo", "client-demo", "mcp", CredOAuth)},
-		{name: "jwt/static-wins-over-store", path: "/demo/mcp", auth: bearer(malloryGW), want: forbidden("demo", ReasonForbidden, "mcp")},
+		{name: "jwt/static-wins-over-store", path: "/demo/mcp", auth: bearer(malloryGW), want: notYours(ReasonForbidden)},
 		{name: "jwt/token-for-agent-A-at-B", path: "/alpha/mcp", auth: bearer(aliceDemoAud), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/token-for-agent-A-at-B-same-length", path: "/alpha/mcp", auth: bearer(aliceBravoAud), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "jwt/agent-aud/same-length-agent", path: "/bravo/mcp", auth: bearer(aliceBravoAud), want: allowAs("alice", "bravo", "client-alice", "mcp", CredOAuth)},
@@ -187,8 +214,8 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "jwt/aud-double-slash", path: "/alpha/mcp", auth: bearer(aliceAudSlash2), want: unauth("alpha", ReasonWrongAudience)},
 		{name: "auth/missing-slash-form", path: "/alpha/mcp/", want: unauth("alpha/mcp/", ReasonMissingCredential)},
 		{name: "jwt/aud-foreign-and-slash", path: "/alpha/mcp", auth: bearer(aliceAudOther), want: unauth("alpha", ReasonWrongAudience)},
-		{name: "jwt/gateway-wide-not-owner", path: "/alpha/mcp", auth: bearer(carolGW), want: forbidden("alpha", ReasonForbidden, "mcp")},
-		{name: "jwt/owner-of-other-agent", path: "/demo/mcp", auth: bearer(aliceGW), want: forbidden("demo", ReasonForbidden, "mcp")},
+		{name: "jwt/gateway-wide-not-owner", path: "/alpha/mcp", auth: bearer(carolGW), want: notYours(ReasonForbidden)},
+		{name: "jwt/owner-of-other-agent", path: "/demo/mcp", auth: bearer(aliceGW), want: notYours(ReasonForbidden)},
 		{name: "jwt/scope-other", path: "/alpha/mcp", auth: bearer(aliceScopeOther), want: forbidden("alpha", ReasonInsufficientScope, "mcp")},
 		{name: "jwt/scope-empty", path: "/alpha/mcp", auth: bearer(aliceScopeEmpty), want: forbidden("alpha", ReasonInsufficientScope, "mcp")},
 		{name: "jwt/agent-scopes-not-met", path: "/scoped/mcp", auth: bearer(aliceGW), want: forbidden("scoped", ReasonInsufficientScope, "mcp:admin")},
@@ -208,7 +235,7 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 
 		// --- bak_ ---
 		{name: "bak/own-agent", path: "/alpha/mcp", auth: bearer(bakAlpha), want: allowAs("alice", "alpha", "key-bakAlpha", "mcp", CredAgent)},
-		{name: "bak/other-agent", path: "/scoped/mcp", auth: bearer(bakAlpha), want: forbidden("scoped", ReasonForbidden, "mcp:admin")},
+		{name: "bak/other-agent", path: "/scoped/mcp", auth: bearer(bakAlpha), want: notYours(ReasonForbidden)},
 		{name: "bak/static-agent-no-user", path: "/demo/mcp", auth: bearer(bakDemo), want: allowAs("", "demo", "key-bakDemo", "mcp", CredAgent)},
 		{name: "bak/scopes-miss-agent-scopes", path: "/scoped/mcp", auth: bearer(bakScoped), want: forbidden("scoped", ReasonInsufficientScope, "mcp:admin")},
 		{name: "bak/revoked", path: "/alpha/mcp", auth: bearer(bakRevoked), want: unauth("alpha", ReasonRevoked)},
@@ -224,8 +251,8 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "oag/scoped-key", path: "/alpha/mcp", auth: bearer(oagAliceMCP), want: allowAs("alice", "alpha", "key-oagAliceMCP", "mcp other", CredUser)},
 		{name: "oag/scoped-key-insufficient", path: "/alpha/mcp", auth: bearer(oagAliceOther), want: forbidden("alpha", ReasonInsufficientScope, "mcp")},
 		{name: "oag/granted-user", path: "/alpha/mcp", auth: bearer(oagBob), want: allowAs("bob", "alpha", "key-oagBob", "mcp", CredUser)},
-		{name: "oag/not-owner", path: "/alpha/mcp", auth: bearer(oagCarol), want: forbidden("alpha", ReasonForbidden, "mcp")},
-		{name: "oag/other-users-agent", path: "/demo/mcp", auth: bearer(oagAlice), want: forbidden("demo", ReasonForbidden, "mcp")},
+		{name: "oag/not-owner", path: "/alpha/mcp", auth: bearer(oagCarol), want: notYours(ReasonForbidden)},
+		{name: "oag/other-users-agent", path: "/demo/mcp", auth: bearer(oagAlice), want: notYours(ReasonForbidden)},
 		{name: "oag/revoked", path: "/alpha/mcp", auth: bearer(oagRevoked), want: unauth("alpha", ReasonRevoked)},
 		{name: "oag/unknown", path: "/alpha/mcp", auth: bearer(unknownOag), want: unauth("alpha", ReasonInvalidToken)},
 		{name: "oag/unknown-agent", path: "/nosuch/mcp", auth: bearer(oagAlice), want: notFound(ReasonUnknownAgent)},
@@ -304,7 +331,11 @@ func tableEnv(t *testing.T) (*env, []tcase) {
 		{name: "origin/rebound-name", path: "/alpha/mcp", auth: bearer(aliceGW), host: "rebind.example:8000", hdr: map[string]string{"Origin": "http://rebind.example:8000"}, want: badOrigin},
 		{name: "origin/two-joined", path: "/alpha/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": pub + "," + pub}, want: badOrigin},
 		{name: "origin/unknown-agent", path: "/nosuch/mcp", auth: bearer(aliceGW), hdr: map[string]string{"Origin": "http://evil.example.com"}, want: badOrigin},
+		// --- 401 challenges name the agent's scopes (issue 13) ---
+		{name: "challenge/agent-scopes", path: "/scoped/mcp", want: func() want { w := unauth("scoped", ReasonMissingCredential); w.scope = "mcp:admin"; return w }()},
+		{name: "challenge/rule-scopes-not-asked-up-front", path: "/tools/mcp", want: unauth("tools", ReasonMissingCredential)},
 	}
+	cases = append(cases, policyCases(e)...)
 	return e, cases
 }
 
@@ -368,7 +399,10 @@ func (tc tcase) hostOr() string {
 
 func runCore(t *testing.T, a *Authorizer, tc tcase) {
 	h := tc.lowerHeaders()
-	r := &Request{Method: "POST", Path: tc.path, Header: func(n string) string { return h[n] }, HeaderNames: maps.Keys(h)}
+	r := &Request{Method: tc.methodOr(), Path: tc.path, Header: func(n string) string { return h[n] }, HeaderNames: maps.Keys(h)}
+	if tc.body != "" {
+		r.Body = []byte(tc.body)
+	}
 	if v, ok := tc.ext[ContextExtensionAgent]; ok {
 		r.RouteAgent = &v
 	}
@@ -450,8 +484,8 @@ func checkDenied(t *testing.T, tc tcase, status int, challenge, ctype string, bo
 		}
 		return
 	}
-	switch tc.want.status {
-	case 401, 403:
+	switch {
+	case tc.want.status == 401, tc.want.status == 403 && tc.want.errCode != "":
 		p := challengeParams(t, challenge)
 		wantP := map[string]string{
 			"realm":             "MCP",
@@ -526,8 +560,11 @@ func envoyCheckRequest(method, path, host string, h map[string]string) *authv3.C
 }
 
 func runGRPC(t *testing.T, c authv3.AuthorizationClient, tc tcase) {
-	req := envoyCheckRequest("POST", tc.path, tc.hostOr(), tc.lowerHeaders())
+	req := envoyCheckRequest(tc.methodOr(), tc.path, tc.hostOr(), tc.lowerHeaders())
 	req.Attributes.ContextExtensions = tc.ext
+	if tc.body != "" { // with_request_body, pack_as_bytes
+		req.Attributes.Request.Http.RawBody = []byte(tc.body)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c.Check(ctx, req)
@@ -559,7 +596,7 @@ func runGRPC(t *testing.T, c authv3.AuthorizationClient, tc tcase) {
 	if tc.want.reason != "" && md["reason"].GetStringValue() != tc.want.reason {
 		t.Errorf("metadata reason %q, want %q", md["reason"].GetStringValue(), tc.want.reason)
 	}
-	wantCode := map[int]codes.Code{401: codes.Unauthenticated, 403: codes.PermissionDenied, 404: codes.NotFound, 503: codes.Unavailable}[tc.want.status]
+	wantCode := map[int]codes.Code{401: codes.Unauthenticated, 403: codes.PermissionDenied, 404: codes.NotFound, 503: codes.Unavailable, 400: codes.PermissionDenied, 413: codes.PermissionDenied}[tc.want.status]
 	if got := codes.Code(resp.GetStatus().GetCode()); got != wantCode {
 		t.Errorf("grpc status %v, want %v", got, wantCode)
 	}
@@ -582,6 +619,9 @@ func runGRPC(t *testing.T, c authv3.AuthorizationClient, tc tcase) {
 var wireSafe = regexp.MustCompile(`^[A-Za-z0-9\-._~/?&=%:;]*$`)
 
 func runHTTP(t *testing.T, srv *httptest.Server, h http.Handler, tc tcase, envoyPrefix bool) {
+	if tc.http != nil { // no body reaches the HTTP check
+		tc.want = *tc.http
+	}
 	var hdrs [][2]string
 	for k, v := range tc.hdr {
 		hdrs = append(hdrs, [2]string{k, v})
@@ -593,9 +633,9 @@ func runHTTP(t *testing.T, srv *httptest.Server, h http.Handler, tc tcase, envoy
 	method := "GET"
 	if envoyPrefix {
 		target += tc.path
-		method = "POST"
+		method = tc.methodOr()
 	} else {
-		hdrs = append(hdrs, [2]string{"X-Original-URI", tc.path}, [2]string{"X-Original-Method", "POST"})
+		hdrs = append(hdrs, [2]string{"X-Original-URI", tc.path}, [2]string{"X-Original-Method", tc.methodOr()})
 	}
 
 	var status int

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -250,6 +251,11 @@ type StaticAgent struct {
 	Users    []string `json:"users,omitempty"`
 	Upstream string   `json:"upstream,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// Rules is the agent's tool policy (store.Rule); rule scopes must be
+	// declared in scopes.
+	Rules []store.Rule `json:"rules,omitempty"`
+	// Limits are per-user requests per minute on the agent (store.Limits).
+	Limits *store.Limits `json:"limits,omitempty"`
 	// UpstreamAuth: a header with a shared secret the Check adds (issue 14).
 	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
 }
@@ -543,6 +549,20 @@ func (c *Config) Validate(dev bool) error {
 		if a.Upstream != "" {
 			if u, err := url.Parse(a.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				bad(f+".upstream", "%q is not an absolute http(s) URL", a.Upstream)
+			}
+		}
+		// Tool policy: well-formed rules naming declared scopes only.
+		if err := store.ValidateRules(a.Rules); err != nil {
+			bad(f, "%v", err)
+		}
+		if err := store.ValidateLimits(a.Limits); err != nil {
+			bad(f, "%v", err)
+		}
+		for j, r := range a.Rules {
+			for k, sc := range r.Scopes {
+				if !slices.Contains(c.ScopeNames(), sc) {
+					bad(fmt.Sprintf("%s.rules[%d].scopes[%d]", f, j, k), "%q is not a declared scope", sc)
+				}
 			}
 		}
 	}

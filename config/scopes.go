@@ -126,6 +126,21 @@ func (c *Config) ScopeNames() []string { return c.Scopes.Names() }
 // ScopeDescription is the human description of a declared scope, "" if none.
 func (c *Config) ScopeDescription(name string) string { return c.Scopes.Description(name) }
 
+// ScopeImplies is the declared hierarchy: scope → the scopes it implies
+// (directly; consumers follow it transitively). Nil when none is declared.
+func (c *Config) ScopeImplies() map[string][]string {
+	var out map[string][]string
+	for _, s := range c.Scopes {
+		if len(s.Implies) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[s.Name] = append([]string(nil), s.Implies...)
+		}
+	}
+	return out
+}
+
 // validate: at least one scope; RFC 6749 scope tokens, unique; short
 // printable descriptions; implies only declared names, without cycles.
 func (l Scopes) validate(bad func(field, format string, a ...any)) {

@@ -81,3 +81,36 @@ func TestScopesValidation(t *testing.T) {
 		t.Errorf("a diamond is no cycle: %v", err)
 	}
 }
+
+// TestAgentPolicyValidated: an agent's rules name declared scopes only,
+// valid globs, known credential kinds, and its limits are sane; a valid
+// policy loads, with the scope hierarchy as declared.
+func TestAgentPolicyValidated(t *testing.T) {
+	const keys = "\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"
+	for yaml, field := range map[string]string{
+		"agents: [{id: a, owner: x, rules: [{method: tools/call, scopes: [nosuch]}]}]":            "agents[0].rules[0].scopes[0]",
+		"agents: [{id: a, owner: x, rules: [{method: 'tools/[', scopes: [mcp]}]}]":                "rules[0].method",
+		"agents: [{id: a, owner: x, rules: [{method: tools/call, target: 'a[', scopes: [mcp]}]}]": "rules[0].target",
+		"agents: [{id: a, owner: x, rules: [{method: tools/call, credentials: [cookie]}]}]":       "rules[0].credentials[0]",
+		"agents: [{id: a, owner: x, rules: [{method: tools/call}]}]":                              "rules[0]",
+		"agents: [{id: a, owner: x, rules: [{scopes: [mcp]}]}]":                                   "rules[0].method",
+		"agents: [{id: a, owner: x, limits: {per_user: -1}}]":                                     "limits",
+		"agents: [{id: a, owner: x, rules: [{method: tools/call, users: ['@admins']}]}]":          "rules[0].users[0]",
+	} {
+		_, err := Load(write(t, yaml+keys), false)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%q: err = %v, want it to name %s", yaml, err, field)
+		}
+	}
+	c, err := Load(write(t, `scopes: [mcp, {name: "mcp:admin", description: Administer, implies: [mcp]}]
+agents: [{id: a, owner: x, limits: {per_user: 60, per_tool: 10}, rules: [{name: admin, method: tools/call, target: "admin_*", scopes: ["mcp:admin"], users: ["@owner"], credentials: [oauth, user_key]}]}]`+keys), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Agents[0].Rules[0]; r.Target != "admin_*" || r.Scopes[0] != "mcp:admin" || c.Agents[0].Limits.PerTool != 10 {
+		t.Fatalf("agent loaded as %+v", c.Agents[0])
+	}
+	if imp := c.ScopeImplies(); len(imp) != 1 || imp["mcp:admin"][0] != "mcp" {
+		t.Fatalf("ScopeImplies %v", imp)
+	}
+}

@@ -83,6 +83,12 @@ func NewServer(logger *slog.Logger) *mcp.Server {
 		Description: "Returns the given text.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(false)},
 	}, echo)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "admin_echo",
+		Title:       "Admin echo",
+		Description: "Returns the given text, like echo. In dev mode the gateway's tool policy lets only callers holding the mcp:admin scope call it.",
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(false)},
+	}, echo)
 	return s
 }
 

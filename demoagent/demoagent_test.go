@@ -91,7 +91,7 @@ func TestToolsAndWhoAmI(t *testing.T) {
 		names = append(names, tool.Name)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"echo", "whoami"}) {
+	if !slices.Equal(names, []string{"admin_echo", "echo", "whoami"}) {
 		t.Fatalf("tools = %v", names)
 	}
 

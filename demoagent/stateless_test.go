@@ -91,7 +91,7 @@ func TestToolsListFirst(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp, body := post(t, srv.URL+"/mcp", toolsList, accept...)
-			if got := toolNames(t, resp, body); !slices.Equal(got, []string{"echo", "whoami"}) {
+			if got := toolNames(t, resp, body); !slices.Equal(got, []string{"admin_echo", "echo", "whoami"}) {
 				t.Fatalf("tools = %v", got)
 			}
 			if id := resp.Header.Get("Mcp-Session-Id"); id != "" {

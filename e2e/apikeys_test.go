@@ -96,7 +96,10 @@ func TestAPIKeysThroughNginx(t *testing.T) {
 			if status != http.StatusForbidden {
 				t.Fatalf("status %d, want 403: %s", status, body)
 			}
-			wantChallenge(t, h, base, c.agent, "insufficient_scope")
+			// Not a scope problem: no challenge, so no client tries a step-up.
+			if ch := h.Values("WWW-Authenticate"); len(ch) != 0 || !strings.Contains(body, `"access_denied"`) {
+				t.Fatalf("challenge %q, body %s: want none and access_denied", ch, body)
+			}
 			if _, err := dialMCP(ctx, gw.MCPURL(c.agent), bearerClient(c.key, nil), nil); err == nil {
 				t.Fatal("the SDK client connected with a key for another agent")
 			}

@@ -140,7 +140,7 @@ func documentedFlow(t *testing.T, base, agent, user, pass string) {
 
 	// 4. tools/list as the first MCP request, exactly as documented.
 	out = run(sub(docToolsList, docPlaceholderToken, tok.AccessToken))
-	if names := toolNamesOf(t, out); !slices.Equal(names, []string{"echo", "whoami"}) {
+	if names := toolNamesOf(t, out); !slices.Equal(names, []string{"admin_echo", "echo", "whoami"}) {
 		t.Fatalf("tools/list: tools %v, want the demo's echo and whoami", names)
 	}
 
@@ -163,7 +163,7 @@ func documentedFlow(t *testing.T, base, agent, user, pass string) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("tools/list with Accept %q: %s: %s", accept, resp.Status, b.String())
 		}
-		if names := toolNamesOf(t, b.Bytes()); !slices.Equal(names, []string{"echo", "whoami"}) {
+		if names := toolNamesOf(t, b.Bytes()); !slices.Equal(names, []string{"admin_echo", "echo", "whoami"}) {
 			t.Fatalf("tools/list with Accept %q: tools %v", accept, names)
 		}
 	}

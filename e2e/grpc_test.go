@@ -134,16 +134,16 @@ func TestEnvoyGRPCCheck(t *testing.T) {
 			checkWant{code: codes.Unauthenticated, status: 401, challenge: true, agent: "other", errCode: "invalid_token"}},
 		{"gateway-wide JWT on alice's agent", "POST", "/demo/mcp", bearer(wideTok.AccessToken), false, okAs("alice", "demo", "oauth", wideTok.ClientID)},
 		{"gateway-wide JWT on bob's agent", "POST", "/other/mcp", bearer(wideTok.AccessToken), false,
-			checkWant{code: codes.PermissionDenied, status: 403, challenge: true, agent: "other", errCode: "insufficient_scope"}},
+			checkWant{code: codes.PermissionDenied, status: 403, agent: "other"}},
 		{"bob's JWT on bob's agent", "POST", "/other/mcp", bearer(bobTok.AccessToken), false, okAs("bob", "other", "oauth", bobTok.ClientID)},
 		{"tampered JWT", "POST", "/demo/mcp", bearer(tampered), false,
 			checkWant{code: codes.Unauthenticated, status: 401, challenge: true, agent: "demo", errCode: "invalid_token"}},
 		{"agent key on its agent", "POST", "/demo/mcp", bearer(bak.Key), false, okAs("alice", "demo", "agent_key", "")},
 		{"agent key on another agent", "POST", "/other/mcp", bearer(bak.Key), false,
-			checkWant{code: codes.PermissionDenied, status: 403, challenge: true, agent: "other", errCode: "insufficient_scope"}},
+			checkWant{code: codes.PermissionDenied, status: 403, agent: "other"}},
 		{"user key on the user's agent", "POST", "/demo/mcp", bearer(oag.Key), false, okAs("alice", "demo", "user_key", "")},
 		{"user key on bob's agent", "POST", "/other/mcp", bearer(oag.Key), false,
-			checkWant{code: codes.PermissionDenied, status: 403, challenge: true, agent: "other", errCode: "insufficient_scope"}},
+			checkWant{code: codes.PermissionDenied, status: 403, agent: "other"}},
 		{"no credential", "POST", "/demo/mcp", nil, false,
 			checkWant{code: codes.Unauthenticated, status: 401, challenge: true, agent: "demo"}},
 		{"unknown key", "POST", "/demo/mcp", bearer("oag_" + randomString(32)), false,
@@ -337,6 +337,10 @@ func checkResponse(t *testing.T, resp *authv3.CheckResponse, base string, want c
 		}
 	}
 	if !want.challenge {
+		// "Not your agent" and the like: no challenge, so no step-up.
+		if len(challenge) != 0 {
+			t.Errorf("unexpected challenge %q", challenge)
+		}
 		return
 	}
 	hh := http.Header{}

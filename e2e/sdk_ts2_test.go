@@ -54,7 +54,7 @@ func TestTSSDKv2StatelessAgent(t *testing.T) {
 	if jerr := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); jerr != nil || err != nil || !res.OK {
 		t.Fatalf("v2 client: %v %v %s\nstdout: %s\nstderr: %s", err, jerr, res.Error, stdout.String(), stderr.String())
 	}
-	if !slices.Equal(res.Tools, []string{"echo", "whoami"}) {
+	if !slices.Equal(res.Tools, []string{"admin_echo", "echo", "whoami"}) {
 		t.Fatalf("tools %v", res.Tools)
 	}
 	assertIdentity(t, res.WhoAmI, "demo", "demo", "agent_key")

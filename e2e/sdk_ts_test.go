@@ -222,8 +222,8 @@ func tsSDKOAuth(t *testing.T, node, publicURL, mcpURL, adminURL, user, pass stri
 	if res.Server != "mcp-gateway-demo" {
 		t.Errorf("server name %q, want the demo agent", res.Server)
 	}
-	if strings.Join(res.Tools, ",") != "echo,whoami" {
-		t.Errorf("tools %q, want echo and whoami", res.Tools)
+	if strings.Join(res.Tools, ",") != "admin_echo,echo,whoami" {
+		t.Errorf("tools %q, want admin_echo, echo and whoami", res.Tools)
 	}
 	if res.ClientID == "" {
 		t.Fatal("no client_id from registration")

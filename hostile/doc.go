@@ -15,6 +15,10 @@
 //   - misc_test.go: more cases run like the matrix (issue 10): slow request
 //     bodies, the CIMD fetcher's address guard and redirects, a cached
 //     token after exp + leeway, what anonymous callers learn about agents.
+//   - toolpolicy_test.go: tool calls smuggled past an agent's tool policy
+//     through the dev proxy (issue 13): lying Mcp-Method/Mcp-Name headers,
+//     case-variant and escaped keys, batches, oversized bodies, malformed
+//     Base64 names; none reaches the agent.
 //
 // The SIGTERM test of the binary lives in cmd/mcp-gateway.
 package hostile

@@ -401,7 +401,7 @@ func matrix() []attack {
 				g.begin()
 				return g.check("/gamma/mcp", "Bearer "+access) // alice owns gamma too: only aud refuses
 			}},
-		attack{name: "check/gateway_wide_token_for_agent_not_owned", want: want{403, "insufficient_scope", kCheck, nil},
+		attack{name: "check/gateway_wide_token_for_agent_not_owned", want: want{403, "access_denied", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				_, access, _ := g.grant("alice", "")
 				g.checkAllowed(t, "gamma", "Bearer "+access, "alice")
@@ -433,7 +433,7 @@ func matrix() []attack {
 
 	// ---- the Check: API keys ----
 	cases = append(cases,
-		attack{name: "check/key/bak_of_another_agent", want: want{403, "insufficient_scope", kCheck, nil},
+		attack{name: "check/key/bak_of_another_agent", want: want{403, "access_denied", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				k := g.apiKey(store.KeyAgent, token.PrefixAgentKey, "alpha", "alice", nil)
 				g.checkAllowed(t, "alpha", "Bearer "+k, "alice")
@@ -457,7 +457,7 @@ func matrix() []attack {
 				g.begin()
 				return g.eventuallyDenied(t, "alpha", "Bearer "+k)
 			}},
-		attack{name: "check/key/oag_for_agent_not_owned", want: want{403, "insufficient_scope", kCheck, nil},
+		attack{name: "check/key/oag_for_agent_not_owned", want: want{403, "access_denied", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				k := g.apiKey(store.KeyUser, token.PrefixUserKey, "", "alice", nil)
 				g.checkAllowed(t, "gamma", "Bearer "+k, "alice")
@@ -658,7 +658,7 @@ func matrix() []attack {
 		authzErrCase("pkce_short_challenge", "invalid_request", func(g *gw) url.Values { return url.Values{"code_challenge": {"abc"}} }),
 		authzErrCase("response_type_token", "unsupported_response_type", func(g *gw) url.Values { return url.Values{"response_type": {"token"}} }),
 		authzErrCase("duplicate_scope", "invalid_request", func(g *gw) url.Values { return url.Values{"scope": {"mcp", "mcp"}} }),
-		authzErrCase("unknown_scope", "invalid_scope", func(g *gw) url.Values { return url.Values{"scope": {"mcp admin"}} }),
+		authzErrCase("no_grantable_scope", "invalid_scope", func(g *gw) url.Values { return url.Values{"scope": {"admin other"}} }),
 		authzErrCase("foreign_resource", "invalid_target", func(g *gw) url.Values {
 			return url.Values{"resource": {"https://evil.example/alpha/mcp"}}
 		}),

@@ -68,7 +68,7 @@ func (c *roundTrips) take() (int, string) {
 func TestRoundTripsPerFlow(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		roundTripsOn(t, redistest.URL(t), map[string]int{
-			"register": 3, "authorize+login+consent": 23, "code→token": 4, "refresh": 5, "revoke": 7,
+			"register": 3, "authorize+login+consent": 27, "code→token": 4, "refresh": 5, "revoke": 7,
 			"Check JWT": 0, "Check API key (first use)": 1, "Check API key (cached)": 0, "Check without credential": 0,
 		})
 	})
@@ -76,7 +76,7 @@ func TestRoundTripsPerFlow(t *testing.T) {
 	// reads the family's denylist entry, in other slots: two more.
 	t.Run("cluster", func(t *testing.T) {
 		roundTripsOn(t, redistest.ClusterURL(t), map[string]int{
-			"register": 3, "authorize+login+consent": 23, "code→token": 6, "refresh": 5, "revoke": 7,
+			"register": 3, "authorize+login+consent": 27, "code→token": 6, "refresh": 5, "revoke": 7,
 			"Check JWT": 0, "Check API key (first use)": 1, "Check API key (cached)": 0, "Check without credential": 0,
 		})
 	})

@@ -67,6 +67,15 @@ var (
 		Help: "Requests refused with 429, by endpoint.",
 	}, []string{"endpoint"})
 
+	// PolicyDecisions counts the tool-policy decisions of agents that have
+	// rules or limits. Bounded labels: agent is a registered agent, rule a
+	// rule's name ("other" when it has none, "none" when no rule matched);
+	// decision allow|deny|rate_limited.
+	PolicyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_policy_decisions_total",
+		Help: "Tool-policy decisions by agent, rule and outcome.",
+	}, []string{"agent", "rule", "decision"})
+
 	SlowBodies = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mcp_gateway_slow_bodies_total",
 		Help: "Request bodies cut off by the HTTP listeners: timeout (not received within http.body_timeout) or busy (over http.max_body_reads, answered 503).",
@@ -109,7 +118,7 @@ func init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Decisions, DecisionSeconds, OAuthRequests, TokensIssued, TokensRevoked,
 		Registrations, StoreErrors, StoreSeconds, CacheLookups, RateLimited,
-		SlowBodies,
+		SlowBodies, PolicyDecisions,
 		XDSStreams, XDSPushes, XDSPushBytes, XDSAcks, XDSNacks, XDSSnapshotVersion, XDSBuildSeconds,
 	)
 }

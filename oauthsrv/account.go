@@ -53,6 +53,7 @@ type accountFamily struct {
 
 type accountKey struct {
 	ID, Name, Created, Expires, LastUsed string
+	Scopes                               string // "" when unrestricted (the agents' base scopes)
 }
 
 type accountData struct {
@@ -65,6 +66,8 @@ type accountData struct {
 	Keys            []accountKey
 	More            bool // a list was cut at maxAccountItems
 	CanCreateKey    bool
+	// KeyScopes are the declared scopes a new key may be restricted to.
+	KeyScopes []scopeView
 }
 
 var accountNotices = map[string]string{
@@ -230,7 +233,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 			Created: day(f.CreatedAt), Expires: day(f.ExpiresAt)})
 	}
 	for _, k := range keys {
-		ak := accountKey{ID: k.ID, Name: k.Name, Created: day(k.CreatedAt), Expires: "never", LastUsed: "never"}
+		ak := accountKey{ID: k.ID, Name: k.Name, Created: day(k.CreatedAt), Expires: "never", LastUsed: "never", Scopes: strings.Join(k.Scopes, " ")}
 		if !k.ExpiresAt.IsZero() {
 			ak.Expires = day(k.ExpiresAt)
 		}
@@ -240,6 +243,7 @@ func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid s
 		d.Keys = append(d.Keys, ak)
 	}
 	d.CanCreateKey = len(keys) < maxAccountKeys
+	d.KeyScopes = s.scopeViews(strings.Join(s.scopes, " "))
 	s.render(w, status, s.pages.account, d)
 }
 
@@ -512,9 +516,25 @@ func (s *Server) accountCreateKey(w http.ResponseWriter, r *http.Request, f url.
 		s.accountError(w, http.StatusConflict, "Too many keys", "You already have the most keys allowed. Revoke one you no longer use first.")
 		return
 	}
+	// Ticked scopes restrict the key (tool policies apply to them); none
+	// leaves it the agents' base scopes.
+	// One checkbox per scope, "scope:<name>" (page forms refuse repeats).
+	var scopes []string
+	for field := range f {
+		sc, ok := strings.CutPrefix(field, "scope:")
+		if !ok {
+			continue
+		}
+		if !slices.Contains(s.scopes, sc) {
+			s.accountError(w, http.StatusBadRequest, "Key not created", "Choose scopes from the list.")
+			return
+		}
+		scopes = append(scopes, sc)
+	}
+	slices.Sort(scopes)
 	now := s.now().UTC()
 	key, hash := token.NewAPIKey(token.PrefixUserKey)
-	k := &store.APIKey{ID: "key_" + token.Random(12), Hash: hash, Kind: store.KeyUser, User: user, Name: name, CreatedAt: now}
+	k := &store.APIKey{ID: "key_" + token.Random(12), Hash: hash, Kind: store.KeyUser, User: user, Name: name, Scopes: scopes, CreatedAt: now}
 	if life > 0 {
 		k.ExpiresAt = now.Add(life)
 	}
@@ -524,7 +544,7 @@ func (s *Server) accountCreateKey(w http.ResponseWriter, r *http.Request, f url.
 		return
 	}
 	s.audit(ctx, "key_created", slog.String("user", user), slog.String("key_id", k.ID), slog.String("kind", string(k.Kind)),
-		slog.String("name", name), slog.String("via", "account"))
+		slog.String("name", name), slog.String("scope", strings.Join(scopes, " ")), slog.String("via", "account"))
 	if err := s.setNewKeyFlash(w, sid, user, key, name); err != nil { // AES and JSON of a string: never fails
 		s.log.Error("new key flash", "err", err)
 		s.pageUnavailable(w)

@@ -136,9 +136,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.pageUnavailable(w)
 		return
 	}
-	scope, ok := s.parseScope(q.Get("scope"), s.allowedScopes(agent))
+	grantable, base := s.allowedScopes(agent)
+	scope, ok := grantScope(q.Get("scope"), grantable, base)
 	if !ok {
-		fail("invalid_scope", "the requested scope is unknown or not allowed for this resource")
+		fail("invalid_scope", "none of the requested scopes is allowed for this resource")
 		return
 	}
 
@@ -271,11 +272,40 @@ func (s *Server) resolveResource(ctx context.Context, raw string) (string, *stor
 	return res, a, nil
 }
 
-func (s *Server) allowedScopes(a *store.Agent) []string {
-	if a != nil && len(a.Scopes) > 0 {
-		return a.Scopes
+// allowedScopes are the scopes authorize may grant for a resource (an
+// agent's base and rule scopes) and those it grants when none are asked
+// for (the base scopes, which its metadata lists).
+func (s *Server) allowedScopes(a *store.Agent) (grantable, base []string) {
+	if a == nil {
+		return s.scopes, s.baseScopes
 	}
-	return s.scopes
+	return a.GrantableScopes(s.baseScopes), a.BaseScopes(s.baseScopes)
+}
+
+// grantScope is the scope authorize grants: the requested scopes that are
+// grantable (RFC 6749 §3.3 lets the server grant less than asked; the
+// token response names what was granted), sorted and de-duplicated; base
+// when none is asked for. ok is false when the request is malformed or
+// nothing of it can be granted. Clients stepping up ask for the union of
+// what they hold and what a challenge named, which may include scopes this
+// resource does not grant: those are dropped, not fatal.
+func grantScope(raw string, grantable, base []string) (string, bool) {
+	if raw == "" {
+		return strings.Join(slices.Compact(slices.Sorted(slices.Values(base))), " "), len(base) > 0
+	}
+	if len(raw) > maxScopeLen {
+		return "", false
+	}
+	f := strings.Fields(raw)
+	if len(f) == 0 || len(f) > maxScopes {
+		return "", false
+	}
+	f = slices.DeleteFunc(f, func(sc string) bool { return !slices.Contains(grantable, sc) })
+	if len(f) == 0 {
+		return "", false
+	}
+	slices.Sort(f)
+	return strings.Join(slices.Compact(f), " "), true
 }
 
 // parseScope checks a space-separated scope against allowed and returns it

@@ -136,7 +136,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 		{"short challenge", func(v url.Values) { v.Set("code_challenge", "abc") }, "invalid_request", "st-1"},
 		{"long challenge", func(v url.Values) { v.Set("code_challenge", strings.Repeat("a", 44)) }, "invalid_request", "st-1"},
 		{"challenge bad chars", func(v url.Values) { v.Set("code_challenge", strings.Repeat("a", 42)+"=") }, "invalid_request", "st-1"},
-		{"unknown scope", func(v url.Values) { v.Set("scope", "mcp admin") }, "invalid_scope", "st-1"},
+		{"no grantable scope", func(v url.Values) { v.Set("scope", "admin other") }, "invalid_scope", "st-1"},
 		{"resource other host", func(v url.Values) { v.Set("resource", "https://evil.example/demo/mcp") }, "invalid_target", "st-1"},
 		{"resource other scheme", func(v url.Values) { v.Set("resource", strings.Replace(e.url, "http:", "https:", 1)+"/demo/mcp") }, "invalid_target", "st-1"},
 		{"resource unknown agent", func(v url.Values) { v.Set("resource", e.url+"/ghost/mcp") }, "invalid_target", "st-1"},

@@ -1,6 +1,7 @@
 package oauthsrv
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,9 @@ import (
 type consentData struct {
 	ClientName, RedirectHost, Resource, ResourceLabel, User, RequestID, CSRF string
 	Scopes                                                                   []scopeView
+	// Added: when the user already granted this client some of the asked
+	// scopes for this resource (a step-up), the ones this approval adds.
+	Added []scopeView
 	// AccessFor and Until: how long a grant lasts (the refresh token
 	// family's lifetime); AccountURL: where to revoke it.
 	AccessFor, Until string
@@ -102,11 +106,49 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request) {
 		RequestID:     p.ID,
 		CSRF:          p.CSRF,
 		Scopes:        s.scopeViews(p.Scope),
+		Added:         s.scopeViews(s.addedScopes(r.Context(), user, p)),
 		Remembered:    rememberable(p.RedirectURI),
 		AccessFor:     humanDuration(s.cfg.TTL.Refresh.D()),
 		Until:         s.now().Add(s.cfg.TTL.Refresh.D()).UTC().Format("2 January 2006"),
 		AccountURL:    s.pathURL("/account"),
 	})
+}
+
+// addedScopes is what p asks for beyond what user already granted its
+// client for its resource (remembered consents for the same redirect URI,
+// live sign-ins): a step-up's new scopes. "" when nothing was granted
+// before (then everything is new and the page lists it all anyway) or on a
+// store error (the page is informational; the grant is decided elsewhere).
+func (s *Server) addedScopes(ctx context.Context, user string, p *store.AuthRequest) string {
+	held := map[string]bool{}
+	if cs, err := s.st.ListConsents(ctx, user); err == nil {
+		for _, c := range cs {
+			if c.ClientID == p.ClientID && c.RedirectURI == p.RedirectURI && c.Resource == p.Resource {
+				for _, sc := range strings.Fields(c.Scope) {
+					held[sc] = true
+				}
+			}
+		}
+	}
+	if fs, err := s.st.ListFamilies(ctx, user); err == nil {
+		for _, f := range fs {
+			if f.ClientID == p.ClientID && f.Resource == p.Resource {
+				for _, sc := range strings.Fields(f.Scope) {
+					held[sc] = true
+				}
+			}
+		}
+	}
+	if len(held) == 0 {
+		return ""
+	}
+	var added []string
+	for _, sc := range strings.Fields(p.Scope) {
+		if !held[sc] {
+			added = append(added, sc)
+		}
+	}
+	return strings.Join(added, " ")
 }
 
 // scopeView is one permission as the pages show it.

@@ -64,7 +64,7 @@ func (s *Server) buildMetadata() error {
 	if err != nil {
 		return fmt.Errorf("oauthsrv: metadata: %w", err)
 	}
-	s.prmRoot, err = json.Marshal(s.prm(s.issuer, s.scopes, ""))
+	s.prmRoot, err = json.Marshal(s.prm(s.issuer, s.baseScopes, ""))
 	if err != nil {
 		return fmt.Errorf("oauthsrv: metadata: %w", err)
 	}
@@ -139,9 +139,7 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 			writeUnavailable(w)
 			return
 		}
-		if len(a.Scopes) > 0 {
-			scopes = a.Scopes
-		}
+		scopes = a.BaseScopes(s.baseScopes) // rule scopes are asked for in 403 challenges
 		name = a.Name
 	}
 	// The slash form's document names the slash form: a client checks the

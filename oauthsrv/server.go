@@ -88,9 +88,14 @@ type Server struct {
 	sessionCookie string
 	browserCookie string
 
-	scopes  []string // supported scopes, config order
-	proxies []netip.Prefix
-	hops    int // trusted_hops: X-Forwarded-For entries our proxies append
+	scopes []string // supported scopes, config order
+	// baseScopes are the gateway's scopes but those the config's agents'
+	// tool policies require (asked for on demand, after a 403 names them):
+	// granted when a gateway-wide request names none, listed by the root
+	// resource metadata, and the base of every agent without its own scopes.
+	baseScopes []string
+	proxies    []netip.Prefix
+	hops       int // trusted_hops: X-Forwarded-For entries our proxies append
 
 	corsAny     bool
 	corsOrigins map[string]bool
@@ -123,16 +128,17 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("oauthsrv: at least one scope is required")
 	}
 	s := &Server{
-		cfg:    cfg,
-		st:     opts.Store,
-		ring:   opts.Ring,
-		agents: opts.Agents,
-		log:    opts.Logger,
-		now:    opts.Now,
-		issuer: cfg.PublicURL,
-		base:   base,
-		secure: base.Scheme == "https",
-		scopes: cfg.ScopeNames(),
+		cfg:        cfg,
+		st:         opts.Store,
+		ring:       opts.Ring,
+		agents:     opts.Agents,
+		log:        opts.Logger,
+		now:        opts.Now,
+		issuer:     cfg.PublicURL,
+		base:       base,
+		secure:     base.Scheme == "https",
+		scopes:     cfg.ScopeNames(),
+		baseScopes: (&store.Agent{Rules: configRules(cfg)}).BaseScopes(cfg.ScopeNames()),
 
 		introspect: opts.Introspector,
 		tracer:     opts.Tracer,
@@ -377,3 +383,12 @@ func (s *Server) agentURL(id string) string { return s.issuer + "/" + id + "/mcp
 
 // pathURL is an absolute URL of one of our paths.
 func (s *Server) pathURL(path string) string { return s.issuer + path }
+
+// configRules are the tool-policy rules of the config's agents, together.
+func configRules(cfg *config.Config) []store.Rule {
+	var out []store.Rule
+	for _, a := range cfg.Agents {
+		out = append(out, a.Rules...)
+	}
+	return out
+}

@@ -5,10 +5,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -122,7 +124,38 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.preflight(w, r) {
 		return
 	}
-	d := h.opts.Decider.Decide(r.Context(), authzRequest(r))
+	ar := authzRequest(r)
+	var bodyErr error
+	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
+		// The tool policy reads the JSON-RPC body, as Envoy's
+		// with_request_body passes it, but only for an agent with rules and
+		// a caller already authenticated: up to authz.MaxMCPBody (larger is
+		// flagged); what was read is put back in front of the rest.
+		ar.LoadBody = func() ([]byte, bool) {
+			buf, err := io.ReadAll(io.LimitReader(r.Body, authz.MaxMCPBody+1))
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+			if err != nil {
+				bodyErr = err
+				return nil, false
+			}
+			if len(buf) > authz.MaxMCPBody {
+				return nil, true
+			}
+			return buf, false
+		}
+	}
+	d := h.opts.Decider.Decide(r.Context(), ar)
+	if bodyErr != nil {
+		if slowbody.TimedOut(r.Context()) {
+			writeJSONError(w, http.StatusRequestTimeout, "request_timeout", "the request body was not received in time")
+			return
+		}
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the request body could not be read")
+		return
+	}
 	if d == nil {
 		h.log.Error("proxy: decider returned no decision", "method", r.Method)
 		writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authorization decision unavailable")

@@ -211,6 +211,8 @@ type Agent struct {
 	Users    []string  `json:"users,omitempty"` // granted access besides the owner
 	Upstream string    `json:"upstream,omitempty"`
 	Scopes   []string  `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
+	Rules    []Rule    `json:"rules,omitempty"`  // tool policy (policy.go); none = every operation needs the base scopes only
+	Limits   *Limits   `json:"limits,omitempty"` // per-user request limits (policy.go); nil = none
 	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
 	Created  time.Time `json:"created_at,omitzero"`
 	// UpstreamAuth: a header with a shared secret added on allow (a

@@ -33,6 +33,9 @@ type Claims struct {
 	jwt.RegisteredClaims
 	ClientID string `json:"client_id,omitempty"`
 	Scope    string `json:"scope,omitempty"`
+	// Groups are the user's groups from the login provider, matched by
+	// tool-policy rules that name groups (store.Rule.Groups).
+	Groups []string `json:"groups,omitempty"`
 	// Family ("fam", a private claim) is the id of the refresh family (the
 	// grant) the token was issued from, so that revoking the grant ends
 	// every access token of it at once (store.RevokedFamilyJTI). Tokens

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,12 +22,15 @@ import (
 	"github.com/mcpgateway/mcp-gateway/demoagent"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"github.com/mcpgateway/mcp-gateway/proxy"
+	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
 const (
 	devUser  = "demo"
 	devAgent = "demo"
+	// devAdminScope guards the demo agent's admin_echo tool.
+	devAdminScope = "mcp:admin"
 )
 
 // runDev is the all-in-one mode a new user starts with: one port serving the
@@ -105,9 +109,15 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	go func() { agentDone <- demoagent.Serve(agentCtx, agentLn, log, verifier) }()
 	defer func() { stopAgent(); <-agentDone }()
 	if !hasAgent(cfg, devAgent) {
+		// The demo's tool policy: admin_echo needs mcp:admin, which mcp
+		// does not imply; every other tool needs the base scope mcp only.
+		if !slices.Contains(cfg.ScopeNames(), devAdminScope) {
+			cfg.Scopes = append(cfg.Scopes, config.Scope{Name: devAdminScope, Description: "Call the demo agent's administrative tools (admin_echo)"})
+		}
 		cfg.Agents = append(cfg.Agents, config.StaticAgent{
 			ID: devAgent, Name: "Demo agent", Owner: devUser,
 			Upstream: "http://" + agentLn.Addr().String() + "/mcp",
+			Rules:    []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{devAdminScope}}},
 		})
 	}
 

@@ -95,6 +95,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	g.authz, err = authz.New(authz.Options{
 		PublicURL:    cfg.PublicURL,
 		Scopes:       cfg.ScopeNames(),
+		ScopeImplies: cfg.ScopeImplies(),
 		Ring:         ring,
 		Assertions:   signer,
 		Store:        st,
@@ -171,7 +172,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
 	for i, a := range cfg.Agents {
-		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Static: true, UpstreamAuth: a.UpstreamAuth}
+		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Rules: a.Rules, Limits: a.Limits, Static: true, UpstreamAuth: a.UpstreamAuth}
 	}
 	return out
 }
