@@ -39,7 +39,11 @@ func mixedAgents(n int) []store.Agent {
 		case 4:
 			up = fmt.Sprintf("https://[2001:db8::%x]:443/mcp/", i)
 		}
-		out = append(out, store.Agent{ID: fmt.Sprintf("a%d.x_y-%d", i, i), Owner: "o", Upstream: up})
+		a := store.Agent{ID: fmt.Sprintf("a%d.x_y-%d", i, i), Owner: "o", Upstream: up}
+		if i%3 == 0 { // a tool policy: the route sends the Check the body
+			a.Rules = []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}
+		}
+		out = append(out, a)
 	}
 	return append(out,
 		store.Agent{ID: "no-upstream", Owner: "o"},

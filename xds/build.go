@@ -111,9 +111,13 @@ type agentPieces struct {
 }
 
 // agentPieces returns a's cluster and route list, reused when a's upstream
-// is what it was (everything else they depend on is fixed per Options).
+// and whether its body is read are what they were (everything else they
+// depend on is fixed per Options).
 func (o *Options) agentPieces(a agentUpstream, next map[string]*agentPieces) (*agentPieces, error) {
 	raw := a.url.String()
+	if a.readBody {
+		raw += " body"
+	}
 	if o.pieces != nil {
 		o.pieces.mu.Lock()
 		p := o.pieces.last[a.id]
@@ -183,7 +187,7 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 			res.Unrouted[a.ID] = reason
 			continue
 		}
-		ups = append(ups, agentUpstream{id: a.ID, url: u})
+		ups = append(ups, agentUpstream{id: a.ID, url: u, readBody: len(a.Rules) > 0})
 		res.Routed = append(res.Routed, a.ID)
 	}
 
@@ -236,6 +240,9 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 type agentUpstream struct {
 	id  string
 	url *url.URL
+	// readBody: the agent has a tool policy, so its routes send the Check
+	// the JSON-RPC body (clients before 2026-07-28 send no Mcp-Method).
+	readBody bool
 }
 
 // RouteFor returns the agent's upstream URL when Envoy can route to it, or
@@ -463,6 +470,21 @@ func notRoutedRoute() *routev3.Route {
 	}
 }
 
+// policyBody is what an agent with a tool policy sends the Check: the whole
+// JSON-RPC body up to the 64 KiB the policy reads, as bytes; a larger one is
+// refused by Envoy (413) rather than judged on a part. Only on such agents'
+// routes, so agents without rules take bodies of any size unbuffered.
+func policyBody(a agentUpstream) *extauthzv3.BufferSettings {
+	if !a.readBody {
+		return nil
+	}
+	return &extauthzv3.BufferSettings{MaxRequestBytes: MaxPolicyBody, AllowPartialMessage: false, PackAsBytes: true}
+}
+
+// MaxPolicyBody matches authz.MaxMCPBody, the largest body the tool policy
+// reads (a test keeps them equal).
+const MaxPolicyBody = 64 << 10
+
 // agentRoutes are the two exact paths of one agent, to its cluster.
 func agentRoutes(a agentUpstream) []*routev3.Route {
 	rewrite := a.url.EscapedPath()
@@ -475,7 +497,7 @@ func agentRoutes(a agentUpstream) []*routev3.Route {
 		// for. http_service does not send context extensions; there the
 		// check judges the path alone (the same path Envoy routes on).
 		filterExtAuthz: mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-			CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{"agent": a.id}},
+			CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{"agent": a.id}, WithRequestBody: policyBody(a)},
 		}}),
 	}
 	var out []*routev3.Route
