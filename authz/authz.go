@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -103,8 +104,8 @@ type Authorizer struct {
 	store   Store
 	limiter Limiter
 	static  map[string]*agentInfo
-	keys    *cache[keyInfo]
-	agents  *cache[agentInfo]
+	keys    *ttlcache.Cache[keyInfo]
+	agents  *ttlcache.Cache[agentInfo]
 	jtis    mirror
 
 	storeTimeout, touchEvery, resyncEvery time.Duration
@@ -386,15 +387,15 @@ func (a *Authorizer) onEvent(e store.Event) {
 			a.jtis.add(e.ID, e.Exp, a.now())
 		}
 	case store.EventKey:
-		a.keys.invalidate(e.ID) // "" (unknown which) drops all
+		a.keys.Invalidate(e.ID) // "" (unknown which) drops all
 	case store.EventAgent:
-		a.agents.invalidate(e.ID)
+		a.agents.Invalidate(e.ID)
 	case store.EventResync:
 		// The subscription was lost and is back: events may have been
 		// missed. Drop what they could have invalidated and re-read the
 		// denylist now rather than at the next resync tick.
-		a.keys.invalidate("")
-		a.agents.invalidate("")
+		a.keys.Invalidate("")
+		a.agents.Invalidate("")
 		select {
 		case a.resyncNow <- struct{}{}:
 		default: // one is already queued
@@ -478,10 +479,10 @@ func (a *Authorizer) lookupAgent(ctx context.Context, id string, now time.Time) 
 	if ai, ok := a.static[id]; ok {
 		return ai, nil
 	}
-	if ai, ok := a.agents.peek(id, now); ok {
+	if ai, ok := a.agents.Peek(id, now); ok {
 		return ai, nil // checked first: building the loader below allocates
 	}
-	return a.agents.get(ctx, id, now, func(ctx context.Context) (*agentInfo, error) {
+	return a.agents.Get(ctx, id, now, func(ctx context.Context) (*agentInfo, error) {
 		ctx, cancel := context.WithTimeout(ctx, a.storeTimeout)
 		defer cancel()
 		ag, err := a.store.GetAgent(ctx, id)
@@ -498,11 +499,11 @@ func (a *Authorizer) lookupAgent(ctx context.Context, id string, now time.Time) 
 
 // lookupKey returns the record of a key hash; (nil, nil) = unknown.
 func (a *Authorizer) lookupKey(ctx context.Context, hash []byte, now time.Time) (*keyInfo, error) {
-	if ki, ok := a.keys.peekBytes(hash, now); ok {
+	if ki, ok := a.keys.PeekBytes(hash, now); ok {
 		return ki, nil
 	}
 	h := string(hash)
-	return a.keys.get(ctx, h, now, func(ctx context.Context) (*keyInfo, error) {
+	return a.keys.Get(ctx, h, now, func(ctx context.Context) (*keyInfo, error) {
 		ctx, cancel := context.WithTimeout(ctx, a.storeTimeout)
 		defer cancel()
 		k, err := a.store.GetKeyByHash(ctx, h)

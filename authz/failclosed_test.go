@@ -191,11 +191,11 @@ func TestInvalidationDuringLoadIsNotCached(t *testing.T) {
 	done := make(chan *Decision)
 	go func() { done <- decideDirect(e.a, "GET", "/alpha/mcp", auth(oag)) }()
 	eventually(t, "the lookup to read the record", func() bool { return f.gets.Load() == 1 })
-	gen := e.a.keys.gen.Load()
+	gen := e.a.keys.Gen()
 	if _, err := e.st.RevokeKey(context.Background(), "key-oag"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the revocation event", func() bool { return e.a.keys.gen.Load() != gen })
+	eventually(t, "the revocation event", func() bool { return e.a.keys.Gen() != gen })
 	close(f.gate)
 	<-done // raced with the revocation: either answer is acceptable here
 	if d := decideDirect(e.a, "GET", "/alpha/mcp", auth(oag)); d.Allow || d.Reason != ReasonRevoked {

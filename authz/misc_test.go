@@ -121,7 +121,7 @@ func TestCacheIsBounded(t *testing.T) {
 		raw, _ := token.NewAPIKey(token.PrefixAgentKey)
 		decideDirect(e.a, "GET", "/alpha/mcp", auth(raw))
 	}
-	if n := e.a.keys.len(); n > 2 {
+	if n := e.a.keys.Len(); n > 2 {
 		t.Fatalf("key cache holds %d unknown keys, bound 4/2", n)
 	}
 	// Known keys fill the rest and survive a flood of unknown ones.
@@ -138,7 +138,7 @@ func TestCacheIsBounded(t *testing.T) {
 		raw, _ := token.NewAPIKey(token.PrefixAgentKey)
 		decideDirect(e.a, "GET", "/alpha/mcp", auth(raw))
 	}
-	if n := e.a.keys.len(); n > 4 {
+	if n := e.a.keys.Len(); n > 4 {
 		t.Fatalf("key cache holds %d entries, bound 4", n)
 	}
 	for _, k := range known {

@@ -9,15 +9,16 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/net/idna"
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
+	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -47,10 +48,10 @@ type oidcLogin struct {
 	domains  []string // canonical: ASCII, lower case (see emailDomain)
 	groups   map[string]bool
 
-	sf     singleflight.Group
-	mu     sync.Mutex
-	prov   *oidc.Provider
-	provAt time.Time
+	// disc holds the discovered provider for discoveryTTL; last is the
+	// newest one discovered, used while a refresh fails.
+	disc *ttlcache.Cache[oidc.Provider]
+	last atomic.Pointer[oidc.Provider]
 }
 
 func newOIDC(s *oauthsrv.Server, cfg config.OIDCLogin, st store.AuthRequests, o options) (*oidcLogin, error) {
@@ -74,6 +75,11 @@ func newOIDC(s *oauthsrv.Server, cfg config.OIDCLogin, st store.AuthRequests, o 
 		s: s, st: st, cfg: cfg, secret: secret, client: o.client, log: o.log, now: o.now,
 		redirect: s.Issuer() + OIDCCallbackPath,
 		groups:   map[string]bool{},
+		disc: ttlcache.New(ttlcache.Options[oidc.Provider]{
+			TTL: discoveryTTL, Max: 1,
+			Hit:  metrics.CacheLookups.WithLabelValues("oidc_discovery", "hit"),
+			Miss: metrics.CacheLookups.WithLabelValues("oidc_discovery", "miss"),
+		}),
 	}
 	for i, d := range cfg.AllowedEmailDomains {
 		// The operator's list may be written in any case or in Unicode
@@ -97,34 +103,26 @@ func (l *oidcLogin) Routes() map[string]http.Handler {
 // provider returns the discovered provider, discovering at most once at a
 // time however many logins start together.
 func (l *oidcLogin) provider(ctx context.Context) (*oidc.Provider, error) {
-	l.mu.Lock()
-	p, at := l.prov, l.provAt
-	l.mu.Unlock()
-	if p != nil && l.now().Sub(at) < discoveryTTL {
-		return p, nil
-	}
-	v, err, _ := l.sf.Do("discover", func() (any, error) {
-		// Not tied to one request: a cancelled browser must not fail the
-		// discovery others wait for.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstreamTimeout)
+	// The load is not tied to one request: a cancelled browser must not
+	// fail the discovery others wait for.
+	p, err := l.disc.Get(ctx, l.cfg.Issuer, l.now(), func(ctx context.Context) (*oidc.Provider, error) {
+		ctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
 		defer cancel()
 		np, err := oidc.NewProvider(oidc.ClientContext(ctx, l.client), l.cfg.Issuer)
 		if err != nil {
 			return nil, err
 		}
-		l.mu.Lock()
-		l.prov, l.provAt = np, l.now()
-		l.mu.Unlock()
+		l.last.Store(np)
 		return np, nil
 	})
 	if err != nil {
-		if p != nil {
+		if last := l.last.Load(); last != nil {
 			l.log.Warn("oidc discovery refresh failed; keeping the previous document", "issuer", l.cfg.Issuer, "err", errText(err))
-			return p, nil
+			return last, nil
 		}
 		return nil, err
 	}
-	return v.(*oidc.Provider), nil
+	return p, nil
 }
 
 func (l *oidcLogin) oauth2Config(p *oidc.Provider) *oauth2.Config {

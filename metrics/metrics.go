@@ -59,7 +59,7 @@ var (
 
 	CacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mcp_gateway_cache_lookups_total",
-		Help: "In-process cache lookups by cache (api_key, agent) and result (hit, miss).",
+		Help: "In-process cache lookups by cache (api_key, agent, assertion, cimd, oidc_discovery) and result (hit, miss).",
 	}, []string{"cache", "result"})
 
 	RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{

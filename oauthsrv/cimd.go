@@ -17,12 +17,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/netguard"
+	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
+	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -53,15 +54,22 @@ var errBlockedAddress = errors.New("address not allowed")
 // with the agent-upstream guard) unless cimd.allowed_hosts names it.
 func blockedAddr(a netip.Addr) bool { return netguard.NotPublic(a) }
 
-type cimdEntry struct {
+// cimdCached is a validated document and how long it may be cached
+// (cacheTTL of its response; 0: not cached).
+type cimdCached struct {
 	c   *store.Client
-	exp time.Time
+	ttl time.Duration
 }
 
-type cimdFlight struct {
-	done chan struct{}
-	c    *store.Client
-	err  error
+// newCIMDCache caches documents for their own cacheTTL; fetch errors are
+// not cached.
+func newCIMDCache() *ttlcache.Cache[cimdCached] {
+	return ttlcache.New(ttlcache.Options[cimdCached]{
+		TTLOf: func(d *cimdCached) time.Duration { return d.ttl },
+		Max:   cimdCacheEntries,
+		Hit:   metrics.CacheLookups.WithLabelValues("cimd", "hit"),
+		Miss:  metrics.CacheLookups.WithLabelValues("cimd", "miss"),
+	})
 }
 
 // cimdResolver fetches, validates and caches metadata documents.
@@ -73,10 +81,7 @@ type cimdResolver struct {
 	hosts    map[string]bool // allowed hostnames (lower case)
 	nets     []netip.Prefix  // allowed addresses
 	slots    chan struct{}
-
-	mu       sync.Mutex
-	cache    map[string]cimdEntry
-	inflight map[string]*cimdFlight
+	cache    *ttlcache.Cache[cimdCached]
 }
 
 func newCIMDResolver(s *Server, cfg config.CIMD, roots *x509.CertPool) (*cimdResolver, error) {
@@ -86,8 +91,7 @@ func newCIMDResolver(s *Server, cfg config.CIMD, roots *x509.CertPool) (*cimdRes
 		maxBytes: int64(cfg.MaxBytes),
 		hosts:    map[string]bool{},
 		slots:    make(chan struct{}, cimdMaxFetches),
-		cache:    map[string]cimdEntry{},
-		inflight: map[string]*cimdFlight{},
+		cache:    newCIMDCache(),
 	}
 	if r.timeout <= 0 {
 		r.timeout = 5 * time.Second
@@ -216,75 +220,29 @@ func (r *cimdResolver) resolve(ctx context.Context, id string) (*store.Client, e
 	if err := checkCIMDURL(id); err != nil {
 		return nil, err
 	}
-	now := r.s.now()
-	r.mu.Lock()
-	if e, ok := r.cache[id]; ok {
-		if now.Before(e.exp) {
-			r.mu.Unlock()
-			return cloneClient(e.c), nil
-		}
-		delete(r.cache, id)
-	}
 	// One fetch per URL at a time; concurrent callers wait for it.
-	if f, ok := r.inflight[id]; ok {
-		r.mu.Unlock()
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, cimdErrorf("the metadata document could not be fetched in time")
+	d, err := r.cache.Get(ctx, id, r.s.now(), func(ctx context.Context) (*cimdCached, error) {
+		c, ttl, err := r.fetch(ctx, id)
+		if err != nil {
+			return nil, err
 		}
-		if f.err != nil {
-			return nil, f.err
-		}
-		return cloneClient(f.c), nil
+		return &cimdCached{c: c, ttl: ttl}, nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, cimdErrorf("the metadata document could not be fetched in time")
 	}
-	f := &cimdFlight{done: make(chan struct{})}
-	r.inflight[id] = f
-	r.mu.Unlock()
-
-	c, ttl, err := r.fetch(ctx, id)
-	f.c, f.err = c, err
-	r.mu.Lock()
-	delete(r.inflight, id)
-	if err == nil && ttl > 0 {
-		r.put(id, c, now.Add(ttl))
-	}
-	r.mu.Unlock()
-	close(f.done)
 	if err != nil {
 		return nil, err
 	}
-	return cloneClient(c), nil
+	return d.c.Clone(), nil
 }
 
 // cached returns the client of a fresh cached document, or nil (no fetch).
 func (r *cimdResolver) cached(id string) *store.Client {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.cache[id]; ok && r.s.now().Before(e.exp) {
-		return cloneClient(e.c)
+	if d, ok := r.cache.Peek(id, r.s.now()); ok && d != nil {
+		return d.c.Clone()
 	}
 	return nil
-}
-
-// put caches c; when full it drops expired entries, then any one.
-// Callers hold mu.
-func (r *cimdResolver) put(id string, c *store.Client, exp time.Time) {
-	if len(r.cache) >= cimdCacheEntries {
-		now := r.s.now()
-		for k, e := range r.cache {
-			if !now.Before(e.exp) {
-				delete(r.cache, k)
-			}
-		}
-		for k := range r.cache {
-			if len(r.cache) < cimdCacheEntries {
-				break
-			}
-			delete(r.cache, k)
-		}
-	}
-	r.cache[id] = cimdEntry{c: c, exp: exp}
 }
 
 // fetch GETs and validates the document; ttl 0 means do not cache.
@@ -409,12 +367,4 @@ func (s *Server) validateCIMD(id string, body []byte) (*store.Client, error) {
 	}
 	c.ID = id
 	return c, nil
-}
-
-func cloneClient(c *store.Client) *store.Client {
-	n := *c
-	n.RedirectURIs = append([]string(nil), c.RedirectURIs...)
-	n.GrantTypes = append([]string(nil), c.GrantTypes...)
-	n.ResponseTypes = append([]string(nil), c.ResponseTypes...)
-	return &n
 }

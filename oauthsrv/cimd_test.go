@@ -1,6 +1,7 @@
 package oauthsrv
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"net"
@@ -419,12 +420,17 @@ func TestCacheTTL(t *testing.T) {
 
 func TestCIMDCacheBounded(t *testing.T) {
 	clk := &clock{}
-	r := &cimdResolver{s: &Server{now: clk.Now}, cache: map[string]cimdEntry{}}
+	r := &cimdResolver{s: &Server{now: clk.Now}, cache: newCIMDCache()}
 	for i := range cimdCacheEntries + 500 {
 		id := "https://c" + strconv.Itoa(i) + ".example/client.json"
-		r.put(id, &store.Client{ID: id}, clk.Now().Add(time.Hour))
-		if len(r.cache) > cimdCacheEntries {
-			t.Fatalf("cache holds %d entries, cap %d", len(r.cache), cimdCacheEntries)
+		_, err := r.cache.Get(t.Context(), id, clk.Now(), func(context.Context) (*cimdCached, error) {
+			return &cimdCached{c: &store.Client{ID: id}, ttl: time.Hour}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := r.cache.Len(); n > cimdCacheEntries {
+			t.Fatalf("cache holds %d entries, cap %d", n, cimdCacheEntries)
 		}
 		if r.cached(id) == nil {
 			t.Fatalf("entry %d not cached right after put", i)

@@ -6,11 +6,7 @@ package memstore
 
 import (
 	"context"
-	"errors"
 	"maps"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -103,14 +99,12 @@ func NewWithClock(now func() time.Time) *Store {
 	}
 }
 
-var errClosed = errors.New("memstore: closed")
-
 // lock takes the mutex and reports whether the store is still open.
 func (s *Store) lock() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return errClosed
+		return store.ErrClosed
 	}
 	return nil
 }
@@ -184,32 +178,8 @@ func (s *Store) wrote(now time.Time) {
 	s.nextGC = max(1024, live)
 }
 
-// ---- copies: nothing stored is ever shared with a caller ----
-
-func cloneClient(c *store.Client) *store.Client {
-	n := *c
-	n.RedirectURIs = slices.Clone(c.RedirectURIs)
-	n.GrantTypes = slices.Clone(c.GrantTypes)
-	n.ResponseTypes = slices.Clone(c.ResponseTypes)
-	return &n
-}
-
-func cloneKey(k *store.APIKey) *store.APIKey {
-	n := *k
-	n.Scopes = slices.Clone(k.Scopes)
-	return &n
-}
-
-func cloneAgent(a *store.Agent) *store.Agent {
-	n := *a
-	n.Users = slices.Clone(a.Users)
-	n.Scopes = slices.Clone(a.Scopes)
-	if a.UpstreamAuth != nil {
-		n.UpstreamAuth = clone(a.UpstreamAuth)
-	}
-	return &n
-}
-
+// clone copies a record without slices or pointers; records that have
+// them have a Clone method (store.Client.Clone, …).
 func clone[T any](v *T) *T { n := *v; return &n }
 
 // ---- clients ----
@@ -245,22 +215,24 @@ func (s *Store) dropClient(id string) {
 // CreateClient stores c; a client with ExpiresAt set disappears then unless
 // TouchClient renews it.
 func (s *Store) CreateClient(_ context.Context, c *store.Client) error {
-	if c == nil || c.ID == "" {
-		return errors.New("memstore: client id required")
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	now := s.now()
-	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) {
-		return errors.New("memstore: client already expired")
+	if !c.ExpiresAt.IsZero() {
+		if _, err := store.Until("client", c.ExpiresAt, now); err != nil {
+			return err
+		}
 	}
 	if _, live := s.liveClient(c.ID, now); live {
 		return store.ErrConflict
 	}
 	s.dropClient(c.ID) // an expired one not swept yet
-	s.clients[c.ID] = cloneClient(c)
+	s.clients[c.ID] = c.Clone()
 	if c.RegisteredIP != "" {
 		ids := s.clientsIP[c.RegisteredIP]
 		if ids == nil {
@@ -282,7 +254,7 @@ func (s *Store) GetClient(_ context.Context, id string) (*store.Client, error) {
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return cloneClient(c), nil
+	return c.Clone(), nil
 }
 
 func (s *Store) ListClients(context.Context) ([]*store.Client, error) {
@@ -294,10 +266,10 @@ func (s *Store) ListClients(context.Context) ([]*store.Client, error) {
 	out := make([]*store.Client, 0, len(s.clients))
 	for _, c := range s.clients {
 		if !clientExpired(c, now) {
-			out = append(out, cloneClient(c))
+			out = append(out, c.Clone())
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	store.SortByID(out)
 	return out, nil
 }
 
@@ -317,8 +289,8 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 // TouchClient moves an expiring client's end to ttl from now; permanent
 // clients stay permanent.
 func (s *Store) TouchClient(_ context.Context, id string, ttl time.Duration) error {
-	if ttl <= 0 {
-		return errors.New("memstore: client ttl must be positive")
+	if err := store.CheckTTL("client ttl", ttl); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
@@ -354,11 +326,11 @@ func (s *Store) CountClientsByIP(_ context.Context, ip string) (int, error) {
 // ---- pending authorization requests ----
 
 func (s *Store) PutAuthRequest(_ context.Context, r *store.AuthRequest, ttl time.Duration) error {
-	if r == nil || r.ID == "" {
-		return errors.New("memstore: auth request id required")
+	if err := r.Validate(); err != nil {
+		return err
 	}
-	if ttl <= 0 {
-		return errors.New("memstore: auth request ttl must be positive")
+	if err := store.CheckTTL("auth request ttl", ttl); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
@@ -396,16 +368,16 @@ func (s *Store) TakeAuthRequest(_ context.Context, id string) (*store.AuthReques
 // ---- authorization codes ----
 
 func (s *Store) PutCode(_ context.Context, c *store.AuthCode) error {
-	if c == nil || c.Hash == "" {
-		return errors.New("memstore: code hash required")
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	now := s.now()
-	if !now.Before(c.ExpiresAt) {
-		return errors.New("memstore: code already expired")
+	if _, err := store.Until("code", c.ExpiresAt, now); err != nil {
+		return err
 	}
 	if old, ok := s.codes[c.Hash]; ok && now.Before(old.ExpiresAt) {
 		return store.ErrConflict
@@ -449,19 +421,19 @@ func (s *Store) RedeemCode(_ context.Context, hash string, b store.CodeBinding) 
 // ---- refresh-token families ----
 
 func (s *Store) CreateFamily(_ context.Context, f *store.RefreshFamily, tokenTTL time.Duration) error {
-	if f == nil || f.ID == "" || f.CurrentHash == "" {
-		return errors.New("memstore: family id and current hash required")
+	if err := f.Validate(); err != nil {
+		return err
 	}
-	if tokenTTL <= 0 {
-		return errors.New("memstore: refresh token ttl must be positive")
+	if err := store.CheckTTL("refresh token ttl", tokenTTL); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	now := s.now()
-	if !now.Before(f.ExpiresAt) {
-		return errors.New("memstore: family already expired")
+	if _, err := store.Until("family", f.ExpiresAt, now); err != nil {
+		return err
 	}
 	if old, ok := s.families[f.ID]; ok && now.Before(old.ExpiresAt) {
 		return store.ErrConflict
@@ -512,11 +484,8 @@ func (s *Store) LookupRefresh(_ context.Context, hash string) (*store.RefreshFam
 }
 
 func (s *Store) Rotate(_ context.Context, r store.Rotation) (*store.RefreshFamily, error) {
-	if r.OldHash == "" || r.NewHash == "" || r.OldHash == r.NewHash {
-		return nil, errors.New("memstore: rotation needs distinct old and new hashes")
-	}
-	if r.TokenTTL <= 0 {
-		return nil, errors.New("memstore: refresh token ttl must be positive")
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
 	if err := s.lock(); err != nil {
 		return nil, err
@@ -587,59 +556,28 @@ func (s *Store) ListFamilies(_ context.Context, userID string) ([]*store.Refresh
 			out = append(out, clone(f))
 		}
 	}
-	sortFamilies(out)
+	store.SortByCreated(out)
 	return out, nil
-}
-
-func sortFamilies(fs []*store.RefreshFamily) {
-	sort.Slice(fs, func(i, j int) bool {
-		if !fs[i].CreatedAt.Equal(fs[j].CreatedAt) {
-			return fs[i].CreatedAt.Before(fs[j].CreatedAt)
-		}
-		return fs[i].ID < fs[j].ID
-	})
 }
 
 // ---- consents ----
 
-// normScope sorts and de-duplicates a space-separated scope string.
-func normScope(scope string) string {
-	f := strings.Fields(scope)
-	slices.Sort(f)
-	return strings.Join(slices.Compact(f), " ")
-}
-
-// covers reports whether granted (normalised) includes every scope of want.
-func covers(granted, want string) bool {
-	have := strings.Fields(granted)
-	for _, w := range strings.Fields(want) {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
-}
-
-func consentKey(c *store.Consent) string {
-	return c.ClientID + "\x00" + c.RedirectURI + "\x00" + c.Resource + "\x00" + c.Scope
-}
-
 func (s *Store) SaveConsent(_ context.Context, c *store.Consent) error {
-	if c == nil || c.UserID == "" || c.ClientID == "" || c.RedirectURI == "" {
-		return errors.New("memstore: consent needs user, client and redirect URI")
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	n := clone(c)
-	n.Scope = normScope(c.Scope)
+	n.Scope = store.NormScope(c.Scope)
 	m := s.consents[c.UserID]
 	if m == nil {
 		m = map[string]*store.Consent{}
 		s.consents[c.UserID] = m
 	}
-	m[consentKey(n)] = n
+	m[n.Key()] = n
 	return nil
 }
 
@@ -650,11 +588,8 @@ func (s *Store) HasConsent(_ context.Context, want *store.Consent) (bool, error)
 		return false, err
 	}
 	defer s.mu.Unlock()
-	if want.RedirectURI == "" {
-		return false, nil
-	}
 	for _, c := range s.consents[want.UserID] {
-		if c.ClientID == want.ClientID && c.RedirectURI == want.RedirectURI && c.Resource == want.Resource && covers(c.Scope, want.Scope) {
+		if c.Covers(want) {
 			return true, nil
 		}
 	}
@@ -670,14 +605,8 @@ func (s *Store) ListConsents(_ context.Context, userID string) ([]*store.Consent
 	for _, c := range s.consents[userID] {
 		out = append(out, clone(c))
 	}
-	sortConsents(out)
+	store.SortConsents(out)
 	return out, nil
-}
-
-func sortConsents(cs []*store.Consent) {
-	sort.Slice(cs, func(i, j int) bool {
-		return consentKey(cs[i]) < consentKey(cs[j])
-	})
 }
 
 // DeleteConsents forgets the user's consents for clientID, or all of the
@@ -701,16 +630,16 @@ func (s *Store) DeleteConsents(_ context.Context, userID, clientID string) error
 // ---- sessions ----
 
 func (s *Store) PutSession(_ context.Context, hash string, sess *store.Session) error {
-	if hash == "" || sess == nil {
-		return errors.New("memstore: session hash required")
+	if err := sess.Validate(hash); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
 	now := s.now()
-	if !now.Before(sess.ExpiresAt) {
-		return errors.New("memstore: session already expired")
+	if _, err := store.Until("session", sess.ExpiresAt, now); err != nil {
+		return err
 	}
 	s.sessions[hash] = clone(sess)
 	s.wrote(now)
@@ -742,8 +671,8 @@ func (s *Store) DeleteSession(_ context.Context, hash string) error {
 // ---- access-token revocations ----
 
 func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) error {
-	if jti == "" {
-		return errors.New("memstore: jti required")
+	if err := store.CheckJTI(jti); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
@@ -797,8 +726,8 @@ func (s *Store) liveKey(hash string, now time.Time) (*store.APIKey, bool) {
 
 // CreateKey stores k; a key with ExpiresAt set disappears at that time.
 func (s *Store) CreateKey(_ context.Context, k *store.APIKey) error {
-	if k == nil || k.ID == "" || k.Hash == "" {
-		return errors.New("memstore: key id and hash required")
+	if err := k.Validate(); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
@@ -813,7 +742,7 @@ func (s *Store) CreateKey(_ context.Context, k *store.APIKey) error {
 	if _, live := s.liveKey(k.Hash, now); live {
 		return store.ErrConflict
 	}
-	s.keys[k.Hash] = cloneKey(k)
+	s.keys[k.Hash] = k.Clone()
 	s.keyIDs[k.ID] = k.Hash
 	s.wrote(now)
 	return nil
@@ -828,7 +757,7 @@ func (s *Store) GetKeyByHash(_ context.Context, hash string) (*store.APIKey, err
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return cloneKey(k), nil
+	return k.Clone(), nil
 }
 
 func (s *Store) ListKeys(context.Context) ([]*store.APIKey, error) {
@@ -840,20 +769,11 @@ func (s *Store) ListKeys(context.Context) ([]*store.APIKey, error) {
 	out := make([]*store.APIKey, 0, len(s.keys))
 	for h := range s.keys {
 		if k, ok := s.liveKey(h, now); ok {
-			out = append(out, cloneKey(k))
+			out = append(out, k.Clone())
 		}
 	}
-	sortKeys(out)
+	store.SortByCreated(out)
 	return out, nil
-}
-
-func sortKeys(ks []*store.APIKey) {
-	sort.Slice(ks, func(i, j int) bool {
-		if !ks[i].CreatedAt.Equal(ks[j].CreatedAt) {
-			return ks[i].CreatedAt.Before(ks[j].CreatedAt)
-		}
-		return ks[i].ID < ks[j].ID
-	})
 }
 
 // RevokeKey marks the key revoked (idempotently) and publishes EventKey.
@@ -867,7 +787,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (*store.APIKey, error)
 		return nil, store.ErrNotFound
 	}
 	k.Revoked = true
-	out := cloneKey(k)
+	out := k.Clone()
 	s.mu.Unlock()
 	return out, s.Publish(ctx, store.Event{Kind: store.EventKey, ID: out.Hash})
 }
@@ -890,20 +810,20 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 // ---- agents ----
 
 func (s *Store) PutAgent(ctx context.Context, a *store.Agent) error {
-	if a == nil || a.ID == "" {
-		return errors.New("memstore: agent id required")
+	if err := a.Storable(); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
 	}
-	s.agents[a.ID] = cloneAgent(a)
+	s.agents[a.ID] = a.Clone()
 	s.mu.Unlock()
 	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
 }
 
 func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) error {
-	if a == nil || a.ID == "" {
-		return errors.New("memstore: agent id required")
+	if err := a.Storable(); err != nil {
+		return err
 	}
 	if err := s.lock(); err != nil {
 		return err
@@ -912,7 +832,7 @@ func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) error {
 		s.mu.Unlock()
 		return store.ErrConflict
 	}
-	s.agents[a.ID] = cloneAgent(a)
+	s.agents[a.ID] = a.Clone()
 	s.mu.Unlock()
 	return s.Publish(ctx, store.Event{Kind: store.EventAgent, ID: a.ID})
 }
@@ -926,7 +846,7 @@ func (s *Store) GetAgent(_ context.Context, id string) (*store.Agent, error) {
 	if !ok {
 		return nil, store.ErrNotFound
 	}
-	return cloneAgent(a), nil
+	return a.Clone(), nil
 }
 
 func (s *Store) ListAgents(context.Context) ([]*store.Agent, error) {
@@ -936,9 +856,9 @@ func (s *Store) ListAgents(context.Context) ([]*store.Agent, error) {
 	defer s.mu.Unlock()
 	out := make([]*store.Agent, 0, len(s.agents))
 	for _, a := range s.agents {
-		out = append(out, cloneAgent(a))
+		out = append(out, a.Clone())
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	store.SortByID(out)
 	return out, nil
 }
 
@@ -960,8 +880,8 @@ func (s *Store) DeleteAgent(ctx context.Context, id string) error {
 // Allow counts a hit in a fixed window starting at the key's first hit. It
 // returns whether the hit is within limit and the time left in the window.
 func (s *Store) Allow(_ context.Context, key string, limit int, win time.Duration) (bool, time.Duration, error) {
-	if win <= 0 {
-		return false, 0, errors.New("memstore: rate-limit window must be positive")
+	if err := store.CheckTTL("rate-limit window", win); err != nil {
+		return false, 0, err
 	}
 	if err := s.lock(); err != nil {
 		return false, 0, err
@@ -995,11 +915,8 @@ func (s *Store) Refund(_ context.Context, key string) error {
 // MarkOnce records key until now+ttl; only the first call while the mark
 // lives reports first.
 func (s *Store) MarkOnce(_ context.Context, key string, ttl time.Duration) (bool, error) {
-	if key == "" {
-		return false, errors.New("memstore: marker key required")
-	}
-	if ttl <= 0 {
-		return false, errors.New("memstore: marker ttl must be positive")
+	if err := store.CheckMarker(key, ttl); err != nil {
+		return false, err
 	}
 	if err := s.lock(); err != nil {
 		return false, err
@@ -1050,7 +967,7 @@ func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) error {
 	s.subMu.Lock()
 	if s.subs == nil {
 		s.subMu.Unlock()
-		return errClosed
+		return store.ErrClosed
 	}
 	s.subs[sub] = struct{}{}
 	s.subsWG.Add(1)

@@ -19,8 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,6 +160,10 @@ func observe(op string, start time.Time, err *error) {
 	}
 }
 
+// errUntagged refuses a refresh token whose hash slot is not its family's:
+// on a cluster the rotation script could not reach both keys.
+var errUntagged = fmt.Errorf("%w: on a cluster a refresh token must carry its family's tag (token.Tagged)", store.ErrInvalid)
+
 // unavailable wraps a backend failure so callers can tell it from "not found".
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, op, err)
@@ -195,12 +197,8 @@ func encode(v any) string {
 }
 
 // ttlUntil is the TTL that ends at t, or an error if t is not in the future.
-func (s *Store) ttlUntil(op string, t time.Time) (time.Duration, error) {
-	d := t.Sub(s.now())
-	if d < time.Millisecond {
-		return 0, fmt.Errorf("redisstore: %s: already expired", op)
-	}
-	return d, nil
+func (s *Store) ttlUntil(what string, t time.Time) (time.Duration, error) {
+	return store.Until(what, t, s.now())
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
@@ -257,12 +255,12 @@ func scriptReply(v any) (string, any) {
 // client with RegisteredIP joins clientsip:<ip> (score: its expiry).
 func (s *Store) CreateClient(ctx context.Context, c *store.Client) (err error) {
 	defer observe("CreateClient", time.Now(), &err)
-	if c == nil || c.ID == "" {
-		return errors.New("redisstore: client id required")
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	var ttl time.Duration
 	if !c.ExpiresAt.IsZero() {
-		if ttl, err = s.ttlUntil("CreateClient", c.ExpiresAt); err != nil {
+		if ttl, err = s.ttlUntil("client", c.ExpiresAt); err != nil {
 			return err
 		}
 	}
@@ -316,8 +314,8 @@ func (s *Store) GetClient(ctx context.Context, id string) (c *store.Client, err 
 // TouchClient renews an expiring client's TTL (and its clientsip score).
 func (s *Store) TouchClient(ctx context.Context, id string, ttl time.Duration) (err error) {
 	defer observe("TouchClient", time.Now(), &err)
-	if ttl < time.Millisecond {
-		return errors.New("redisstore: client ttl must be positive")
+	if err := store.CheckTTL("client ttl", ttl); err != nil {
+		return err
 	}
 	// The registered IP never changes, so reading it first is safe; the
 	// script re-checks that the client still exists.
@@ -430,18 +428,6 @@ func (s *Store) eachIndexedHash(ctx context.Context, op, index string, key func(
 	return nil
 }
 
-// sortByCreated orders records oldest first, ties by id.
-func sortByCreated[T any](out []T, key func(T) (time.Time, string)) {
-	sort.Slice(out, func(i, j int) bool {
-		ti, idi := key(out[i])
-		tj, idj := key(out[j])
-		if !ti.Equal(tj) {
-			return ti.Before(tj)
-		}
-		return idi < idj
-	})
-}
-
 func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error) {
 	defer observe("ListClients", time.Now(), &err)
 	index := s.kClients()
@@ -482,7 +468,7 @@ func (s *Store) ListClients(ctx context.Context) (out []*store.Client, err error
 	if len(stale) > 0 {
 		_ = s.rdb.SRem(ctx, index, stale...).Err() // best effort
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	store.SortByID(out)
 	return out, nil
 }
 
@@ -513,11 +499,11 @@ func (s *Store) DeleteClient(ctx context.Context, id string) (err error) {
 
 func (s *Store) PutAuthRequest(ctx context.Context, r *store.AuthRequest, ttl time.Duration) (err error) {
 	defer observe("PutAuthRequest", time.Now(), &err)
-	if r == nil || r.ID == "" {
-		return errors.New("redisstore: auth request id required")
+	if err := r.Validate(); err != nil {
+		return err
 	}
-	if ttl < time.Millisecond {
-		return errors.New("redisstore: auth request ttl must be positive")
+	if err := store.CheckTTL("auth request ttl", ttl); err != nil {
+		return err
 	}
 	if err := s.rdb.Set(ctx, s.kAuthReq(r.ID), encode(r), ttl).Err(); err != nil {
 		return unavailable("PutAuthRequest", err)
@@ -554,10 +540,10 @@ func (s *Store) TakeAuthRequest(ctx context.Context, id string) (r *store.AuthRe
 
 func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
 	defer observe("PutCode", time.Now(), &err)
-	if c == nil || c.Hash == "" {
-		return errors.New("redisstore: code hash required")
+	if err := c.Validate(); err != nil {
+		return err
 	}
-	ttl, err := s.ttlUntil("PutCode", c.ExpiresAt)
+	ttl, err := s.ttlUntil("code", c.ExpiresAt)
 	if err != nil {
 		return err
 	}
@@ -619,18 +605,18 @@ func family(op string, f map[string]string) (*store.RefreshFamily, error) {
 
 func (s *Store) CreateFamily(ctx context.Context, f *store.RefreshFamily, tokenTTL time.Duration) (err error) {
 	defer observe("CreateFamily", time.Now(), &err)
-	if f == nil || f.ID == "" || f.CurrentHash == "" {
-		return errors.New("redisstore: family id and current hash required")
+	if err := f.Validate(); err != nil {
+		return err
 	}
-	if tokenTTL < time.Millisecond {
-		return errors.New("redisstore: refresh token ttl must be positive")
+	if err := store.CheckTTL("refresh token ttl", tokenTTL); err != nil {
+		return err
 	}
-	famTTL, err := s.ttlUntil("CreateFamily", f.ExpiresAt)
+	famTTL, err := s.ttlUntil("family", f.ExpiresAt)
 	if err != nil {
 		return err
 	}
 	if s.cluster && addrTag(f.CurrentHash) != f.ID {
-		return errors.New("redisstore: on a cluster a refresh token must carry its family's tag (token.Tagged)")
+		return errUntagged
 	}
 	rec := *f
 	rec.CurrentHash, rec.AccessJTI, rec.AccessExp, rec.Revoked = "", "", time.Time{}, false
@@ -715,11 +701,8 @@ func (s *Store) LookupRefresh(ctx context.Context, hash string) (f *store.Refres
 
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshFamily, err error) {
 	defer observe("Rotate", time.Now(), &err)
-	if r.OldHash == "" || r.NewHash == "" || r.OldHash == r.NewHash {
-		return nil, errors.New("redisstore: rotation needs distinct old and new hashes")
-	}
-	if r.TokenTTL < time.Millisecond {
-		return nil, errors.New("redisstore: refresh token ttl must be positive")
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
 	now := r.Now
 	if now.IsZero() {
@@ -737,7 +720,7 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (f *store.RefreshF
 		if addrTag(r.OldHash) != id {
 			return nil, store.ErrNotFound
 		}
-		return nil, errors.New("redisstore: on a cluster a refresh token must carry its family's tag (token.Tagged)")
+		return nil, errUntagged
 	}
 	keys := []string{s.kRT(r.OldHash), s.kRT(r.NewHash), s.kFam(id)}
 	v, err := s.run(ctx, rotate, keys, id, now.UnixMilli(), ms(r.Grace), ms(r.TokenTTL),
@@ -791,17 +774,11 @@ func (s *Store) ListFamilies(ctx context.Context, userID string) (out []*store.R
 	if err != nil {
 		return nil, err
 	}
-	sortByCreated(out, func(f *store.RefreshFamily) (time.Time, string) { return f.CreatedAt, f.ID })
+	store.SortByCreated(out)
 	return out, nil
 }
 
 // ---- consents ----
-
-func normScope(scope string) string {
-	f := strings.Fields(scope)
-	slices.Sort(f)
-	return strings.Join(slices.Compact(f), " ")
-}
 
 func (s *Store) consentKey(user, client string) string {
 	return s.key(userTag(user), "consent:"+esc(user)+":"+client)
@@ -813,11 +790,11 @@ func (s *Store) consentKey(user, client string) string {
 // deleted with the client's hash, but HasConsent never matches them.
 func (s *Store) SaveConsent(ctx context.Context, c *store.Consent) (err error) {
 	defer observe("SaveConsent", time.Now(), &err)
-	if c == nil || c.UserID == "" || c.ClientID == "" || c.RedirectURI == "" {
-		return errors.New("redisstore: consent needs user, client and redirect URI")
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	n := *c
-	n.Scope = normScope(c.Scope)
+	n.Scope = store.NormScope(c.Scope)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.consentKey(n.UserID, n.ClientID), n.RedirectURI+"\x00"+n.Resource+"\x00"+n.Scope, encode(&n))
 		p.SAdd(ctx, s.kConsents(n.UserID), n.ClientID)
@@ -840,17 +817,12 @@ func (s *Store) HasConsent(ctx context.Context, want *store.Consent) (ok bool, e
 	if err != nil {
 		return false, unavailable("HasConsent", err)
 	}
-	wantScopes := strings.Fields(want.Scope)
 	for _, v := range vals {
 		c := new(store.Consent)
 		if err := decode("HasConsent", []byte(v), c); err != nil {
 			return false, err
 		}
-		if c.ClientID != want.ClientID || c.RedirectURI != want.RedirectURI || c.Resource != want.Resource {
-			continue
-		}
-		have := strings.Fields(c.Scope)
-		if !slices.ContainsFunc(wantScopes, func(w string) bool { return !slices.Contains(have, w) }) {
+		if c.Covers(want) {
 			return true, nil
 		}
 	}
@@ -883,10 +855,7 @@ func (s *Store) ListConsents(ctx context.Context, userID string) (out []*store.C
 			out = append(out, con)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		return a.ClientID+"\x00"+a.RedirectURI+"\x00"+a.Resource+"\x00"+a.Scope < b.ClientID+"\x00"+b.RedirectURI+"\x00"+b.Resource+"\x00"+b.Scope
-	})
+	store.SortConsents(out)
 	return out, nil
 }
 
@@ -916,10 +885,10 @@ func (s *Store) DeleteConsents(ctx context.Context, userID, clientID string) (er
 
 func (s *Store) PutSession(ctx context.Context, hash string, sess *store.Session) (err error) {
 	defer observe("PutSession", time.Now(), &err)
-	if hash == "" || sess == nil {
-		return errors.New("redisstore: session hash required")
+	if err := sess.Validate(hash); err != nil {
+		return err
 	}
-	ttl, err := s.ttlUntil("PutSession", sess.ExpiresAt)
+	ttl, err := s.ttlUntil("session", sess.ExpiresAt)
 	if err != nil {
 		return err
 	}
@@ -950,8 +919,8 @@ func (s *Store) DeleteSession(ctx context.Context, hash string) (err error) {
 
 func (s *Store) RevokeJTI(ctx context.Context, jti string, exp time.Time) (err error) {
 	defer observe("RevokeJTI", time.Now(), &err)
-	if jti == "" {
-		return errors.New("redisstore: jti required")
+	if err := store.CheckJTI(jti); err != nil {
+		return err
 	}
 	now := s.now()
 	ttl := exp.Sub(now)
@@ -1014,12 +983,12 @@ func apiKey(op, hash string, f map[string]string) (*store.APIKey, error) {
 // CreateKey stores k; a key with ExpiresAt set expires (a Redis TTL) then.
 func (s *Store) CreateKey(ctx context.Context, k *store.APIKey) (err error) {
 	defer observe("CreateKey", time.Now(), &err)
-	if k == nil || k.ID == "" || k.Hash == "" {
-		return errors.New("redisstore: key id and hash required")
+	if err := k.Validate(); err != nil {
+		return err
 	}
 	var ttl time.Duration
 	if !k.ExpiresAt.IsZero() {
-		if ttl, err = s.ttlUntil("CreateKey", k.ExpiresAt); err != nil {
+		if ttl, err = s.ttlUntil("key", k.ExpiresAt); err != nil {
 			return err
 		}
 	}
@@ -1059,7 +1028,7 @@ func (s *Store) ListKeys(ctx context.Context) (out []*store.APIKey, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sortByCreated(out, func(k *store.APIKey) (time.Time, string) { return k.CreatedAt, k.ID })
+	store.SortByCreated(out)
 	return out, nil
 }
 
@@ -1105,8 +1074,8 @@ func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) (err e
 
 func (s *Store) PutAgent(ctx context.Context, a *store.Agent) (err error) {
 	defer observe("PutAgent", time.Now(), &err)
-	if a == nil || a.ID == "" {
-		return errors.New("redisstore: agent id required")
+	if err := a.Storable(); err != nil {
+		return err
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.kAgent(a.ID), encode(a), 0)
@@ -1122,8 +1091,8 @@ func (s *Store) PutAgent(ctx context.Context, a *store.Agent) (err error) {
 // CreateAgent sets agent:<id> only if absent and indexes it, in one script.
 func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) (err error) {
 	defer observe("CreateAgent", time.Now(), &err)
-	if a == nil || a.ID == "" {
-		return errors.New("redisstore: agent id required")
+	if err := a.Storable(); err != nil {
+		return err
 	}
 	n, err := createAgent.Run(ctx, s.rdb, []string{s.kAgent(a.ID), s.kAgents()}, encode(a), a.ID).Int()
 	if err != nil {
@@ -1158,7 +1127,7 @@ func (s *Store) ListAgents(ctx context.Context) (out []*store.Agent, err error) 
 		}
 		out = append(out, a)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	store.SortByID(out)
 	return out, nil
 }
 
@@ -1180,8 +1149,8 @@ func (s *Store) DeleteAgent(ctx context.Context, id string) (err error) {
 // it returns whether the hit is within limit and the time left in the window.
 func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retry time.Duration, err error) {
 	defer observe("Allow", time.Now(), &err)
-	if window < time.Millisecond {
-		return false, 0, errors.New("redisstore: rate-limit window must be positive")
+	if err := store.CheckTTL("rate-limit window", window); err != nil {
+		return false, 0, err
 	}
 	v, err := allow.Run(ctx, s.rdb, []string{s.kRL(key)}, ms(window)).Int64Slice()
 	if err != nil {
@@ -1209,11 +1178,8 @@ func (s *Store) Refund(ctx context.Context, key string) (err error) {
 // caller (on any replica) came first.
 func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error) {
 	defer observe("MarkOnce", time.Now(), &err)
-	if key == "" {
-		return false, errors.New("redisstore: marker key required")
-	}
-	if ttl < time.Millisecond {
-		return false, errors.New("redisstore: marker ttl must be positive")
+	if err := store.CheckMarker(key, ttl); err != nil {
+		return false, err
 	}
 	ok, err := s.rdb.SetNX(ctx, s.kMark(key), "1", ttl).Result()
 	if err != nil {
@@ -1272,7 +1238,7 @@ func (s *Store) Subscribe(ctx context.Context, fn func(store.Event)) (err error)
 	defer observe("Subscribe", time.Now(), &err)
 	select {
 	case <-s.closing:
-		return errors.New("redisstore: closed")
+		return store.ErrClosed
 	default:
 	}
 	ps, err := s.subscribe(ctx)

@@ -62,6 +62,8 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"AgentUpstreamAuth", testAgentUpstreamAuth},
 		{"RateLimit", testRateLimit},
 		{"Markers", testMarkers},
+		{"Preconditions", testPreconditions},
+		{"AgentCopies", testAgentCopies},
 		{"Events", testEvents},
 		{"Expiry", testExpiry},
 		{"Ping", func(t *testing.T, h *harness) { must(t, h.s.Ping(h.ctx)) }},
