@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // Input limits for request fields.
@@ -134,11 +136,8 @@ func checkScopes(field string, scopes []string) error {
 		if sc == "" || len(sc) > maxScopeLen {
 			return badField(f, "want 1–%d characters", maxScopeLen)
 		}
-		for j := 0; j < len(sc); j++ {
-			c := sc[j]
-			if c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
-				return badField(f, "%q is not a valid scope (no spaces, quotes or backslashes)", sc)
-			}
+		if !store.ValidScopeToken(sc) {
+			return badField(f, "%q is not a valid scope (no spaces, quotes or backslashes)", sc)
 		}
 		if seen[sc] {
 			return badField(f, "%q listed twice", sc)

@@ -182,7 +182,7 @@ func New(opts Options) (*Authorizer, error) {
 		return nil, errors.New("authz: at least one scope is required")
 	}
 	for _, s := range opts.Scopes {
-		if !validScope(s) {
+		if !store.ValidScopeToken(s) {
 			return nil, fmt.Errorf("authz: invalid scope %q", s)
 		}
 	}
@@ -262,24 +262,11 @@ func New(opts Options) (*Authorizer, error) {
 	return a, nil
 }
 
-func validScope(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 	// Only well-formed scope tokens: they end up in a quoted challenge.
 	var base []string
 	for _, s := range ag.BaseScopes(a.baseScopes) {
-		if validScope(s) {
+		if store.ValidScopeToken(s) {
 			base = append(base, s)
 		}
 	}
@@ -515,7 +502,7 @@ func (a *Authorizer) lookupKey(ctx context.Context, hash []byte, now time.Time) 
 		}
 		ki := &keyInfo{key: k, hash: h}
 		for _, s := range k.Scopes {
-			if validScope(s) {
+			if store.ValidScopeToken(s) {
 				if ki.scopeStr != "" {
 					ki.scopeStr += " "
 				}

@@ -118,7 +118,7 @@ func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 		ri.users, ri.groups = r.Users, r.Groups
 		all := slices.Clone(base)
 		for _, s := range r.Scopes {
-			if !validScope(s) {
+			if !store.ValidScopeToken(s) {
 				ri.need = append(ri.need, nil) // unsatisfiable: deny
 				continue
 			}
