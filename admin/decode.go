@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mcpgateway/mcp-gateway/internal/strictjson"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -27,21 +28,9 @@ const (
 )
 
 // decodeBody reads one JSON object of at most MaxBodyBytes into v, refusing
-// unknown fields and trailing data. On failure it has written the 4xx answer.
+// unknown fields, any other JSON value and trailing data. On failure it has written the 4xx answer.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		// Exactly one value: anything after it but whitespace is an error.
-		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
-			err = errors.New("trailing data after the JSON object")
-			var mbe *http.MaxBytesError
-			if errors.As(terr, &mbe) {
-				err = terr
-			}
-		}
-	}
+	err := strictjson.DecodeObject(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v, strictjson.RefuseUnknown)
 	if err == nil {
 		return true
 	}
@@ -58,6 +47,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusRequestTimeout, "the request body was not received in time")
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, "request body is empty: want a JSON object")
+	case errors.Is(err, strictjson.ErrNotObject):
+		writeError(w, http.StatusBadRequest, "request body: want a JSON object")
+	case errors.Is(err, strictjson.ErrTrailing):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		writeError(w, http.StatusBadRequest, "invalid JSON: unexpected end of body")
 	case errors.As(err, &se):
