@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -83,12 +84,12 @@ type Options struct {
 // Authorizer makes decisions. Create with New, call Start once, then call
 // Decide from any number of goroutines.
 type Authorizer struct {
-	publicURL string
-	prmBase   string // <public>/.well-known/oauth-protected-resource/
-	ch401     string // `Bearer realm="MCP", resource_metadata="<prmBase>`
-	scopes    []string
-	scopeStr  string
-	implies   map[string][]string
+	res      resource.Base // the public URL: the gateway's resource and every agent's prefix
+	prmBase  string        // <public>/.well-known/oauth-protected-resource/
+	ch401    string        // `Bearer realm="MCP", resource_metadata="<prmBase>`
+	scopes   []string
+	scopeStr string
+	implies  map[string][]string
 	// baseScopes are the gateway's scopes but those the static agents'
 	// rules require: what an agent without its own scopes is based on.
 	baseScopes []string
@@ -200,7 +201,7 @@ func New(opts Options) (*Authorizer, error) {
 	}
 	a := &Authorizer{
 		resyncNow: make(chan struct{}, 1),
-		publicURL: pub,
+		res:       resource.New(pub),
 		prmBase:   pub + "/.well-known/oauth-protected-resource/",
 		scopes:    append([]string(nil), opts.Scopes...),
 		scopeStr:  strings.Join(opts.Scopes, " "),
@@ -270,7 +271,7 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 			base = append(base, s)
 		}
 	}
-	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.publicURL + "/" + id + "/mcp"}
+	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.res.For(id)}
 	// Empty after filtering: nothing can match, deny.
 	for _, s := range base {
 		for _, sat := range a.satisfiers(s) {
@@ -283,9 +284,9 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 		norm, err := ag.UpstreamAuth.Validate()
 		ai.upstream, ai.upstreamBad = &norm, err != nil
 	}
-	ai.ch401 = a.ch401 + id + `/mcp", scope="` + ai.requiredStr + `"`
+	ai.ch401 = a.ch401 + resource.Rel(id, false) + `", scope="` + ai.requiredStr + `"`
 	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
-		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
+		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + resource.Rel(id, false) + `"`
 	a.buildRules(id, ai, base)
 	if l := ag.Limits; l != nil && (l.PerUser > 0 || l.PerTool > 0) {
 		ai.limits = l
