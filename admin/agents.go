@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
@@ -39,7 +40,7 @@ func (s *Server) answer(a *store.Agent) AgentAnswer {
 		routed, note := s.routeNote(*a)
 		out.Route = &RouteInfo{Routed: routed, Note: note}
 		if routed {
-			out.Route.Path = "/" + a.ID + "/mcp"
+			out.Route.Path = resource.Path(a.ID)
 		}
 	}
 	return out
