@@ -8,28 +8,17 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // AgentRequest is the body of POST /admin/v1/agents.
-type AgentRequest struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name,omitempty"`
-	Owner    string   `json:"owner"`
-	Users    []string `json:"users,omitempty"`
-	Upstream string   `json:"upstream,omitempty"`
-	Scopes   []string `json:"scopes,omitempty"`
-	// Rules is the agent's tool policy (see store.Rule).
-	Rules []store.Rule `json:"rules,omitempty"`
-	// Limits are per-user requests per minute (see store.Limits).
-	Limits *store.Limits `json:"limits,omitempty"`
-	// UpstreamAuth names (never holds) a secret the Check sends upstream.
-	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
-}
+// It is the config file's agent declaration: one set of fields and one
+// validation (config.StaticAgent.Validate) for both.
+type AgentRequest = config.StaticAgent
 
 // AgentAnswer is an agent as the API answers it: with how proxies route it.
 type AgentAnswer struct {
@@ -51,7 +40,7 @@ func (s *Server) answer(a *store.Agent) AgentAnswer {
 		routed, note := s.routeNote(*a)
 		out.Route = &RouteInfo{Routed: routed, Note: note}
 		if routed {
-			out.Route.Path = "/" + a.ID + "/mcp"
+			out.Route.Path = resource.Path(a.ID)
 		}
 	}
 	return out
@@ -70,54 +59,12 @@ type AgentList struct {
 	Agents []*store.Agent `json:"agents"`
 }
 
-func (req *AgentRequest) validate() error {
-	if req.ID == "" {
-		return badField("id", "required")
-	}
-	if !config.ValidAgentID(req.ID) {
-		return badField("id", "%q: want 1–128 of [A-Za-z0-9._-], not \".\" or \"..\"", req.ID)
-	}
-	if err := checkText("owner", req.Owner, maxUserLen, true); err != nil {
-		return err
-	}
-	if err := checkText("name", req.Name, maxNameLen, false); err != nil {
-		return err
-	}
-	if err := checkUsers("users", req.Users); err != nil {
-		return err
-	}
-	if req.Upstream != "" {
-		u, err := url.Parse(req.Upstream)
-		if len(req.Upstream) > maxURLLen || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
-			return badField("upstream", "want an absolute http(s) URL without fragment")
-		}
-	}
-	if req.UpstreamAuth != nil {
-		norm, err := req.UpstreamAuth.Validate()
-		if err != nil { // "upstream_auth.<field>: why"
-			f, msg, _ := strings.Cut(err.Error(), ": ")
-			return badField(f, "%s", msg)
-		}
-		req.UpstreamAuth = &norm
-	}
-	if err := checkScopes("scopes", req.Scopes); err != nil {
-		return err
-	}
-	if err := store.ValidateRules(req.Rules); err != nil {
-		return badField("rules", "%v", err)
-	}
-	if err := store.ValidateLimits(req.Limits); err != nil {
-		return badField("limits", "%v", err)
-	}
-	return nil
-}
-
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	var req AgentRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -131,11 +78,9 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists (static, from the config file)", req.ID))
 		return
 	}
-	a := &store.Agent{
-		ID: req.ID, Name: req.Name, Owner: req.Owner, Users: req.Users,
-		Upstream: req.Upstream, Scopes: req.Scopes, Rules: req.Rules, Limits: req.Limits, Created: s.now().UTC(),
-		UpstreamAuth: req.UpstreamAuth,
-	}
+	ag := req.Agent()
+	a := &ag
+	a.Created = s.now().UTC()
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {
 		if errors.Is(err, store.ErrConflict) {

@@ -9,37 +9,21 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/strictjson"
 )
 
 // Input limits for request fields.
 const (
-	maxNameLen   = 256
-	maxUserLen   = 256
-	maxURLLen    = 2048
-	maxListLen   = 100
-	maxScopeLen  = 128
 	maxKeyIDLen  = 128
 	maxClientLen = 2048 // CIMD client ids are URLs
 )
 
 // decodeBody reads one JSON object of at most MaxBodyBytes into v, refusing
-// unknown fields and trailing data. On failure it has written the 4xx answer.
+// unknown fields, any other JSON value and trailing data. On failure it has written the 4xx answer.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		// Exactly one value: anything after it but whitespace is an error.
-		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
-			err = errors.New("trailing data after the JSON object")
-			var mbe *http.MaxBytesError
-			if errors.As(terr, &mbe) {
-				err = terr
-			}
-		}
-	}
+	err := strictjson.DecodeObject(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v, strictjson.RefuseUnknown)
 	if err == nil {
 		return true
 	}
@@ -56,6 +40,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusRequestTimeout, "the request body was not received in time")
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, "request body is empty: want a JSON object")
+	case errors.Is(err, strictjson.ErrNotObject):
+		writeError(w, http.StatusBadRequest, "request body: want a JSON object")
+	case errors.Is(err, strictjson.ErrTrailing):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		writeError(w, http.StatusBadRequest, "invalid JSON: unexpected end of body")
 	case errors.As(err, &se):
@@ -89,73 +77,7 @@ func describeType(t reflect.Type) string {
 	}
 }
 
-// fieldError names the offending field in a 400 answer.
-type fieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *fieldError) Error() string { return e.Field + ": " + e.Msg }
-
+// badField names the offending field in a 400 answer.
 func badField(field, format string, a ...any) error {
-	return &fieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
-}
-
-// checkText accepts printable UTF-8 up to max bytes (names, user ids).
-func checkText(field, s string, max int, required bool) error {
-	if s == "" {
-		if required {
-			return badField(field, "required")
-		}
-		return nil
-	}
-	if len(s) > max {
-		return badField(field, "longer than %d bytes", max)
-	}
-	if !utf8.ValidString(s) {
-		return badField(field, "not valid UTF-8")
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return badField(field, "contains a control character")
-		}
-	}
-	return nil
-}
-
-// checkScopes: RFC 6749 §3.3 scope-tokens, no duplicates.
-func checkScopes(field string, scopes []string) error {
-	if len(scopes) > maxListLen {
-		return badField(field, "more than %d entries", maxListLen)
-	}
-	seen := make(map[string]bool, len(scopes))
-	for i, sc := range scopes {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if sc == "" || len(sc) > maxScopeLen {
-			return badField(f, "want 1–%d characters", maxScopeLen)
-		}
-		for j := 0; j < len(sc); j++ {
-			c := sc[j]
-			if c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
-				return badField(f, "%q is not a valid scope (no spaces, quotes or backslashes)", sc)
-			}
-		}
-		if seen[sc] {
-			return badField(f, "%q listed twice", sc)
-		}
-		seen[sc] = true
-	}
-	return nil
-}
-
-func checkUsers(field string, users []string) error {
-	if len(users) > maxListLen {
-		return badField(field, "more than %d entries", maxListLen)
-	}
-	for i, u := range users {
-		if err := checkText(fmt.Sprintf("%s[%d]", field, i), u, maxUserLen, true); err != nil {
-			return err
-		}
-	}
-	return nil
+	return config.BadField(field, format, a...)
 }

@@ -110,15 +110,15 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("kind: %q: want \"agent\" or \"user\"", req.Kind))
 		return
 	}
-	if err := checkText("user", k.User, maxUserLen, false); err != nil {
+	if err := config.CheckText("user", k.User, config.MaxUserLen, false); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := checkText("name", req.Name, maxNameLen, false); err != nil {
+	if err := config.CheckText("name", req.Name, config.MaxNameLen, false); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := checkScopes("scopes", req.Scopes); err != nil {
+	if err := config.CheckScopes("scopes", req.Scopes); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -84,12 +85,12 @@ type Options struct {
 // Authorizer makes decisions. Create with New, call Start once, then call
 // Decide from any number of goroutines.
 type Authorizer struct {
-	publicURL string
-	prmBase   string // <public>/.well-known/oauth-protected-resource/
-	ch401     string // `Bearer realm="MCP", resource_metadata="<prmBase>`
-	scopes    []string
-	scopeStr  string
-	implies   map[string][]string
+	res      resource.Base // the public URL: the gateway's resource and every agent's prefix
+	prmBase  string        // <public>/.well-known/oauth-protected-resource/
+	ch401    string        // `Bearer realm="MCP", resource_metadata="<prmBase>`
+	scopes   []string
+	scopeStr string
+	implies  map[string][]string
 	// baseScopes are the gateway's scopes but those the static agents'
 	// rules require: what an agent without its own scopes is based on.
 	baseScopes []string
@@ -183,7 +184,7 @@ func New(opts Options) (*Authorizer, error) {
 		return nil, errors.New("authz: at least one scope is required")
 	}
 	for _, s := range opts.Scopes {
-		if !validScope(s) {
+		if !store.ValidScopeToken(s) {
 			return nil, fmt.Errorf("authz: invalid scope %q", s)
 		}
 	}
@@ -201,7 +202,7 @@ func New(opts Options) (*Authorizer, error) {
 	}
 	a := &Authorizer{
 		resyncNow: make(chan struct{}, 1),
-		publicURL: pub,
+		res:       resource.New(pub),
 		prmBase:   pub + "/.well-known/oauth-protected-resource/",
 		scopes:    append([]string(nil), opts.Scopes...),
 		scopeStr:  strings.Join(opts.Scopes, " "),
@@ -263,28 +264,15 @@ func New(opts Options) (*Authorizer, error) {
 	return a, nil
 }
 
-func validScope(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 	// Only well-formed scope tokens: they end up in a quoted challenge.
 	var base []string
 	for _, s := range ag.BaseScopes(a.baseScopes) {
-		if validScope(s) {
+		if store.ValidScopeToken(s) {
 			base = append(base, s)
 		}
 	}
-	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.publicURL + "/" + id + "/mcp"}
+	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.res.For(id)}
 	// Empty after filtering: nothing can match, deny.
 	for _, s := range base {
 		for _, sat := range a.satisfiers(s) {
@@ -297,9 +285,9 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 		norm, err := ag.UpstreamAuth.Validate()
 		ai.upstream, ai.upstreamBad = &norm, err != nil
 	}
-	ai.ch401 = a.ch401 + id + `/mcp", scope="` + ai.requiredStr + `"`
+	ai.ch401 = a.ch401 + resource.Rel(id, false) + `", scope="` + ai.requiredStr + `"`
 	ai.chScope = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rInsufficientScope].desc +
-		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + id + `/mcp"`
+		`", scope="` + ai.requiredStr + `", resource_metadata="` + a.prmBase + resource.Rel(id, false) + `"`
 	a.buildRules(id, ai, base)
 	if l := ag.Limits; l != nil && (l.PerUser > 0 || l.PerTool > 0) {
 		ai.limits = l
@@ -516,7 +504,7 @@ func (a *Authorizer) lookupKey(ctx context.Context, hash []byte, now time.Time) 
 		}
 		ki := &keyInfo{key: k, hash: h}
 		for _, s := range k.Scopes {
-			if validScope(s) {
+			if store.ValidScopeToken(s) {
 				if ki.scopeStr != "" {
 					ki.scopeStr += " "
 				}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -434,16 +435,8 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 // (<public>/<agent>/mcp/, a resource of its own) names the same agent, so
 // a token for either form is good on either path.
 func (a *Authorizer) audienceOK(aud []string, agent string) bool {
-	p := a.publicURL
 	for _, s := range aud {
-		if s == p {
-			return true
-		}
-		if strings.HasSuffix(s, "/mcp/") {
-			s = s[:len(s)-1]
-		}
-		if len(s) == len(p)+1+len(agent)+len("/mcp") && strings.HasPrefix(s, p) &&
-			s[len(p)] == '/' && s[len(p)+1:len(p)+1+len(agent)] == agent && strings.HasSuffix(s, "/mcp") {
+		if s == a.res.String() || a.res.Names(s, agent) {
 			return true
 		}
 	}
@@ -635,11 +628,7 @@ func (a *Authorizer) challenge401(ctx context.Context, agent string, now time.Ti
 			scopes = ai.requiredStr
 		}
 	}
-	res := agent + "/mcp"
-	if slash {
-		res += "/"
-	}
-	return a.ch401 + res + `", scope="` + scopes + `"`
+	return a.ch401 + resource.Rel(agent, slash) + `", scope="` + scopes + `"`
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.
@@ -717,5 +706,5 @@ func slashForm(target string) bool {
 	if i := strings.IndexByte(target, '?'); i >= 0 {
 		target = target[:i]
 	}
-	return strings.HasSuffix(target, "/mcp/")
+	return resource.SlashForm(target)
 }

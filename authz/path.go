@@ -3,7 +3,7 @@ package authz
 import (
 	"strings"
 
-	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 )
 
 // maxPathLen bounds the request target (path + query) we look at; longer
@@ -30,18 +30,11 @@ func AgentFromPath(target string) (string, bool) {
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p = p[:i]
 	}
-	switch {
-	case strings.HasSuffix(p, "/mcp"):
-		p = p[:len(p)-len("/mcp")]
-	case strings.HasSuffix(p, "/mcp/"):
-		p = p[:len(p)-len("/mcp/")]
-	default:
-		return "", false
-	}
 	// The agent-id alphabet has no '/', '%' or '\', and "." / ".." are
-	// refused, so this single check rules out every path trick.
-	if !config.ValidAgentID(p) {
+	// refused (ParsePath validates the id), so this rules out every path trick.
+	agent, _, ok := resource.ParsePath(p)
+	if !ok {
 		return "", false
 	}
-	return p, true
+	return agent, true
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
@@ -118,7 +119,7 @@ func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 		ri.users, ri.groups = r.Users, r.Groups
 		all := slices.Clone(base)
 		for _, s := range r.Scopes {
-			if !validScope(s) {
+			if !store.ValidScopeToken(s) {
 				ri.need = append(ri.need, nil) // unsatisfiable: deny
 				continue
 			}
@@ -139,7 +140,7 @@ func (a *Authorizer) buildRules(id string, ai *agentInfo, base []string) {
 		ri.cAllow = metrics.PolicyDecisions.WithLabelValues(id, ri.label, "allow")
 		ri.cDeny = metrics.PolicyDecisions.WithLabelValues(id, ri.label, "deny")
 		ri.ch = `Bearer realm="MCP", error="insufficient_scope", error_description="` + reasons[rRuleScope].desc +
-			`", scope="` + strings.Join(all, " ") + `", resource_metadata="` + a.prmBase + id + `/mcp"`
+			`", scope="` + strings.Join(all, " ") + `", resource_metadata="` + a.prmBase + resource.Rel(id, false) + `"`
 	}
 }
 

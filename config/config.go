@@ -115,8 +115,7 @@ func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) 
 		}
 		norm, err := u.Validate()
 		if err != nil {
-			bad(fmt.Sprintf("agents[%d]", i), "%v", err)
-			continue
+			continue // StaticAgent.Validate reports it
 		}
 		if norm.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
 			bad(fmt.Sprintf("agents[%d].upstream_auth.secret_file", i), "needs upstream_secrets.dir")
@@ -538,25 +537,13 @@ func (c *Config) Validate(dev bool) error {
 		}
 	}
 	c.Scopes.validate(bad)
-	for i, a := range c.Agents {
+	for i := range c.Agents {
+		// The admin API's rules (StaticAgent.Validate), then what needs the
+		// rest of the file: rule scopes must be declared.
+		a := &c.Agents[i]
 		f := fmt.Sprintf("agents[%d]", i)
-		if !ValidAgentID(a.ID) {
-			bad(f+".id", "%q: 1–128 of [A-Za-z0-9._-]", a.ID)
-		}
-		if a.Owner == "" {
-			bad(f+".owner", "required")
-		}
-		if a.Upstream != "" {
-			if u, err := url.Parse(a.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(f+".upstream", "%q is not an absolute http(s) URL", a.Upstream)
-			}
-		}
-		// Tool policy: well-formed rules naming declared scopes only.
-		if err := store.ValidateRules(a.Rules); err != nil {
-			bad(f, "%v", err)
-		}
-		if err := store.ValidateLimits(a.Limits); err != nil {
-			bad(f, "%v", err)
+		if err := a.Validate(); err != nil {
+			agentField(f, err, bad)
 		}
 		for j, r := range a.Rules {
 			for k, sc := range r.Scopes {

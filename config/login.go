@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // Login providers (login.provider).
@@ -87,7 +89,7 @@ func (o *OIDCLogin) validate(bad func(field, format string, a ...any)) {
 		bad("login.oidc.scopes", "must contain openid")
 	}
 	for i, s := range o.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") {
+		if !store.ValidScopeToken(s) {
 			bad(fmt.Sprintf("login.oidc.scopes[%d]", i), "invalid scope %q", s)
 		}
 	}

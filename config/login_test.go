@@ -91,6 +91,9 @@ func TestLoginValidationNamesTheField(t *testing.T) {
 		{"oidc two secrets", "login.oidc: set at most one", oidc(func(o *OIDCLogin) { o.ClientSecret, o.ClientSecretFile = "a", "/b" })},
 		{"oidc no openid", "login.oidc.scopes: must contain openid", oidc(func(o *OIDCLogin) { o.Scopes = []string{"email"} })},
 		{"oidc bad scope", "login.oidc.scopes[1]", oidc(func(o *OIDCLogin) { o.Scopes = []string{"openid", "a b"} })},
+		// RFC 6749 §3.3: no control bytes or non-ASCII either (once accepted here).
+		{"oidc scope with a tab", "login.oidc.scopes[1]", oidc(func(o *OIDCLogin) { o.Scopes = []string{"openid", "a\tb"} })},
+		{"oidc non-ASCII scope", "login.oidc.scopes[1]", oidc(func(o *OIDCLogin) { o.Scopes = []string{"openid", "é"} })},
 		{"oidc user claim", "login.oidc.user_claim", oidc(func(o *OIDCLogin) { o.UserClaim = "name" })},
 		{"oidc domain", "login.oidc.allowed_email_domains[0]", oidc(func(o *OIDCLogin) { o.AllowedEmailDomains = []string{"@example.com"} })},
 		{"oidc group", "login.oidc.allowed_groups[0]", oidc(func(o *OIDCLogin) { o.AllowedGroups = []string{""} })},

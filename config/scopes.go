@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // The scopes the gateway issues, one schema for all of them:
@@ -152,7 +154,7 @@ func (l Scopes) validate(bad func(field, format string, a ...any)) {
 	for i, s := range l {
 		f := fmt.Sprintf("scopes[%d]", i)
 		switch {
-		case !validScopeToken(s.Name):
+		case !store.ValidScopeToken(s.Name):
 			bad(f, "invalid scope %q", s.Name)
 		case index[s.Name] > 0:
 			bad(f, "%q declared twice", s.Name)
@@ -225,20 +227,6 @@ func (l Scopes) impliesCycle() []string {
 		}
 	}
 	return nil
-}
-
-// validScopeToken: an RFC 6749 §3.3 scope-token (printable ASCII except
-// space, '"' and '\').
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b <= 0x20 || b >= 0x7f || b == '"' || b == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // printable: valid UTF-8 of at most n bytes without control characters.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -226,7 +227,7 @@ var errBadTarget = errors.New("invalid resource")
 // "/<agent>/mcp/" (the endpoint's two paths, each its own resource), and the
 // agent id ("" for the gateway-wide audience). Scheme and host compare
 // case-insensitively, the path exactly. "" → the issuer.
-func (s *Server) canonicalResource(raw string) (resource, agentID string, ok bool) {
+func (s *Server) canonicalResource(raw string) (canon, agentID string, ok bool) {
 	if raw == "" {
 		return s.issuer, "", true
 	}
@@ -243,13 +244,13 @@ func (s *Server) canonicalResource(raw string) (resource, agentID string, ok boo
 		return s.issuer, "", true
 	}
 	rest, ok := strings.CutPrefix(u.Path, s.basePath+"/")
-	id, suffix, ok2 := agentResourcePath(rest)
+	id, slash, ok2 := resource.ParsePath(rest)
 	if !ok || !ok2 {
 		return "", "", false
 	}
 	// The slash form stays itself: the token's aud then names exactly the
 	// URL the client connects to, and the Check accepts either form.
-	return s.agentURL(id) + suffix[len("/mcp"):], id, true
+	return s.res.Form(id, slash), id, true
 }
 
 // resolveResource is canonicalResource plus the agent lookup: an unknown

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/netguard"
+	"github.com/mcpgateway/mcp-gateway/internal/strictjson"
 	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
 	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -347,8 +348,7 @@ func cacheTTL(h http.Header) time.Duration {
 // validateCIMD checks a document against its URL and the registration rules.
 func (s *Server) validateCIMD(id string, body []byte) (*store.Client, error) {
 	var doc cimdDocument
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&doc); err != nil || dec.More() || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+	if err := strictjson.DecodeObject(bytes.NewReader(body), &doc, strictjson.IgnoreUnknown); err != nil {
 		return nil, cimdErrorf("the metadata document is not one JSON object of client metadata")
 	}
 	switch {

@@ -272,6 +272,8 @@ func TestCIMDRejections(t *testing.T) {
 		{"slow", d.url("/slow.json"), "", "not received within 300ms"},
 		{"bad JSON", raw("/bad.json", "application/json", `{"client_id":`), "", "not one JSON object"},
 		{"JSON array", raw("/array.json", "application/json", `[]`), "", "not one JSON object"},
+		{"trailing brace", raw("/brace.json", "application/json", `{"client_id":"`+d.url("/brace.json")+`","client_name":"x","redirect_uris":["`+loopbackRedirect+`"]}}`), "", "not one JSON object"},
+		{"trailing bracket", raw("/bracket.json", "application/json", `{"client_id":"`+d.url("/bracket.json")+`","client_name":"x","redirect_uris":["`+loopbackRedirect+`"]}]`), "", "not one JSON object"},
 		{"HTML", raw("/page.json", "text/html", `<html></html>`), "", "not served as application/json"},
 		{"404", d.url("/missing.json"), "", "answered HTTP 404"},
 		{"redirect to a valid document", chain("/hop", 1, "/target.json"), "", "answered a redirect (HTTP 302)"},

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -122,7 +123,7 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 	// RFC 9728 §3.1: the resource's path is appended to the well-known
 	// path; it includes the public URL's own path, if any.
 	rest, ok := strings.CutPrefix(rest, s.basePath+"/")
-	id, suffix, ok2 := agentResourcePath(rest)
+	id, slash, ok2 := resource.ParsePath(rest)
 	if !ok || !ok2 || r.URL.RawPath != "" {
 		writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at this path")
 		return
@@ -144,7 +145,7 @@ func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 	}
 	// The slash form's document names the slash form: a client checks the
 	// resource against the URL it connects to, byte for byte.
-	b, err := json.Marshal(s.prm(s.agentURL(id)+suffix[len("/mcp"):], scopes, name))
+	b, err := json.Marshal(s.prm(s.res.Form(id, slash), scopes, name))
 	if err != nil {
 		writeUnavailable(w)
 		return

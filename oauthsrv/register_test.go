@@ -26,6 +26,8 @@ func TestRegisterRejects(t *testing.T) {
 		{"array", "application/json", `[{"redirect_uris":["https://a.example/cb"]}]`, 400, "invalid_client_metadata"},
 		{"null", "application/json", `null`, 400, "invalid_client_metadata"},
 		{"trailing data", "application/json", `{"redirect_uris":["https://a.example/cb"]} {}`, 400, "invalid_client_metadata"},
+		{"trailing brace", "application/json", `{"redirect_uris":["https://a.example/cb"]}}`, 400, "invalid_client_metadata"},
+		{"trailing bracket", "application/json", `{"redirect_uris":["https://a.example/cb"]}]`, 400, "invalid_client_metadata"},
 		{"oversized body", "application/json", `{"client_name":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "invalid_client_metadata"},
 		{"redirect_uris wrong type", "application/json", `{"redirect_uris":"https://a.example/cb"}`, 400, "invalid_client_metadata"},
 		{"missing redirect_uris", "application/json", `{"client_name":"x"}`, 400, "invalid_redirect_uri"},

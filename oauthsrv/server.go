@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -79,11 +80,12 @@ type Server struct {
 	agents   AgentLookup
 	log      *slog.Logger
 	now      func() time.Time
-	issuer   string   // = cfg.PublicURL
-	base     *url.URL // parsed issuer
-	basePath string   // path of the issuer without trailing slash ("" at the root)
-	secure   bool     // issuer is https: Secure + __Host- cookies
-	tagged   bool     // codes and refresh tokens carry their family id (store.TagsSecrets)
+	issuer   string        // = cfg.PublicURL
+	res      resource.Base // agents' resource URLs under the issuer, as the Check parses them
+	base     *url.URL      // parsed issuer
+	basePath string        // path of the issuer without trailing slash ("" at the root)
+	secure   bool          // issuer is https: Secure + __Host- cookies
+	tagged   bool          // codes and refresh tokens carry their family id (store.TagsSecrets)
 
 	sessionCookie string
 	browserCookie string
@@ -135,6 +137,7 @@ func New(opts Options) (*Server, error) {
 		log:        opts.Logger,
 		now:        opts.Now,
 		issuer:     cfg.PublicURL,
+		res:        resource.New(cfg.PublicURL),
 		base:       base,
 		secure:     base.Scheme == "https",
 		scopes:     cfg.ScopeNames(),
@@ -355,31 +358,10 @@ func (s *Server) storeError(ctx context.Context, op string, err error) {
 
 // resourceAgent returns the agent id of a canonical resource URL, or "" for
 // the gateway-wide audience.
-func (s *Server) resourceAgent(resource string) string {
-	rest, ok := strings.CutPrefix(resource, s.issuer+"/")
-	if !ok {
-		return ""
-	}
-	id, _, _ := agentResourcePath(rest)
+func (s *Server) resourceAgent(u string) string {
+	id, _, _ := s.res.Parse(u)
 	return id
 }
-
-// agentResourcePath parses "<agent>/mcp" or "<agent>/mcp/": an agent's MCP
-// endpoint is served at both paths, and a client names as its resource the
-// form it connects to (RFC 9728 §3.3 wants the metadata's resource to be
-// that exact URL). suffix is "/mcp" or "/mcp/".
-func agentResourcePath(rest string) (id, suffix string, ok bool) {
-	for _, suf := range [...]string{"/mcp", "/mcp/"} {
-		if id, found := strings.CutSuffix(rest, suf); found && config.ValidAgentID(id) {
-			return id, suf, true
-		}
-	}
-	return "", "", false
-}
-
-// agentURL is the MCP endpoint URL (and resource) of agent id, the
-// canonical form without the trailing slash.
-func (s *Server) agentURL(id string) string { return s.issuer + "/" + id + "/mcp" }
 
 // pathURL is an absolute URL of one of our paths.
 func (s *Server) pathURL(path string) string { return s.issuer + path }

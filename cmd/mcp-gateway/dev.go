@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -218,14 +219,14 @@ func runDemoAgent(ctx context.Context, args []string, _ io.Writer) error {
 
 // demoVerifier checks assertions from the gateway at issuer for the agents.
 func demoVerifier(issuer, jwksURL string, agents ...string) (*agentauth.Verifier, error) {
-	issuer = strings.TrimRight(issuer, "/")
+	base := resource.New(issuer)
 	var auds []string
 	for _, a := range agents {
 		if a = strings.TrimSpace(a); a != "" {
-			auds = append(auds, issuer+"/"+a+"/mcp")
+			auds = append(auds, base.For(a))
 		}
 	}
-	return agentauth.New(agentauth.Options{Issuer: issuer, Audiences: auds, JWKSURL: jwksURL})
+	return agentauth.New(agentauth.Options{Issuer: base.String(), Audiences: auds, JWKSURL: jwksURL})
 }
 
 // loopback turns a listen address into one to dial: an unspecified host

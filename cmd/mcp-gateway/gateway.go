@@ -171,8 +171,9 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
-	for i, a := range cfg.Agents {
-		out[i] = store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes, Rules: a.Rules, Limits: a.Limits, Static: true, UpstreamAuth: a.UpstreamAuth}
+	for i := range cfg.Agents {
+		out[i] = cfg.Agents[i].Agent()
+		out[i].Static = true
 	}
 	return out
 }

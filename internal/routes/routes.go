@@ -4,7 +4,11 @@
 // builder (xds) both route from it, so dev mode and Envoy cannot drift apart.
 package routes
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/mcpgateway/mcp-gateway/internal/resource"
+)
 
 // Match is how a Route's Path is compared with a request path.
 type Match int
@@ -76,7 +80,7 @@ const Favicon = "/favicon.ico"
 
 // AgentPaths are the two exact paths of an agent's MCP endpoint.
 func AgentPaths(id string) [2]string {
-	p := "/" + id + "/mcp"
+	p := resource.Path(id)
 	return [2]string{p, p + "/"}
 }
 
