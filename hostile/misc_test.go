@@ -88,6 +88,7 @@ func (g *gw) startSlow(method, target string, hdr [][2]string, announced int, se
 func (g *gw) slowAnswer(conn net.Conn, what string) *reply {
 	g.t.Helper()
 	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(slowFailsafe)) // from now: the answer may already be waiting
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -245,7 +246,9 @@ func miscCases() []miscCase {
 			then: connClosed}},
 		{attack: attack{name: "http/slow_body/cap_full",
 			tweak: func(c *config.Config) {
-				c.HTTPLimits.BodyTimeout = config.Duration(time.Second)
+				// Long enough that a loaded machine still sees the slot
+				// taken before the holder is cut off.
+				c.HTTPLimits.BodyTimeout = config.Duration(3 * time.Second)
 				c.HTTPLimits.MaxBodyReads = 1
 			},
 			want: want{http.StatusServiceUnavailable, "temporarily_unavailable", kJSON, nil},
