@@ -17,8 +17,8 @@ import (
 // maxBody caps request bodies of the JSON and form endpoints.
 const maxBody = 64 << 10
 
-// oauthError is the RFC 6749 §5.2 / RFC 7591 §3.2.2 error body.
-type oauthError struct {
+// errorBody is the RFC 6749 §5.2 / RFC 7591 §3.2.2 error body.
+type errorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 }
@@ -38,7 +38,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, oauthError{Error: code, Description: desc})
+	writeJSON(w, status, errorBody{Error: code, Description: desc})
 }
 
 func writeUnavailable(w http.ResponseWriter) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -107,8 +108,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if limit := s.cfg.Clients.MaxPerIP; limit > 0 {
 		n, err := s.st.CountClientsByIP(ctx, ip)
 		if err != nil {
-			s.storeError(ctx, "count_clients", err)
-			writeUnavailable(w)
+			s.writeError(ctx, w, fmt.Errorf("count clients: %w", err))
 			return
 		}
 		if n >= limit {
@@ -138,8 +138,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		s.storeError(ctx, "create_client", err)
-		writeUnavailable(w)
+		s.writeError(ctx, w, fmt.Errorf("create client: %w", err))
 		return
 	}
 	metrics.Registrations.WithLabelValues("created").Inc()
