@@ -16,8 +16,17 @@ type oauthError struct {
 	status      int
 	code        string
 	description string
-	// challenge, when set, is sent as WWW-Authenticate (RFC 6749 §5.2).
-	challenge string
+	// header holds response headers the answer needs (WWW-Authenticate,
+	// Retry-After, Allow, Connection).
+	header map[string]string
+}
+
+// write renders e: its headers, then its JSON body.
+func (e *oauthError) write(w http.ResponseWriter) {
+	for k, v := range e.header {
+		w.Header().Set(k, v)
+	}
+	writeOAuthError(w, e.status, e.code, e.description)
 }
 
 // Error implements error.
@@ -47,10 +56,7 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err erro
 	var oe *oauthError
 	switch {
 	case errors.As(err, &oe):
-		if oe.challenge != "" {
-			w.Header().Set("WWW-Authenticate", oe.challenge)
-		}
-		writeOAuthError(w, oe.status, oe.code, oe.description)
+		oe.write(w)
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "store unavailable", slog.String("err", err.Error()))
 		writeUnavailable(w)

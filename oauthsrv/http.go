@@ -23,6 +23,7 @@ type errorBody struct {
 	Description string `json:"error_description,omitempty"`
 }
 
+// writeJSON sends v as a JSON answer that no cache keeps.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil { // only our own types are encoded; never expected
@@ -37,24 +38,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
+// writeOAuthError sends the JSON error body of code and desc with status.
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, errorBody{Error: code, Description: desc})
 }
 
+// writeUnavailable answers a store outage: 503, retry in a few seconds.
 func writeUnavailable(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", "5")
-	writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable, retry shortly")
+	(&oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+		description: "the service is temporarily unavailable, retry shortly", header: map[string]string{"Retry-After": "5"}}).write(w)
 }
 
+// writeMethodNotAllowed answers 405 naming the allowed methods.
 func writeMethodNotAllowed(w http.ResponseWriter, allow string) {
-	w.Header().Set("Allow", allow)
-	writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+	(&oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", description: "method not allowed",
+		header: map[string]string{"Allow": allow}}).write(w)
 }
 
+// writeRateLimited counts and answers a request over endpoint's limit.
 func writeRateLimited(w http.ResponseWriter, endpoint string, retry time.Duration) {
 	metricsRateLimited(endpoint)
-	w.Header().Set("Retry-After", retryAfter(retry))
-	writeOAuthError(w, http.StatusTooManyRequests, "rate_limited", "too many requests, retry later")
+	(&oauthError{status: http.StatusTooManyRequests, code: "rate_limited", description: "too many requests, retry later",
+		header: map[string]string{"Retry-After": retryAfter(retry)}}).write(w)
 }
 
 func metricsRateLimited(endpoint string) { metrics.RateLimited.WithLabelValues(endpoint).Inc() }
@@ -95,44 +100,44 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return b, err
 }
 
-// writeBodyError answers a body that could not be read: 413 when too
-// large, 408 when too slow, else 400.
-func writeBodyError(w http.ResponseWriter, err error) {
+// writeBodyError answers a body that could not be read (bodyError).
+func writeBodyError(w http.ResponseWriter, err error) { bodyError(err).write(w) }
+
+// bodyError is the refusal of a body that could not be read: 413 when too
+// large, 408 when too slow (closing the connection, whose rest may never
+// come), else 400.
+func bodyError(err error) *oauthError {
 	switch {
 	case errors.Is(err, errTooLarge):
-		writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+		return &oauthError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", description: "request body too large"}
 	case errors.Is(err, errBodyTimeout):
-		w.Header().Set("Connection", "close")
-		writeOAuthError(w, http.StatusRequestTimeout, "invalid_request", "the request body was not received in time")
+		return &oauthError{status: http.StatusRequestTimeout, code: "invalid_request", description: "the request body was not received in time",
+			header: map[string]string{"Connection": "close"}}
 	default:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+		return &oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "could not read the request body"}
 	}
 }
 
 // readForm parses a form-encoded body (never the URL query) and refuses
-// repeated parameters (RFC 6749 §3.2). On failure it has answered already.
-func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+// repeated parameters (RFC 6749 §3.2) with an oauthError.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if !hasMediaType(r, "application/x-www-form-urlencoded") {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
-		return nil, false
+		return nil, badRequest("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
 	}
 	b, err := readBody(w, r)
 	if err != nil {
-		writeBodyError(w, err)
-		return nil, false
+		return nil, bodyError(err)
 	}
 	form, err := url.ParseQuery(string(b))
 	if err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
-		return nil, false
+		return nil, badRequest("invalid_request", "malformed form body")
 	}
 	for k, v := range form {
 		if len(v) > 1 {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+strconv.Quote(trunc(k, 64))+" is repeated")
-			return nil, false
+			return nil, badRequest("invalid_request", "parameter "+strconv.Quote(trunc(k, 64))+" is repeated")
 		}
 	}
-	return form, true
+	return form, nil
 }
 
 func trunc(s string, n int) string {

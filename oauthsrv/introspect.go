@@ -75,11 +75,12 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.writeError(ctx, w, &oauthError{status: http.StatusUnauthorized, code: "invalid_client",
 			description: "introspection needs an agent API key (bak_…) or the admin token as a Bearer credential",
-			challenge:   `Bearer realm="introspection"`})
+			header:      map[string]string{"WWW-Authenticate": `Bearer realm="introspection"`}})
 		return
 	}
-	form, ok := readForm(w, r)
-	if !ok {
+	form, err := readForm(w, r)
+	if err != nil {
+		s.writeError(ctx, w, err)
 		return
 	}
 	raw := form.Get("token")

@@ -22,15 +22,16 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeMethodNotAllowed(w, "POST, OPTIONS")
 		return
 	}
-	form, ok := readForm(w, r)
-	if !ok {
+	form, err := readForm(w, r)
+	if err != nil {
+		s.writeError(r.Context(), w, err)
 		return
 	}
 	clientID := form.Get("client_id")
 	if u, basic := basicUser(r); basic && clientID == "" {
 		clientID = u
 	}
-	if err := s.revoke(r.Context(), form.Get("token"), clientID); err != nil {
+	if err = s.revoke(r.Context(), form.Get("token"), clientID); err != nil {
 		s.writeError(r.Context(), w, err)
 		return
 	}

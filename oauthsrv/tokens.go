@@ -40,8 +40,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if pass, _ := s.limitIP(w, r, "token", s.cfg.RateLimit.Token, false); !pass {
 		return
 	}
-	form, ok := readForm(w, r)
-	if !ok {
+	form, err := readForm(w, r)
+	if err != nil {
+		s.writeError(r.Context(), w, err)
 		return
 	}
 	user, basic := basicUser(r)
@@ -108,7 +109,7 @@ func (s *Server) tokenClient(ctx context.Context, id, basic string, sent bool) (
 		return nil, errOAuth(http.StatusUnauthorized, "invalid_client", "client metadata document rejected: "+ce.msg)
 	case errors.Is(err, store.ErrNotFound):
 		if sent { // RFC 6749 §5.2
-			unknown.challenge = `Basic realm="oauth"`
+			unknown.header = map[string]string{"WWW-Authenticate": `Basic realm="oauth"`}
 		}
 		return nil, unknown
 	case err != nil:
