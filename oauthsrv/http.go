@@ -62,6 +62,7 @@ func writeRateLimited(w http.ResponseWriter, endpoint string, retry time.Duratio
 		header: map[string]string{"Retry-After": retryAfter(retry)}}).write(w)
 }
 
+// metricsRateLimited counts a refusal by endpoint's rate limit.
 func metricsRateLimited(endpoint string) { metrics.RateLimited.WithLabelValues(endpoint).Inc() }
 
 // retryAfter renders a Retry-After value in whole seconds, at least 1.
@@ -82,7 +83,7 @@ func hasMediaType(r *http.Request, want string) bool {
 
 var (
 	errTooLarge = errors.New("request body too large")
-	// errBodyTimeout: the body did not arrive within http_limits.body_timeout
+	// errBodyTimeout means the body did not arrive within http_limits.body_timeout
 	// (the listener's read deadline, internal/slowbody).
 	errBodyTimeout = errors.New("request body not received in time")
 )
@@ -140,6 +141,7 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	return form, nil
 }
 
+// trunc returns at most the first n bytes of s.
 func trunc(s string, n int) string {
 	if len(s) > n {
 		return s[:n]

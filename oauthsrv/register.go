@@ -284,8 +284,8 @@ func (s *Server) checkRedirectURI(raw string) string {
 	return ""
 }
 
-// reverseDNSScheme: a private-use scheme named after a domain in reverse
-// order (RFC 8252 §7.1), e.g. com.example.app. The first label must look
+// reverseDNSScheme reports whether scheme is a private-use scheme named
+// after a domain in reverse order (RFC 8252 §7.1), e.g. com.example.app. The first label must look
 // like a top-level domain (letters only), which keeps out handler schemes
 // such as x-apple.systempreferences.
 func reverseDNSScheme(scheme string) bool {
@@ -320,7 +320,8 @@ func webURL(raw string) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil
 }
 
-// cleanText: valid UTF-8, at most n bytes, no control characters.
+// cleanText reports whether s is valid UTF-8 of at most n bytes without
+// control characters.
 func cleanText(s string, n int) bool {
 	if len(s) > n || !utf8.ValidString(s) {
 		return false

@@ -133,6 +133,7 @@ func validVerifier(v string) bool {
 	return true
 }
 
+// s256 is the RFC 7636 S256 code challenge of verifier.
 func s256(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
