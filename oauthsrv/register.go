@@ -75,7 +75,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	reject := func(status int, code, desc string) {
 		metrics.Registrations.WithLabelValues("rejected").Inc()
-		writeOAuthError(w, status, code, desc)
+		s.writeError(ctx, w, errOAuth(status, code, desc))
 	}
 	if !hasMediaType(r, "application/json") {
 		reject(http.StatusBadRequest, "invalid_client_metadata", "Content-Type must be application/json")
@@ -121,7 +121,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			if idle := s.cfg.Clients.IdleTTL.D(); idle > 0 {
 				desc += " (unused clients expire after " + idle.String() + ")"
 			}
-			writeOAuthError(w, http.StatusTooManyRequests, "rate_limited", desc)
+			s.writeError(ctx, w, errOAuth(http.StatusTooManyRequests, "rate_limited", desc))
 			return
 		}
 	}
