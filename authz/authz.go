@@ -462,7 +462,8 @@ func (a *Authorizer) flushTouches(ctx context.Context) {
 	}
 }
 
-// lookupAgent: static agents first, then the cache/store. (nil, nil) = unknown.
+// lookupAgent returns agent id from the static agents first, then the
+// cache or store; (nil, nil) means unknown.
 func (a *Authorizer) lookupAgent(ctx context.Context, id string, now time.Time) (*agentInfo, error) {
 	if ai, ok := a.static[id]; ok {
 		return ai, nil

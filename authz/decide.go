@@ -244,7 +244,7 @@ func (a *Authorizer) decide(ctx context.Context, r *Request, d *Decision, now ti
 	}
 }
 
-// originOK: a request without Origin (not a browser) or with an admitted one.
+// originOK reports whether r has no Origin (not a browser) or an admitted one.
 func (a *Authorizer) originOK(r *Request) bool {
 	o := r.origin()
 	return o == "" || a.OriginAllowed(o)
@@ -313,7 +313,8 @@ var b64tokenChar = func() (t [256]bool) {
 	return t
 }()
 
-// isB64Token: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+// isB64Token reports whether s is an RFC 6750 b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
 	for i < len(s) && b64tokenChar[s[i]] {

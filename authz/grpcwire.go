@@ -67,7 +67,8 @@ func fieldNum(m proto.Message, name string) protowire.Number {
 	return f.Number()
 }
 
-// utf8Safe: proto3 strings must be UTF-8 or receivers reject the message.
+// utf8Safe returns s with invalid UTF-8 replaced: proto3 strings must be
+// UTF-8 or receivers reject the message.
 // Every string here already is (identities, constants, header names that
 // arrived in a decoded CheckRequest); this keeps it so.
 func utf8Safe(s string) string {
@@ -77,8 +78,11 @@ func utf8Safe(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// Sizes. A proto3 scalar at its zero value is not written; a message
-// field, a oneof member and a repeated element always are.
+// The size functions return encoded lengths. A proto3 scalar at its zero
+// value is not written; a message field, a oneof member and a repeated
+// element always are.
+
+// sizeStr is the size of string field n holding s.
 func sizeStr(n protowire.Number, s string) int {
 	if s == "" {
 		return 0
@@ -139,7 +143,8 @@ func appendMsgHeader(b []byte, n protowire.Number, size int) []byte {
 	return appendLen(b, size)
 }
 
-// HeaderValueOption{header: {key, value}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+// sizeHeaderValue is the size of
+// HeaderValueOption{header: {key, value}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}.
 func sizeHeaderValue(h HeaderValue) int {
 	return sizeStr(fHVKey, h.Key) + sizeStr(fHVValue, h.Value)
 }
@@ -168,6 +173,7 @@ func appendOptions(b []byte, n protowire.Number, hs []HeaderValue) []byte {
 	return b
 }
 
+// sizeValue is the size of Value{string_value: v}, as in
 // Struct{fields: {k: Value{string_value: v}}}; string_value is a oneof
 // member, so it is written even when empty.
 func sizeValue(v string) int { return protowire.SizeTag(fValueString) + protowire.SizeBytes(len(v)) }

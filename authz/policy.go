@@ -370,7 +370,7 @@ func readOp(r *Request) (mcpOp, reason) {
 	return op, rOK
 }
 
-// namedMethod: the methods whose Mcp-Name is required.
+// namedMethod reports whether method m requires an Mcp-Name.
 func namedMethod(m string) bool {
 	return m == "tools/call" || m == "resources/read" || m == "prompts/get"
 }

@@ -19,7 +19,7 @@ import (
 )
 
 const (
-	// maxAssertionLife: exp may be at most this long after iat.
+	// maxAssertionLife is how long after iat an assertion's exp may be at most.
 	maxAssertionLife = 60 * time.Second
 	// assertionLeeway absorbs clock skew between the web app and us.
 	assertionLeeway = 5 * time.Second

@@ -160,7 +160,8 @@ func validUserID(s string) bool {
 	return true
 }
 
-// visible: a graphic character that is neither space nor default-ignorable.
+// visible reports whether r is a graphic character that is neither space
+// nor default-ignorable.
 // IsGraphic excludes all of C* (Cc, Cf, Co, Cs, Cn) and Zl, Zp; the rest of
 // Default_Ignorable_Code_Point (e.g. U+3164 HANGUL FILLER, U+034F, U+FE0F)
 // is named by the two tables.
@@ -187,7 +188,8 @@ func numericDates(claims map[string]any) error {
 	return nil
 }
 
-// validRandom: a value minted by token.Random(32) (43 base64url chars).
+// validRandom reports whether v looks like a value minted by
+// token.Random(32) (43 base64url characters).
 func validRandom(v string) bool {
 	if len(v) != 43 {
 		return false

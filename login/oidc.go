@@ -24,7 +24,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
-// discoveryTTL: how long a discovered provider document is used before it
+// discoveryTTL is how long a discovered provider document is used before it
 // is fetched again (a failed refresh keeps the old one).
 const discoveryTTL = time.Hour
 
@@ -135,8 +135,8 @@ func (l *oidcLogin) oauth2Config(p *oidc.Provider) *oauth2.Config {
 	}
 }
 
-// discoveryFailed: the provider is unknown or unreachable; a 502 page (the
-// upstream failed, not us) that invites a retry.
+// discoveryFailed answers a provider that is unknown or unreachable with a
+// 502 page (the upstream failed, not us) that invites a retry.
 func (l *oidcLogin) discoveryFailed(w http.ResponseWriter, err error) {
 	l.log.Warn("oidc discovery failed", "issuer", l.cfg.Issuer, "err", errText(err))
 	w.Header().Set("Retry-After", "30")
@@ -381,8 +381,8 @@ func mergeUserInfo(claims, ui map[string]any) error {
 	return nil
 }
 
-// sameString: both are the same string (JSON values of any type compare
-// safely: a list or object is never equal).
+// sameString reports whether a and b are the same string (JSON values of
+// any type compare safely: a list or object is never equal).
 func sameString(a, b any) bool {
 	x, ok1 := a.(string)
 	y, ok2 := b.(string)
@@ -443,7 +443,8 @@ func (l *oidcLogin) decide(sub string, claims map[string]any) (string, *denial) 
 	return user, nil
 }
 
-// inAllowedGroup: the claim is a string or a list of strings.
+// inAllowedGroup reports whether groups claim v, a string or a list of
+// strings, names an allowed group.
 func (l *oidcLogin) inAllowedGroup(v any) bool {
 	switch g := v.(type) {
 	case string:

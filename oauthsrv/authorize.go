@@ -177,8 +177,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.login.Start(w, r, p)
 }
 
-// redirectAllowed: exact match with a registered URI, or a loopback redirect
-// that differs only in port (RFC 8252 §7.3: native apps bind any free port).
+// redirectAllowed reports whether got is a registered redirect URI, exactly
+// or as a loopback redirect that differs only in port (RFC 8252 §7.3: native
+// apps bind any free port).
 func redirectAllowed(registered []string, got string) bool {
 	if slices.Contains(registered, got) {
 		return true
@@ -203,7 +204,8 @@ func redirectAllowed(registered []string, got string) bool {
 	return false
 }
 
-// validChallenge: an S256 challenge is base64url(SHA-256) without padding.
+// validChallenge reports whether c is an S256 challenge: base64url(SHA-256)
+// without padding.
 func validChallenge(c string) bool {
 	if len(c) != 43 {
 		return false

@@ -48,11 +48,13 @@ func (e *cimdError) Error() string { return e.msg }
 
 func cimdErrorf(format string, a ...any) error { return &cimdError{msg: fmt.Sprintf(format, a...)} }
 
-// errBlockedAddress: the dialled address is loopback, private, link-local…
+// errBlockedAddress refuses a dialled address that is loopback, private,
+// link-local…
 var errBlockedAddress = errors.New("address not allowed")
 
-// blockedAddr: anything but a public unicast address (netguard, shared
-// with the agent-upstream guard) unless cimd.allowed_hosts names it.
+// blockedAddr reports whether a is anything but a public unicast address
+// (netguard, shared with the agent-upstream guard) unless
+// cimd.allowed_hosts names it.
 func blockedAddr(a netip.Addr) bool { return netguard.NotPublic(a) }
 
 // cimdCached is a validated document and how long it may be cached
@@ -166,8 +168,8 @@ func (r *cimdResolver) ipAllowed(ip netip.Addr) bool {
 	return false
 }
 
-// isURLClientID: client ids that look like URLs go to the CIMD resolver
-// (which rejects anything but a valid https document URL).
+// isURLClientID reports whether id looks like a URL: such client ids go to
+// the CIMD resolver (which rejects anything but a valid https document URL).
 func isURLClientID(id string) bool {
 	l := strings.ToLower(id)
 	return strings.HasPrefix(l, "https://") || strings.HasPrefix(l, "http://")

@@ -11,8 +11,9 @@ import (
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
-// touchSlack: a client whose expiry is this close to a full idle period was
-// renewed moments ago; skipping the write keeps hot clients cheap.
+// touchSlack is how close to a full idle period a client's expiry may be
+// without a renewal: such a client was renewed moments ago, and skipping
+// the write keeps hot clients cheap.
 const touchSlack = time.Minute
 
 // lookupClient resolves a client_id: a Client ID Metadata Document for URL
@@ -40,7 +41,7 @@ func (s *Server) lookupClient(ctx context.Context, id string, touch bool) (*stor
 	return c, nil
 }
 
-// isCIMDClient: the client was described by a metadata document.
+// isCIMDClient reports whether client id was described by a metadata document.
 func (s *Server) isCIMDClient(id string) bool { return s.cimd != nil && isURLClientID(id) }
 
 // clientHost is the host serving a CIMD client's document ("" otherwise):
@@ -56,16 +57,17 @@ func (s *Server) clientHost(id string) string {
 	return u.Host
 }
 
-// unverifiedName: the client's name is only what an anonymous dynamic
-// registration (RFC 7591) claimed, so a curl-registered "Claude Desktop"
+// unverifiedName reports whether the name of client id is only what an
+// anonymous dynamic registration (RFC 7591) claimed, so a curl-registered "Claude Desktop"
 // must not look like the real one. A CIMD client is vouched for by the host
 // of its document (shown instead); the account login has no client.
 func (s *Server) unverifiedName(id string) bool {
 	return id != accountClientID && !s.isCIMDClient(id)
 }
 
-// onlyLoopbackRedirects: every redirect URI stays on this device, so any
-// local program could claim to be this client (CIMD security considerations).
+// onlyLoopbackRedirects reports whether every redirect URI stays on this
+// device, so that any local program could claim to be this client (CIMD
+// security considerations).
 func onlyLoopbackRedirects(uris []string) bool {
 	if len(uris) == 0 {
 		return false

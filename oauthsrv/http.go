@@ -17,12 +17,13 @@ import (
 // maxBody caps request bodies of the JSON and form endpoints.
 const maxBody = 64 << 10
 
-// oauthError is the RFC 6749 §5.2 / RFC 7591 §3.2.2 error body.
-type oauthError struct {
+// errorBody is the RFC 6749 §5.2 / RFC 7591 §3.2.2 error body.
+type errorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 }
 
+// writeJSON sends v as a JSON answer that no cache keeps.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil { // only our own types are encoded; never expected
@@ -37,26 +38,31 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
+// writeOAuthError sends the JSON error body of code and desc with status.
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, oauthError{Error: code, Description: desc})
+	writeJSON(w, status, errorBody{Error: code, Description: desc})
 }
 
+// writeUnavailable answers a store outage: 503, retry in a few seconds.
 func writeUnavailable(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", "5")
-	writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable, retry shortly")
+	(&oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+		description: "the service is temporarily unavailable, retry shortly", header: map[string]string{"Retry-After": "5"}}).write(w)
 }
 
+// writeMethodNotAllowed answers 405 naming the allowed methods.
 func writeMethodNotAllowed(w http.ResponseWriter, allow string) {
-	w.Header().Set("Allow", allow)
-	writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+	(&oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", description: "method not allowed",
+		header: map[string]string{"Allow": allow}}).write(w)
 }
 
+// writeRateLimited counts and answers a request over endpoint's limit.
 func writeRateLimited(w http.ResponseWriter, endpoint string, retry time.Duration) {
 	metricsRateLimited(endpoint)
-	w.Header().Set("Retry-After", retryAfter(retry))
-	writeOAuthError(w, http.StatusTooManyRequests, "rate_limited", "too many requests, retry later")
+	(&oauthError{status: http.StatusTooManyRequests, code: "rate_limited", description: "too many requests, retry later",
+		header: map[string]string{"Retry-After": retryAfter(retry)}}).write(w)
 }
 
+// metricsRateLimited counts a refusal by endpoint's rate limit.
 func metricsRateLimited(endpoint string) { metrics.RateLimited.WithLabelValues(endpoint).Inc() }
 
 // retryAfter renders a Retry-After value in whole seconds, at least 1.
@@ -77,7 +83,7 @@ func hasMediaType(r *http.Request, want string) bool {
 
 var (
 	errTooLarge = errors.New("request body too large")
-	// errBodyTimeout: the body did not arrive within http_limits.body_timeout
+	// errBodyTimeout means the body did not arrive within http_limits.body_timeout
 	// (the listener's read deadline, internal/slowbody).
 	errBodyTimeout = errors.New("request body not received in time")
 )
@@ -95,46 +101,47 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return b, err
 }
 
-// writeBodyError answers a body that could not be read: 413 when too
-// large, 408 when too slow, else 400.
-func writeBodyError(w http.ResponseWriter, err error) {
+// writeBodyError answers a body that could not be read (bodyError).
+func writeBodyError(w http.ResponseWriter, err error) { bodyError(err).write(w) }
+
+// bodyError is the refusal of a body that could not be read: 413 when too
+// large, 408 when too slow (closing the connection, whose rest may never
+// come), else 400.
+func bodyError(err error) *oauthError {
 	switch {
 	case errors.Is(err, errTooLarge):
-		writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+		return &oauthError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", description: "request body too large"}
 	case errors.Is(err, errBodyTimeout):
-		w.Header().Set("Connection", "close")
-		writeOAuthError(w, http.StatusRequestTimeout, "invalid_request", "the request body was not received in time")
+		return &oauthError{status: http.StatusRequestTimeout, code: "invalid_request", description: "the request body was not received in time",
+			header: map[string]string{"Connection": "close"}}
 	default:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+		return &oauthError{status: http.StatusBadRequest, code: "invalid_request", description: "could not read the request body"}
 	}
 }
 
 // readForm parses a form-encoded body (never the URL query) and refuses
-// repeated parameters (RFC 6749 §3.2). On failure it has answered already.
-func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+// repeated parameters (RFC 6749 §3.2) with an oauthError.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if !hasMediaType(r, "application/x-www-form-urlencoded") {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
-		return nil, false
+		return nil, badRequest("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
 	}
 	b, err := readBody(w, r)
 	if err != nil {
-		writeBodyError(w, err)
-		return nil, false
+		return nil, bodyError(err)
 	}
 	form, err := url.ParseQuery(string(b))
 	if err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
-		return nil, false
+		return nil, badRequest("invalid_request", "malformed form body")
 	}
 	for k, v := range form {
 		if len(v) > 1 {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+strconv.Quote(trunc(k, 64))+" is repeated")
-			return nil, false
+			return nil, badRequest("invalid_request", "parameter "+strconv.Quote(trunc(k, 64))+" is repeated")
 		}
 	}
-	return form, true
+	return form, nil
 }
 
+// trunc returns at most the first n bytes of s.
 func trunc(s string, n int) string {
 	if len(s) > n {
 		return s[:n]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -68,22 +69,23 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	agent, ok, err := s.introspectCaller(ctx, r.Header.Get("Authorization"))
 	if err != nil {
-		s.storeError(ctx, "get_key", err)
-		writeUnavailable(w)
+		s.writeError(ctx, w, fmt.Errorf("get key: %w", err))
 		return
 	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="introspection"`)
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "introspection needs an agent API key (bak_…) or the admin token as a Bearer credential")
+		s.writeError(ctx, w, &oauthError{status: http.StatusUnauthorized, code: "invalid_client",
+			description: "introspection needs an agent API key (bak_…) or the admin token as a Bearer credential",
+			header:      map[string]string{"WWW-Authenticate": `Bearer realm="introspection"`}})
 		return
 	}
-	form, ok := readForm(w, r)
-	if !ok {
+	form, err := readForm(w, r)
+	if err != nil {
+		s.writeError(ctx, w, err)
 		return
 	}
 	raw := form.Get("token")
 	if raw == "" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		s.writeError(ctx, w, badRequest("invalid_request", "token is required"))
 		return
 	}
 	var out introspection

@@ -47,7 +47,7 @@ func (s *Server) cookie(name, value string, maxAge time.Duration) *http.Cookie {
 	return c
 }
 
-// validSecret: a value minted by token.Random(32).
+// validSecret reports whether v looks like a value minted by token.Random(32).
 func validSecret(v string) bool {
 	if len(v) != 43 {
 		return false

@@ -86,8 +86,9 @@ func inlineHash(src []byte, tag string) (string, error) {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", nil
 }
 
-// setPageHeaders: no framing (clickjacking on consent), no caching (forms
-// carry CSRF tokens), no referrer (URLs carry request ids).
+// setPageHeaders sets the headers of every HTML page: no framing
+// (clickjacking on consent), no caching (forms carry CSRF tokens), no
+// referrer (URLs carry request ids).
 func (s *Server) setPageHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")

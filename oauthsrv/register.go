@@ -3,6 +3,7 @@ package oauthsrv
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -74,7 +75,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	reject := func(status int, code, desc string) {
 		metrics.Registrations.WithLabelValues("rejected").Inc()
-		writeOAuthError(w, status, code, desc)
+		s.writeError(ctx, w, errOAuth(status, code, desc))
 	}
 	if !hasMediaType(r, "application/json") {
 		reject(http.StatusBadRequest, "invalid_client_metadata", "Content-Type must be application/json")
@@ -106,8 +107,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if limit := s.cfg.Clients.MaxPerIP; limit > 0 {
 		n, err := s.st.CountClientsByIP(ctx, ip)
 		if err != nil {
-			s.storeError(ctx, "count_clients", err)
-			writeUnavailable(w)
+			s.writeError(ctx, w, fmt.Errorf("count clients: %w", err))
 			return
 		}
 		if n >= limit {
@@ -120,7 +120,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			if idle := s.cfg.Clients.IdleTTL.D(); idle > 0 {
 				desc += " (unused clients expire after " + idle.String() + ")"
 			}
-			writeOAuthError(w, http.StatusTooManyRequests, "rate_limited", desc)
+			s.writeError(ctx, w, errOAuth(http.StatusTooManyRequests, "rate_limited", desc))
 			return
 		}
 	}
@@ -137,8 +137,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		s.storeError(ctx, "create_client", err)
-		writeUnavailable(w)
+		s.writeError(ctx, w, fmt.Errorf("create client: %w", err))
 		return
 	}
 	metrics.Registrations.WithLabelValues("created").Inc()
@@ -284,8 +283,8 @@ func (s *Server) checkRedirectURI(raw string) string {
 	return ""
 }
 
-// reverseDNSScheme: a private-use scheme named after a domain in reverse
-// order (RFC 8252 §7.1), e.g. com.example.app. The first label must look
+// reverseDNSScheme reports whether scheme is a private-use scheme named
+// after a domain in reverse order (RFC 8252 §7.1), e.g. com.example.app. The first label must look
 // like a top-level domain (letters only), which keeps out handler schemes
 // such as x-apple.systempreferences.
 func reverseDNSScheme(scheme string) bool {
@@ -320,7 +319,8 @@ func webURL(raw string) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil
 }
 
-// cleanText: valid UTF-8, at most n bytes, no control characters.
+// cleanText reports whether s is valid UTF-8 of at most n bytes without
+// control characters.
 func cleanText(s string, n int) bool {
 	if len(s) > n || !utf8.ValidString(s) {
 		return false

@@ -246,7 +246,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusNotFound, oauthError{Error: "not_found", Description: "no such endpoint"})
+	writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Description: "no such endpoint"})
 }
 
 // clientIP is the request's peer address or, when the peer is a trusted
@@ -330,8 +330,7 @@ func (s *Server) limitIP(w http.ResponseWriter, r *http.Request, endpoint string
 		s.storeError(ctx, "rate_limit", err)
 		s.pageUnavailable(w)
 	case err != nil:
-		s.storeError(ctx, "rate_limit", err)
-		writeUnavailable(w)
+		s.writeError(ctx, w, err)
 	case limited && page:
 		s.pageRateLimited(w, endpoint, retry)
 	case limited:

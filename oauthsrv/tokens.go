@@ -30,6 +30,8 @@ type tokenResponse struct {
 	Scope        string `json:"scope,omitempty"`
 }
 
+// handleToken is the token endpoint (RFC 6749 §3.2): it authenticates
+// the public client, runs its grant and renders the answer.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		writeMethodNotAllowed(w, "POST, OPTIONS")
@@ -38,77 +40,86 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if pass, _ := s.limitIP(w, r, "token", s.cfg.RateLimit.Token, false); !pass {
 		return
 	}
-	form, ok := readForm(w, r)
-	if !ok {
+	form, err := readForm(w, r)
+	if err != nil {
+		s.writeError(r.Context(), w, err)
 		return
 	}
+	user, basic := basicUser(r)
+	resp, err := s.token(r.Context(), form, user, basic)
+	if err != nil {
+		s.writeError(r.Context(), w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// basicUser returns the user name of the request's HTTP Basic credentials
+// and whether it sent any.
+func basicUser(r *http.Request) (user string, basic bool) {
+	u, _, ok := r.BasicAuth()
+	return u, ok
+}
+
+// token runs the grant of form for the client it names (form, or the user
+// name basic of HTTP Basic when sent is true).
+func (s *Server) token(ctx context.Context, form url.Values, basic string, sent bool) (*tokenResponse, error) {
 	gt := form.Get("grant_type")
 	switch gt {
 	case "":
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
-		return
+		return nil, badRequest("invalid_request", "grant_type is required")
 	case grantCode, grantRefresh:
 	default:
-		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
-		return
+		return nil, badRequest("unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
 	}
-	client, ok := s.tokenClient(w, r, form)
-	if !ok {
-		return
+	client, err := s.tokenClient(ctx, form.Get("client_id"), basic, sent)
+	if err != nil {
+		return nil, err
 	}
 	if !slices.Contains(client.GrantTypes, gt) {
-		writeOAuthError(w, http.StatusBadRequest, "unauthorized_client", "the client is not registered for this grant type")
-		return
+		return nil, badRequest("unauthorized_client", "the client is not registered for this grant type")
 	}
 	if gt == grantCode {
-		s.codeGrant(w, r, form, client)
-	} else {
-		s.refreshGrant(w, r, form, client)
+		return s.codeGrant(ctx, form, client)
 	}
+	return s.refreshGrant(ctx, form, client)
 }
 
-// tokenClient identifies the public client by client_id (form, or the user
-// name of HTTP Basic for clients that send it there).
-func (s *Server) tokenClient(w http.ResponseWriter, r *http.Request, form url.Values) (*store.Client, bool) {
-	id := form.Get("client_id")
-	if u, _, ok := r.BasicAuth(); ok {
-		bu, err := url.QueryUnescape(u) // RFC 6749 §2.3.1 form-encodes Basic credentials
+// tokenClient identifies the public client by client_id id, or by basic,
+// the user name of HTTP Basic for clients that send it there (sent).
+func (s *Server) tokenClient(ctx context.Context, id, basic string, sent bool) (*store.Client, error) {
+	if sent {
+		bu, err := url.QueryUnescape(basic) // RFC 6749 §2.3.1 form-encodes Basic credentials
 		if err != nil || (id != "" && bu != id) {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "client_id in the form and in Authorization differ")
-			return nil, false
+			return nil, badRequest("invalid_request", "client_id in the form and in Authorization differ")
 		}
 		id = bu
 	}
 	if id == "" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "client_id is required")
-		return nil, false
+		return nil, badRequest("invalid_request", "client_id is required")
 	}
+	unknown := &oauthError{status: http.StatusUnauthorized, code: "invalid_client", description: "unknown client"}
 	if len(id) > maxClientIDLen {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "unknown client")
-		return nil, false
+		return nil, unknown
 	}
-	c, err := s.lookupClient(r.Context(), id, true)
+	c, err := s.lookupClient(ctx, id, true)
 	var ce *cimdError
-	if errors.As(err, &ce) {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client metadata document rejected: "+ce.msg)
-		return nil, false
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		if _, _, basic := r.BasicAuth(); basic { // RFC 6749 §5.2
-			w.Header().Set("WWW-Authenticate", `Basic realm="oauth"`)
+	switch {
+	case errors.As(err, &ce):
+		return nil, errOAuth(http.StatusUnauthorized, "invalid_client", "client metadata document rejected: "+ce.msg)
+	case errors.Is(err, store.ErrNotFound):
+		if sent { // RFC 6749 §5.2
+			unknown.header = map[string]string{"WWW-Authenticate": `Basic realm="oauth"`}
 		}
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "unknown client")
-		return nil, false
+		return nil, unknown
+	case err != nil:
+		return nil, fmt.Errorf("get client: %w", err)
 	}
-	if err != nil {
-		s.storeError(r.Context(), "get_client", err)
-		writeUnavailable(w)
-		return nil, false
-	}
-	return c, true
+	return c, nil
 }
 
-// validVerifier: RFC 7636 §4.1, 43–128 unreserved characters.
+// validVerifier reports whether v is an RFC 7636 §4.1 code verifier:
+// 43–128 unreserved characters.
 func validVerifier(v string) bool {
 	if len(v) < 43 || len(v) > 128 {
 		return false
@@ -122,37 +133,33 @@ func validVerifier(v string) bool {
 	return true
 }
 
+// s256 is the RFC 7636 S256 code challenge of verifier.
 func s256(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Values, client *store.Client) {
-	ctx := r.Context()
+// codeGrant redeems the authorization code of form for client (RFC 6749
+// §4.1.3 with PKCE, RFC 7636 §4.6) and returns the tokens it grants.
+func (s *Server) codeGrant(ctx context.Context, form url.Values, client *store.Client) (*tokenResponse, error) {
 	code, redirectURI, verifier := form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier")
 	switch {
 	case code == "":
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "code is required")
-		return
+		return nil, badRequest("invalid_request", "code is required")
 	case redirectURI == "":
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri is required")
-		return
+		return nil, badRequest("invalid_request", "redirect_uri is required")
 	case verifier == "":
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "code_verifier is required")
-		return
+		return nil, badRequest("invalid_request", "code_verifier is required")
 	case !validVerifier(verifier):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "code_verifier must be 43-128 unreserved characters")
-		return
+		return nil, badRequest("invalid_request", "code_verifier must be 43-128 unreserved characters")
 	case len(code) > maxSecretLen:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
-		return
+		return nil, errBadCode
 	}
 	resource := ""
 	if raw, sent := form["resource"]; sent {
 		res, _, ok := s.canonicalResource(raw[0])
 		if !ok || raw[0] == "" {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource must be this gateway's URL "+s.issuer+" or "+s.issuer+"/<agent>/mcp")
-			return
+			return nil, badRequest("invalid_target", "resource must be this gateway's URL "+s.issuer+" or "+s.issuer+"/<agent>/mcp")
 		}
 		resource = res
 	}
@@ -163,30 +170,22 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 	c, err := s.st.RedeemCode(ctx, token.Address(code), bind)
 	switch {
 	case errors.Is(err, store.ErrCodeMismatch):
-		s.refuseMisbound(ctx, w, c, bind)
-		return
+		return nil, s.misbound(ctx, c, bind)
 	case errors.Is(err, store.ErrCodeReused):
 		s.codeReplay(ctx, c, client.ID)
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
-		return
+		return nil, errBadCode
 	case errors.Is(err, store.ErrNotFound):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
-		return
+		return nil, errBadCode
 	case err != nil:
-		s.storeError(ctx, "redeem_code", err)
-		writeUnavailable(w)
-		return
+		return nil, fmt.Errorf("redeem code: %w", err)
 	}
 	now := s.now()
 	if !now.Before(c.ExpiresAt) {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "authorization code expired")
-		return
+		return nil, badRequest("invalid_grant", "authorization code expired")
 	}
 	access, jti, exp, err := s.mint(c.UserID, client.ID, c.Scope, c.Resource, c.FamilyID, now)
 	if err != nil {
-		s.log.Error("mint access token", "err", err)
-		writeUnavailable(w)
-		return
+		return nil, fmt.Errorf("mint access token: %w", err)
 	}
 	// The family exists even for clients without the refresh grant: its id
 	// is in the access token so a replayed code can revoke it.
@@ -207,31 +206,30 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, form url.Valu
 			s.storeError(ctx, "revoke_family_access", err)
 		}
 	case err != nil:
-		s.storeError(ctx, "create_family", err)
-		writeUnavailable(w)
-		return
+		return nil, fmt.Errorf("create family: %w", err)
 	}
 	if !slices.Contains(client.GrantTypes, grantRefresh) {
 		refresh = ""
 	}
-	s.issued(ctx, w, grantCode, c.UserID, client.ID, c.Resource, c.Scope, access, refresh)
+	return s.issued(ctx, grantCode, c.UserID, client.ID, c.Resource, c.Scope, access, refresh), nil
 }
 
-// refuseMisbound answers a redemption whose client, redirect URI, verifier
-// or resource differs from the code's; the store left the code unconsumed.
-func (s *Server) refuseMisbound(ctx context.Context, w http.ResponseWriter, c *store.AuthCode, b store.CodeBinding) {
+// misbound returns the refusal of a redemption whose client, redirect URI,
+// verifier or resource differs from the code's; the store left the code
+// unconsumed.
+func (s *Server) misbound(ctx context.Context, c *store.AuthCode, b store.CodeBinding) error {
 	switch {
 	case c == nil:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
+		return errBadCode
 	case c.ClientID != b.ClientID:
 		s.audit(ctx, "code_misuse", slog.String("client_id", b.ClientID), slog.String("reason", "code issued to another client"))
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid authorization code")
+		return errBadCode
 	case c.RedirectURI != b.RedirectURI:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
+		return badRequest("invalid_grant", "redirect_uri does not match the authorization request")
 	case c.CodeChallenge != b.CodeChallenge:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
+		return badRequest("invalid_grant", "code_verifier does not match the code_challenge")
 	default:
-		writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
+		return badRequest("invalid_target", "resource differs from the one authorized")
 	}
 }
 
@@ -307,56 +305,47 @@ func (s *Server) denyAccess(ctx context.Context, f *store.RefreshFamily, denied 
 	return nil
 }
 
-func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.Values, client *store.Client) {
-	ctx := r.Context()
+// refreshGrant rotates the refresh token of form for client (RFC 6749 §6,
+// OAuth 2.1 §4.3.1) and returns the tokens it grants.
+func (s *Server) refreshGrant(ctx context.Context, form url.Values, client *store.Client) (*tokenResponse, error) {
 	rt := form.Get("refresh_token")
 	if rt == "" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
-		return
+		return nil, badRequest("invalid_request", "refresh_token is required")
 	}
 	if len(rt) > maxSecretLen {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
-		return
+		return nil, errBadRefresh
 	}
 	hash := token.Address(rt)
 	f, err := s.st.LookupRefresh(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
-		return
+		return nil, errBadRefresh
 	}
 	if err != nil {
-		s.storeError(ctx, "lookup_refresh", err)
-		writeUnavailable(w)
-		return
+		return nil, fmt.Errorf("lookup refresh: %w", err)
 	}
 	// Check the binding before rotating: another client must not be able
 	// to burn (or trigger reuse detection on) a token it stole.
 	if f.ClientID != client.ID || f.Revoked {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
-		return
+		return nil, errBadRefresh
 	}
 	scope := f.Scope
 	if raw, sent := form["scope"]; sent && raw[0] != "" {
 		sc, ok := s.parseScope(raw[0], strings.Fields(f.Scope))
 		if !ok {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "scope must be a subset of the granted scope")
-			return
+			return nil, badRequest("invalid_scope", "scope must be a subset of the granted scope")
 		}
 		scope = sc
 	}
 	if raw, sent := form["resource"]; sent {
 		res, _, ok := s.canonicalResource(raw[0])
 		if !ok || raw[0] == "" || res != f.Resource {
-			writeOAuthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
-			return
+			return nil, badRequest("invalid_target", "resource differs from the one authorized")
 		}
 	}
 	now := s.now()
 	access, jti, exp, err := s.mint(f.UserID, client.ID, scope, f.Resource, f.ID, now)
 	if err != nil {
-		s.log.Error("mint access token", "err", err)
-		writeUnavailable(w)
-		return
+		return nil, fmt.Errorf("mint access token: %w", err)
 	}
 	next := s.secret(f.ID)
 	nf, err := s.st.Rotate(ctx, store.Rotation{
@@ -372,20 +361,15 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, form url.V
 		}
 		s.audit(ctx, "refresh_reuse", slog.String("user", f.UserID), slog.String("client_id", client.ID),
 			slog.String("resource", f.Resource), slog.String("reason", "rotated refresh token presented again"))
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
-		return
+		return nil, errBadRefresh
 	case errors.Is(err, store.ErrRefreshRace):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "refresh token was just rotated by a concurrent request")
-		return
+		return nil, badRequest("invalid_grant", "refresh token was just rotated by a concurrent request")
 	case errors.Is(err, store.ErrNotFound):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid refresh token")
-		return
+		return nil, errBadRefresh
 	case err != nil:
-		s.storeError(ctx, "rotate_refresh", err)
-		writeUnavailable(w)
-		return
+		return nil, fmt.Errorf("rotate refresh: %w", err)
 	}
-	s.issued(ctx, w, grantRefresh, f.UserID, client.ID, f.Resource, scope, access, next)
+	return s.issued(ctx, grantRefresh, f.UserID, client.ID, f.Resource, scope, access, next), nil
 }
 
 // secret mints an authorization code or refresh token of family; a store
@@ -418,15 +402,16 @@ func (s *Server) mint(user, clientID, scope, resource, familyID string, now time
 	return raw, jti, exp, err
 }
 
-func (s *Server) issued(ctx context.Context, w http.ResponseWriter, grant, user, clientID, resource, scope, access, refresh string) {
+// issued counts and audits a grant and returns its token response.
+func (s *Server) issued(ctx context.Context, grant, user, clientID, resource, scope, access, refresh string) *tokenResponse {
 	metrics.TokensIssued.WithLabelValues(grant).Inc()
 	s.audit(ctx, "token_issued", slog.String("grant_type", grant), slog.String("user", user), slog.String("client_id", clientID),
 		slog.String("resource", resource), slog.String("scope", scope))
-	writeJSON(w, http.StatusOK, tokenResponse{
+	return &tokenResponse{
 		AccessToken:  access,
 		TokenType:    "Bearer",
 		ExpiresIn:    int64(s.cfg.TTL.Access.D() / time.Second),
 		RefreshToken: refresh,
 		Scope:        scope,
-	})
+	}
 }
