@@ -56,7 +56,7 @@ func (c *cli) client() (*Client, error) {
 		c.token = os.Getenv(EnvAdminToken)
 	}
 	if c.token == "" {
-		return nil, fmt.Errorf("%s: no admin token: set --admin-token or %s", c.name, EnvAdminToken)
+		return nil, fmt.Errorf("no admin token: set --admin-token or %s", EnvAdminToken)
 	}
 	return NewClient(c.adminURL, c.token), nil
 }
@@ -69,7 +69,8 @@ type subcommand struct {
 }
 
 // dispatch parses the group's flags, picks the subcommand and runs it.
-// -h prints usage to stdout and succeeds.
+// -h prints usage to stdout and succeeds. Errors name the subcommand but
+// not the group: main prefixes "mcp-gateway <group>:".
 func (c *cli) dispatch(ctx context.Context, args []string, subs map[string]*subcommand, order []string) error {
 	usage := func() {
 		fmt.Fprintf(c.stdout, "Usage: mcp-gateway %s <command> [flags]\n\nCommands:\n", c.name)
@@ -87,16 +88,16 @@ func (c *cli) dispatch(ctx context.Context, args []string, subs map[string]*subc
 			usage()
 			return nil
 		}
-		return fmt.Errorf("%s: %w (see 'mcp-gateway %s -h')", c.name, err, c.name)
+		return fmt.Errorf("%w (see 'mcp-gateway %s -h')", err, c.name)
 	}
 	rest := top.Args()
 	if len(rest) == 0 {
 		usage()
-		return fmt.Errorf("%s: missing command (%s)", c.name, strings.Join(order, ", "))
+		return fmt.Errorf("missing command (%s)", strings.Join(order, ", "))
 	}
 	sub, ok := subs[rest[0]]
 	if !ok {
-		return fmt.Errorf("%s: unknown command %q (want %s)", c.name, rest[0], strings.Join(order, ", "))
+		return fmt.Errorf("unknown command %q (want %s)", rest[0], strings.Join(order, ", "))
 	}
 	full := c.name + " " + rest[0]
 	fs := flag.NewFlagSet(full, flag.ContinueOnError)
@@ -113,10 +114,10 @@ func (c *cli) dispatch(ctx context.Context, args []string, subs map[string]*subc
 			fs.PrintDefaults()
 			return nil
 		}
-		return fmt.Errorf("%s: %w (see 'mcp-gateway %s -h')", full, err, full)
+		return fmt.Errorf("%s: %w (see 'mcp-gateway %s -h')", rest[0], err, full)
 	}
 	if err := sub.run(ctx, pos); err != nil {
-		return fmt.Errorf("%s: %w", full, err)
+		return fmt.Errorf("%s: %w", rest[0], err)
 	}
 	return nil
 }
@@ -562,28 +563,28 @@ func RunHealthcheck(ctx context.Context, args []string, stdout io.Writer) error 
 			fs.PrintDefaults()
 			return nil
 		}
-		return fmt.Errorf("healthcheck: %w", err)
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("healthcheck: unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *timeout <= 0 {
-		return errors.New("healthcheck: --timeout must be positive")
+		return errors.New("--timeout must be positive")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
 	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
+		return err
 	}
 	resp, err := (&http.Client{}).Do(req)
 	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: %s answered %s", *u, resp.Status)
+		return fmt.Errorf("%s answered %s", *u, resp.Status)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

@@ -33,7 +33,7 @@ func runGenAssertion(args []string, stdout io.Writer) error {
 		fmt.Fprintln(fs.Output(), "usage: mcp-gateway keys gen-assertion --out FILE [--id KID]\n\nWrite a new ES256 key for the x-mcp-identity assertion (config assertion_keys).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {

@@ -19,7 +19,7 @@ func runNginxConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	out := fs.String("out", "", "write the include to this file, atomically (default: stdout)")
 	caFile := fs.String("ca-file", envoy.DefaultCAFile, "CA bundle nginx verifies https agents against")
 	njsOut := fs.String("njs-out", "", "also write the template's njs module (mcp-gateway.js) to this file, the template's ${NJS_MODULE}")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *njsOut != "" {
