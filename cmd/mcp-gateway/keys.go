@@ -10,17 +10,17 @@ import (
 	"os"
 	"time"
 
-	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/assertion"
+	"github.com/mcpgateway/mcp-gateway/cmd/mcp-gateway/cli"
 )
 
-// runKeys is `mcp-gateway keys`; the API-key logic lives in package admin,
+// runKeys is `mcp-gateway keys`; the API-key logic lives in package cli,
 // gen-assertion works locally.
 func runKeys(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "gen-assertion" {
 		return runGenAssertion(args[1:], stdout)
 	}
-	return admin.RunKeys(ctx, args, stdout)
+	return cli.RunKeys(ctx, args, stdout)
 }
 
 // runGenAssertion writes a new identity-assertion key (ES256, PKCS #8 PEM,

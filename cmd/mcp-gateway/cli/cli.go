@@ -1,4 +1,4 @@
-package admin
+package cli
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -45,7 +46,7 @@ func (c *cli) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.json, "json", c.json, "print the API's raw JSON")
 }
 
-func (c *cli) client() (*Client, error) {
+func (c *cli) client() (*admin.Client, error) {
 	if c.adminURL == "" {
 		c.adminURL = os.Getenv(EnvAdminURL)
 	}
@@ -58,7 +59,7 @@ func (c *cli) client() (*Client, error) {
 	if c.token == "" {
 		return nil, fmt.Errorf("no admin token: set --admin-token or %s", EnvAdminToken)
 	}
-	return NewClient(c.adminURL, c.token), nil
+	return admin.NewClient(c.adminURL, c.token), nil
 }
 
 type subcommand struct {
@@ -195,7 +196,7 @@ func (c *cli) do(ctx context.Context, method, path string, in, out any) ([]byte,
 // RunAgents is `mcp-gateway agents create|list|get|delete`.
 func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 	c := &cli{name: "agents", stdout: stdout}
-	var req AgentRequest
+	var req admin.AgentRequest
 	var users, scopes, id, rules string
 	var ua store.UpstreamAuth
 	var limits store.Limits
@@ -236,7 +237,7 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 					req.UpstreamAuth = &ua
 				}
 				var a store.Agent
-				raw, err := c.do(ctx, "POST", PathAgents, req, &a)
+				raw, err := c.do(ctx, "POST", admin.PathAgents, req, &a)
 				if err != nil {
 					return err
 				}
@@ -257,8 +258,8 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				if err := noArgs(pos); err != nil {
 					return err
 				}
-				var l AgentList
-				raw, err := c.do(ctx, "GET", PathAgents, nil, &l)
+				var l admin.AgentList
+				raw, err := c.do(ctx, "GET", admin.PathAgents, nil, &l)
 				if err != nil {
 					return err
 				}
@@ -287,7 +288,7 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathAgents, id)
+				p, err := admin.ItemPath(admin.PathAgents, id)
 				if err != nil {
 					return err
 				}
@@ -311,7 +312,7 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathAgents, id)
+				p, err := admin.ItemPath(admin.PathAgents, id)
 				if err != nil {
 					return err
 				}
@@ -367,7 +368,7 @@ func printAgent(w io.Writer, a *store.Agent) error {
 // RunKeys is `mcp-gateway keys create|list|revoke`.
 func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 	c := &cli{name: "keys", stdout: stdout}
-	var req KeyRequest
+	var req admin.KeyRequest
 	var scopes, expiresIn, id, agent, user string
 	subs := map[string]*subcommand{
 		"create": {
@@ -401,8 +402,8 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 					return fmt.Errorf("--expires-in: %w", err)
 				}
 				req.ExpiresIn, req.Scopes = secs, splitList(scopes)
-				var k CreatedKey
-				raw, err := c.do(ctx, "POST", PathKeys, req, &k)
+				var k admin.CreatedKey
+				raw, err := c.do(ctx, "POST", admin.PathKeys, req, &k)
 				if err != nil {
 					return err
 				}
@@ -438,11 +439,11 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 				if user != "" {
 					q.Set("user", user)
 				}
-				p := PathKeys
+				p := admin.PathKeys
 				if len(q) > 0 {
 					p += "?" + q.Encode()
 				}
-				var l KeyList
+				var l admin.KeyList
 				raw, err := c.do(ctx, "GET", p, nil, &l)
 				if err != nil {
 					return err
@@ -472,7 +473,7 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathKeys, id)
+				p, err := admin.ItemPath(admin.PathKeys, id)
 				if err != nil {
 					return err
 				}
@@ -504,8 +505,8 @@ func RunClients(ctx context.Context, args []string, stdout io.Writer) error {
 				if err := noArgs(pos); err != nil {
 					return err
 				}
-				var l ClientList
-				raw, err := c.do(ctx, "GET", PathClients, nil, &l)
+				var l admin.ClientList
+				raw, err := c.do(ctx, "GET", admin.PathClients, nil, &l)
 				if err != nil {
 					return err
 				}
@@ -530,7 +531,7 @@ func RunClients(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathClients, id)
+				p, err := admin.ItemPath(admin.PathClients, id)
 				if err != nil {
 					return err
 				}
@@ -601,8 +602,8 @@ func parseLifetime(s string) (int64, error) {
 		if err != nil || days <= 0 {
 			return 0, fmt.Errorf("%q: want a positive number of days like 90d", s)
 		}
-		if days > int(MaxKeyLifetime/(24*time.Hour)) {
-			return 0, fmt.Errorf("%q: at most %d days", s, int(MaxKeyLifetime/(24*time.Hour)))
+		if days > int(admin.MaxKeyLifetime/(24*time.Hour)) {
+			return 0, fmt.Errorf("%q: at most %d days", s, int(admin.MaxKeyLifetime/(24*time.Hour)))
 		}
 		d = time.Duration(days) * 24 * time.Hour
 	} else {
@@ -655,7 +656,7 @@ func when(t time.Time, zero string) string {
 // printRoute prints the answer's route note: whether Envoy routes the agent.
 func printRoute(w io.Writer, raw []byte) error {
 	var ans struct {
-		Route *RouteInfo `json:"route"`
+		Route *admin.RouteInfo `json:"route"`
 	}
 	if json.Unmarshal(raw, &ans) != nil || ans.Route == nil {
 		return nil
