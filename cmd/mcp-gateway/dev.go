@@ -19,9 +19,9 @@ import (
 	"github.com/mcpgateway/mcp-gateway/agentauth"
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
-	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/proxy"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
-	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
