@@ -120,7 +120,9 @@ const (
 	PathClients = "/admin/v1/clients"
 )
 
-func itemPath(collection, id string) (string, error) {
+// ItemPath returns the admin API path of one item of collection (PathAgents,
+// PathKeys, PathClients), the id path-escaped; an empty id is an error.
+func ItemPath(collection, id string) (string, error) {
 	if id == "" {
 		return "", errors.New("an id is required")
 	}
@@ -144,7 +146,7 @@ func (c *Client) ListAgents(ctx context.Context) ([]*store.Agent, error) {
 }
 
 func (c *Client) GetAgent(ctx context.Context, id string) (*store.Agent, error) {
-	p, err := itemPath(PathAgents, id)
+	p, err := ItemPath(PathAgents, id)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +158,7 @@ func (c *Client) GetAgent(ctx context.Context, id string) (*store.Agent, error) 
 }
 
 func (c *Client) DeleteAgent(ctx context.Context, id string) error {
-	p, err := itemPath(PathAgents, id)
+	p, err := ItemPath(PathAgents, id)
 	if err != nil {
 		return err
 	}
@@ -181,7 +183,7 @@ func (c *Client) ListKeys(ctx context.Context) ([]*store.APIKey, error) {
 }
 
 func (c *Client) RevokeKey(ctx context.Context, id string) (*store.APIKey, error) {
-	p, err := itemPath(PathKeys, id)
+	p, err := ItemPath(PathKeys, id)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +203,7 @@ func (c *Client) ListClients(ctx context.Context) ([]*store.Client, error) {
 }
 
 func (c *Client) DeleteClient(ctx context.Context, id string) error {
-	p, err := itemPath(PathClients, id)
+	p, err := ItemPath(PathClients, id)
 	if err != nil {
 		return err
 	}

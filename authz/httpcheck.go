@@ -113,7 +113,7 @@ func writeHTTPDecision(w http.ResponseWriter, d *Decision) {
 		h.Set(v.Key, v.Value)
 	}
 	// nginx replaces a 403's body with its own: it rebuilds it from these
-	// (envoy/nginx/mcp-gateway.conf.template), so a refusal without a
+	// (deploy/nginx/mcp-gateway.conf.template), so a refusal without a
 	// challenge (not your agent, an unreadable MCP request) still says why.
 	var e struct {
 		Error       string `json:"error"`

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -385,7 +386,7 @@ func Load(path string, dev bool) (*Config, error) {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		if err := yaml.UnmarshalStrict(b, c); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, fmt.Errorf("config %s: %w", path, yamlError(b, err))
 		}
 	}
 	if err := ApplyEnv(c, os.LookupEnv); err != nil {
@@ -730,4 +731,32 @@ func (x *XDS) validate(bad func(field, format string, a ...any)) {
 			bad(fmt.Sprintf("xds.allowed_upstream_hosts[%d]", i), "%q is not a hostname, IP address or CIDR", h)
 		}
 	}
+}
+
+// unknownField matches the JSON decoder's message for a key no field takes;
+// sigs.k8s.io/yaml converts YAML to JSON first, so the message has no line.
+var unknownField = regexp.MustCompile(`unknown field "([^"]+)"`)
+
+// yamlError turns the YAML→JSON decoder's "error unmarshaling JSON: … json:
+// unknown field" into the field's name and the lines where it is a key, so
+// a typo in the config points at itself. Other errors pass through.
+func yamlError(src []byte, err error) error {
+	m := unknownField.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	key := regexp.MustCompile(`^\s*(?:-\s+)?["']?` + regexp.QuoteMeta(m[1]) + `["']?\s*:`)
+	var lines []string
+	for i, l := range strings.Split(string(src), "\n") {
+		if key.MatchString(l) {
+			lines = append(lines, strconv.Itoa(i+1))
+		}
+	}
+	switch len(lines) {
+	case 0:
+		return fmt.Errorf("unknown field %q", m[1])
+	case 1:
+		return fmt.Errorf("line %s: unknown field %q", lines[0], m[1])
+	}
+	return fmt.Errorf("unknown field %q (a key on lines %s)", m[1], strings.Join(lines, ", "))
 }

@@ -21,7 +21,7 @@
 //	    to one `mcp-gateway demo-agent` process (Gateway.AgentAddr), and an
 //	    admin token. opts may be nil. Stopped by t.Cleanup.
 //	startNginx(t, gw) string
-//	    real nginx with envoy.NginxStandalone (the shipped template) in a
+//	    real nginx with nginx.NginxStandalone (the shipped template) in a
 //	    temp prefix, listening on gw.PublicURL's port, proxying the OAuth
 //	    paths to gw.HTTPURL, auth_request to /authz/check, and /<agent>/mcp
 //	    to each agent's upstream, from the include `mcp-gateway
@@ -94,7 +94,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/html"
 
-	"github.com/mcpgateway/mcp-gateway/envoy"
+	"github.com/mcpgateway/mcp-gateway/deploy/nginx"
 )
 
 // binPath is the binary TestMain built.
@@ -504,7 +504,7 @@ func startNginx(t testing.TB, gw *Gateway) string {
 	gw.nginxBin, gw.nginxPrefix = bin, prefix
 	agentsConf := filepath.Join(prefix, "agents.conf")
 	gw.nginxConfig(t, agentsConf)
-	conf, err := envoy.NginxStandalone(envoy.NginxParams{
+	conf, err := nginx.NginxStandalone(nginx.NginxParams{
 		Listen:      gw.publicAddr,
 		GatewayHTTP: strings.TrimPrefix(gw.HTTPURL, "http://"),
 		AgentsConf:  agentsConf,

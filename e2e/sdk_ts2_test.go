@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/demoagent"
 )
 
 // TestTSSDKv2StatelessAgent: the TypeScript SDK v2 client

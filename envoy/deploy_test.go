@@ -467,8 +467,9 @@ func TestDockerfile(t *testing.T) {
 		if pat == "" || strings.HasPrefix(pat, "#") {
 			continue
 		}
-		for _, need := range []string{"go.mod", "go.sum", "cmd", "cmd/mcp-gateway", "config", "envoy", "envoy/nginx/mcp-gateway.conf.template"} {
-			if ok, _ := path.Match(strings.TrimPrefix(pat, "**/"), need); ok || strings.TrimSuffix(pat, "/") == need {
+		for _, need := range []string{"go.mod", "go.sum", "cmd", "cmd/mcp-gateway", "config", "envoy", "deploy/nginx", "deploy/nginx/mcp-gateway.conf.template"} {
+			dir := strings.TrimSuffix(pat, "/")
+			if ok, _ := path.Match(strings.TrimPrefix(pat, "**/"), need); ok || dir == need || strings.HasPrefix(need, dir+"/") {
 				t.Errorf(".dockerignore pattern %q excludes %s, which the build needs", pat, need)
 			}
 		}

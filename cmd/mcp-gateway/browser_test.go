@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/mcpgateway/mcp-gateway/envoy"
+	"github.com/mcpgateway/mcp-gateway/deploy/nginx"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
 )
 
@@ -173,7 +173,7 @@ func TestNginxConfigWritesNJSModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(njs)
-	if err != nil || string(got) != envoy.NginxJS || !strings.Contains(string(got), "function clientIdentity") {
+	if err != nil || string(got) != nginx.NginxJS || !strings.Contains(string(got), "function clientIdentity") {
 		t.Fatalf("njs module: %v %q", err, got)
 	}
 	if b, err := os.ReadFile(agents); err != nil || !strings.Contains(string(b), "map $mcp_agent $mcp_agent_url") {

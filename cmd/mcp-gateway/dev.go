@@ -19,10 +19,10 @@ import (
 	"github.com/mcpgateway/mcp-gateway/agentauth"
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
-	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/proxy"
 	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
-	"github.com/mcpgateway/mcp-gateway/proxy"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -48,7 +48,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	password := fs.String("password", os.Getenv("MCPGW_DEV_PASSWORD"), "the demo user's password (env MCPGW_DEV_PASSWORD; random when unset)")
 	drain := fs.Duration("drain-delay", 0, "after SIGTERM, how long /readyz fails before listeners stop accepting")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long in-flight requests get to finish on shutdown (open streams are closed after 0.5s)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*cfgPath, true)
@@ -198,13 +198,13 @@ func addrOr(a net.Addr, def string) string {
 	return a.String()
 }
 
-func runDemoAgent(ctx context.Context, args []string, _ io.Writer) error {
+func runDemoAgent(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("demo-agent", flag.ContinueOnError)
 	addr := fs.String("listen", ":3000", "listen address; the MCP endpoint is /mcp")
 	issuer := fs.String("issuer", os.Getenv("MCPGW_PUBLIC_URL"), "the gateway's public URL, whose x-mcp-identity assertions are required (env MCPGW_PUBLIC_URL)")
 	agents := fs.String("agents", devAgent, "comma-separated agent ids this server backs (the assertion's audience is <issuer>/<id>/mcp)")
 	jwksURL := fs.String("jwks-url", "", "where to fetch the gateway's public keys (default <issuer>"+assertion.JWKSPath+")")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *issuer == "" {

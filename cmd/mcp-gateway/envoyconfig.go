@@ -35,7 +35,7 @@ func runEnvoyConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	certFile := fs.String("cert-file", "", "with --ads --tls: client certificate for mutual TLS")
 	keyFile := fs.String("key-file", "", "with --ads --tls: client key for mutual TLS")
 	delta := fs.Bool("delta", false, "with --ads: incremental (delta) xDS, for many agents")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	regen := strings.TrimSpace("mcp-gateway envoy-config " + strings.Join(args, " "))
@@ -92,7 +92,7 @@ func storeAgents(ctx context.Context, cfg *config.Config) ([]*store.Agent, error
 	defer cancel()
 	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err // already "store: …" or "redisstore: …"
 	}
 	defer st.Close()
 	as, err := st.ListAgents(ctx)

@@ -86,7 +86,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 	}
 	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err // already "store: …" or "redisstore: …"
 	}
 	g := &gateway{cfg: cfg, log: log, store: st, ring: ring, assert: signer, static: staticAgents(cfg), tracing: tp}
 	if loginOpt == nil {
@@ -279,6 +279,7 @@ func (g *gateway) run(ctx context.Context, ls []listener, drainDelay, streamGrac
 		if l.http == nil {
 			grpcUsed = true
 			go func() { errc <- g.grpc.Serve(ln) }()
+			g.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
 			continue
 		}
 		// Bodies are bounded by the guard (time and number; ReadTimeout has

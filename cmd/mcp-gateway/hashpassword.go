@@ -15,6 +15,10 @@ import (
 // runHashPassword reads a password from stdin (never argv, which leaks into
 // shell history and ps) and prints its bcrypt hash for login.users[].password_hash.
 func runHashPassword(_ context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 1 && askedHelp(args) {
+		fmt.Fprintln(stdout, "usage: echo PASSWORD | mcp-gateway hash-password\n\nPrint the bcrypt hash of the password read from stdin (never argv) for login.users[].password_hash.")
+		return nil
+	}
 	if len(args) > 0 {
 		return errors.New("takes no arguments: pipe the password on stdin")
 	}

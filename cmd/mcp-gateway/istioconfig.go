@@ -25,7 +25,7 @@ func runIstioConfig(ctx context.Context, args []string, stdout io.Writer) error 
 	fs.StringVar(&o.Namespace, "namespace", "mcp-gateway", "the namespace of the generated resources")
 	fs.StringVar(&o.GatewayService, "gateway-service", "", "the MCP Gateway's HTTP Service host (default mcp-gateway.<namespace>.svc.cluster.local)")
 	port := fs.Uint("gateway-port", 8080, "the MCP Gateway's HTTP Service port")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	o.Hosts, o.Gateways, o.GatewayPort = strings.Split(*hosts, ","), strings.Split(*gateways, ","), uint32(*port)

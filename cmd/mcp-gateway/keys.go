@@ -10,17 +10,17 @@ import (
 	"os"
 	"time"
 
-	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/assertion"
+	"github.com/mcpgateway/mcp-gateway/cmd/mcp-gateway/cli"
 )
 
-// runKeys is `mcp-gateway keys`; the API-key logic lives in package admin,
+// runKeys is `mcp-gateway keys`; the API-key logic lives in package cli,
 // gen-assertion works locally.
 func runKeys(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "gen-assertion" {
 		return runGenAssertion(args[1:], stdout)
 	}
-	return admin.RunKeys(ctx, args, stdout)
+	return cli.RunKeys(ctx, args, stdout)
 }
 
 // runGenAssertion writes a new identity-assertion key (ES256, PKCS #8 PEM,
@@ -33,7 +33,7 @@ func runGenAssertion(args []string, stdout io.Writer) error {
 		fmt.Fprintln(fs.Output(), "usage: mcp-gateway keys gen-assertion --out FILE [--id KID]\n\nWrite a new ES256 key for the x-mcp-identity assertion (config assertion_keys).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {

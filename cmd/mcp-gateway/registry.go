@@ -21,7 +21,7 @@ import (
 func registryAgents(ctx context.Context, cfg *config.Config) ([]store.Agent, error) {
 	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err // already "store: …" or "redisstore: …"
 	}
 	defer st.Close()
 	dyn, err := st.ListAgents(ctx)

@@ -13,12 +13,12 @@ import (
 // runServe runs the production gateway: the gRPC Check for Envoy/Istio, the
 // HTTP authorization server and check endpoint, the admin listener, and the
 // ADS server that gives Envoy its routes (xds.listen).
-func runServe(ctx context.Context, args []string, _ io.Writer) error {
+func runServe(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", os.Getenv("MCPGW_CONFIG"), "YAML config file (env MCPGW_CONFIG); MCPGW_* variables override its fields")
 	drain := fs.Duration("drain-delay", 5*time.Second, "after SIGTERM, how long /readyz fails before listeners stop accepting")
 	grace := fs.Duration("shutdown-timeout", 20*time.Second, "how long in-flight requests get to finish on shutdown")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*cfgPath, false)

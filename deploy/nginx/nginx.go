@@ -1,4 +1,4 @@
-package envoy
+package nginx
 
 import (
 	_ "embed"
@@ -9,15 +9,17 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/mcpgateway/mcp-gateway/envoy"
 )
 
-//go:embed nginx/mcp-gateway.conf.template
+//go:embed mcp-gateway.conf.template
 var nginxTemplate string
 
-// NginxJS is the njs module the template imports (nginx/mcp-gateway.js):
+// NginxJS is the njs module the template imports (mcp-gateway.js):
 // install it where NginxParams.NJSModule says.
 //
-//go:embed nginx/mcp-gateway.js
+//go:embed mcp-gateway.js
 var NginxJS string
 
 // nginxJSModules are where distributions keep nginx's JavaScript module
@@ -161,7 +163,7 @@ type NginxAgentsOptions struct {
 // regexes, and the template answers 404 unless $mcp_agent_id is exactly the
 // id in the URL. Unknown ids map to "" (404 too). The output depends only on
 // routes, so regenerating an unchanged registry changes nothing.
-func NginxAgents(routes []AgentRoute, opt NginxAgentsOptions) (string, error) {
+func NginxAgents(routes []envoy.AgentRoute, opt NginxAgentsOptions) (string, error) {
 	if opt.CAFile == "" {
 		opt.CAFile = DefaultCAFile
 	}
@@ -191,7 +193,7 @@ func NginxAgents(routes []AgentRoute, opt NginxAgentsOptions) (string, error) {
 	// nginx's defaults (2048 entries, 64-byte buckets) fit neither many
 	// agents nor 128-character ids.
 	fmt.Fprintf(&b, "map_hash_max_size %d;\nmap_hash_bucket_size 256;\n\n", max(2048, 4*len(routes)))
-	entries := func(variable string, value func(AgentRoute) string) {
+	entries := func(variable string, value func(envoy.AgentRoute) string) {
 		fmt.Fprintf(&b, "map $mcp_agent %s {\n    default \"\";\n", variable)
 		for _, r := range routes {
 			key := r.ID
@@ -202,10 +204,10 @@ func NginxAgents(routes []AgentRoute, opt NginxAgentsOptions) (string, error) {
 		}
 		b.WriteString("}\n")
 	}
-	entries("$mcp_agent_id", func(r AgentRoute) string { return r.ID })
-	entries("$mcp_agent_url", func(r AgentRoute) string { return r.Scheme + "://" + upstreams[r.Authority()] + r.Path })
-	entries("$mcp_agent_host", func(r AgentRoute) string { return r.HostHeader })
-	entries("$mcp_agent_sni", func(r AgentRoute) string { return r.Host })
+	entries("$mcp_agent_id", func(r envoy.AgentRoute) string { return r.ID })
+	entries("$mcp_agent_url", func(r envoy.AgentRoute) string { return r.Scheme + "://" + upstreams[r.Authority()] + r.Path })
+	entries("$mcp_agent_host", func(r envoy.AgentRoute) string { return r.HostHeader })
+	entries("$mcp_agent_sni", func(r envoy.AgentRoute) string { return r.Host })
 	if https {
 		fmt.Fprintf(&b, "\n# https agents: their certificate must verify for the name in their URL.\nproxy_ssl_verify on;\nproxy_ssl_verify_depth 4;\nproxy_ssl_trusted_certificate %s;\n", opt.CAFile)
 	}

@@ -1,4 +1,4 @@
-package envoy
+package nginx
 
 import (
 	"crypto/ecdsa"
@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgateway/mcp-gateway/envoy"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -62,7 +63,7 @@ func TestNginxHTTPSAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes, errs := AgentRoutes([]store.Agent{{ID: "secure", Upstream: "https://localhost:" + port + "/tls/mcp"}})
+	routes, errs := envoy.AgentRoutes([]store.Agent{{ID: "secure", Upstream: "https://localhost:" + port + "/tls/mcp"}})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

@@ -1,4 +1,4 @@
-package envoy
+package nginx
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgateway/mcp-gateway/envoy"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -75,7 +76,7 @@ func nginxBinary(t *testing.T) string {
 // writeAgents writes the agents include for agents into dir.
 func writeAgents(t *testing.T, dir string, agents ...store.Agent) string {
 	t.Helper()
-	routes, errs := AgentRoutes(agents)
+	routes, errs := envoy.AgentRoutes(agents)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

@@ -1,4 +1,4 @@
-package admin
+package cli
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
@@ -104,7 +105,7 @@ func TestCLIAgentsAndKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := decode[KeyList](t, []byte(out)); len(l.Keys) != 1 || l.Keys[0].User != "bob" {
+	if l := decode[admin.KeyList](t, []byte(out)); len(l.Keys) != 1 || l.Keys[0].User != "bob" {
 		t.Fatalf("keys list --user bob --json: %s", out)
 	}
 
@@ -122,7 +123,7 @@ func TestCLIAgentsAndKeys(t *testing.T) {
 
 	// API errors come back with the API's message and a non-nil error.
 	_, err = run(t, e, keysCLI, "revoke", "key_missing")
-	var ae *APIError
+	var ae *admin.APIError
 	if !errors.As(err, &ae) || ae.Status != 404 || !strings.Contains(err.Error(), `key "key_missing" not found`) {
 		t.Fatalf("revoke unknown: %v", err)
 	}
@@ -176,7 +177,7 @@ func TestCLIClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := decode[ClientList](t, []byte(out)); len(l.Clients) != 1 || l.Clients[0].ID != "c-2" {
+	if l := decode[admin.ClientList](t, []byte(out)); len(l.Clients) != 1 || l.Clients[0].ID != "c-2" {
 		t.Fatalf("clients list --json: %s", out)
 	}
 	if _, err := run(t, e, clientsCLI, "delete", "c-1"); err == nil || !strings.Contains(err.Error(), "not found") {
@@ -201,7 +202,7 @@ func TestCLIEnvAndErrors(t *testing.T) {
 	// A flag beats the environment.
 	out.Reset()
 	err := RunAgents(ctx, []string{"list", "--admin-token", "wrong"}, &out)
-	var ae *APIError
+	var ae *admin.APIError
 	if !errors.As(err, &ae) || ae.Status != 401 || !strings.Contains(err.Error(), "invalid admin token") {
 		t.Fatalf("wrong token: %v", err)
 	}

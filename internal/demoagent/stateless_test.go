@@ -179,7 +179,7 @@ func TestEveryProtocolVersion(t *testing.T) {
 // TestREADMENamesProtocolVersions keeps the README's list of the demo
 // agent's protocol versions equal to what the SDK in go.mod speaks.
 func TestREADMENamesProtocolVersions(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

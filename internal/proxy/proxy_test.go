@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/authz"
-	"github.com/mcpgateway/mcp-gateway/demoagent"
+	"github.com/mcpgateway/mcp-gateway/internal/demoagent"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 

@@ -1,4 +1,4 @@
-package admin
+package cli
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/mcpgateway/mcp-gateway/admin"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -45,7 +46,7 @@ func (c *cli) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.json, "json", c.json, "print the API's raw JSON")
 }
 
-func (c *cli) client() (*Client, error) {
+func (c *cli) client() (*admin.Client, error) {
 	if c.adminURL == "" {
 		c.adminURL = os.Getenv(EnvAdminURL)
 	}
@@ -56,9 +57,9 @@ func (c *cli) client() (*Client, error) {
 		c.token = os.Getenv(EnvAdminToken)
 	}
 	if c.token == "" {
-		return nil, fmt.Errorf("%s: no admin token: set --admin-token or %s", c.name, EnvAdminToken)
+		return nil, fmt.Errorf("no admin token: set --admin-token or %s", EnvAdminToken)
 	}
-	return NewClient(c.adminURL, c.token), nil
+	return admin.NewClient(c.adminURL, c.token), nil
 }
 
 type subcommand struct {
@@ -69,7 +70,8 @@ type subcommand struct {
 }
 
 // dispatch parses the group's flags, picks the subcommand and runs it.
-// -h prints usage to stdout and succeeds.
+// -h prints usage to stdout and succeeds. Errors name the subcommand but
+// not the group: main prefixes "mcp-gateway <group>:".
 func (c *cli) dispatch(ctx context.Context, args []string, subs map[string]*subcommand, order []string) error {
 	usage := func() {
 		fmt.Fprintf(c.stdout, "Usage: mcp-gateway %s <command> [flags]\n\nCommands:\n", c.name)
@@ -87,16 +89,16 @@ func (c *cli) dispatch(ctx context.Context, args []string, subs map[string]*subc
 			usage()
 			return nil
 		}
-		return fmt.Errorf("%s: %w (see 'mcp-gateway %s -h')", c.name, err, c.name)
+		return fmt.Errorf("%w (see 'mcp-gateway %s -h')", err, c.name)
 	}
 	rest := top.Args()
 	if len(rest) == 0 {
 		usage()
-		return fmt.Errorf("%s: missing command (%s)", c.name, strings.Join(order, ", "))
+		return fmt.Errorf("missing command (%s)", strings.Join(order, ", "))
 	}
 	sub, ok := subs[rest[0]]
 	if !ok {
-		return fmt.Errorf("%s: unknown command %q (want %s)", c.name, rest[0], strings.Join(order, ", "))
+		return fmt.Errorf("unknown command %q (want %s)", rest[0], strings.Join(order, ", "))
 	}
 	full := c.name + " " + rest[0]
 	fs := flag.NewFlagSet(full, flag.ContinueOnError)
@@ -113,10 +115,10 @@ func (c *cli) dispatch(ctx context.Context, args []string, subs map[string]*subc
 			fs.PrintDefaults()
 			return nil
 		}
-		return fmt.Errorf("%s: %w (see 'mcp-gateway %s -h')", full, err, full)
+		return fmt.Errorf("%s: %w (see 'mcp-gateway %s -h')", rest[0], err, full)
 	}
 	if err := sub.run(ctx, pos); err != nil {
-		return fmt.Errorf("%s: %w", full, err)
+		return fmt.Errorf("%s: %w", rest[0], err)
 	}
 	return nil
 }
@@ -194,7 +196,7 @@ func (c *cli) do(ctx context.Context, method, path string, in, out any) ([]byte,
 // RunAgents is `mcp-gateway agents create|list|get|delete`.
 func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 	c := &cli{name: "agents", stdout: stdout}
-	var req AgentRequest
+	var req admin.AgentRequest
 	var users, scopes, id, rules string
 	var ua store.UpstreamAuth
 	var limits store.Limits
@@ -235,7 +237,7 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 					req.UpstreamAuth = &ua
 				}
 				var a store.Agent
-				raw, err := c.do(ctx, "POST", PathAgents, req, &a)
+				raw, err := c.do(ctx, "POST", admin.PathAgents, req, &a)
 				if err != nil {
 					return err
 				}
@@ -256,8 +258,8 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				if err := noArgs(pos); err != nil {
 					return err
 				}
-				var l AgentList
-				raw, err := c.do(ctx, "GET", PathAgents, nil, &l)
+				var l admin.AgentList
+				raw, err := c.do(ctx, "GET", admin.PathAgents, nil, &l)
 				if err != nil {
 					return err
 				}
@@ -286,7 +288,7 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathAgents, id)
+				p, err := admin.ItemPath(admin.PathAgents, id)
 				if err != nil {
 					return err
 				}
@@ -310,7 +312,7 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathAgents, id)
+				p, err := admin.ItemPath(admin.PathAgents, id)
 				if err != nil {
 					return err
 				}
@@ -366,7 +368,7 @@ func printAgent(w io.Writer, a *store.Agent) error {
 // RunKeys is `mcp-gateway keys create|list|revoke`.
 func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 	c := &cli{name: "keys", stdout: stdout}
-	var req KeyRequest
+	var req admin.KeyRequest
 	var scopes, expiresIn, id, agent, user string
 	subs := map[string]*subcommand{
 		"create": {
@@ -400,8 +402,8 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 					return fmt.Errorf("--expires-in: %w", err)
 				}
 				req.ExpiresIn, req.Scopes = secs, splitList(scopes)
-				var k CreatedKey
-				raw, err := c.do(ctx, "POST", PathKeys, req, &k)
+				var k admin.CreatedKey
+				raw, err := c.do(ctx, "POST", admin.PathKeys, req, &k)
 				if err != nil {
 					return err
 				}
@@ -437,11 +439,11 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 				if user != "" {
 					q.Set("user", user)
 				}
-				p := PathKeys
+				p := admin.PathKeys
 				if len(q) > 0 {
 					p += "?" + q.Encode()
 				}
-				var l KeyList
+				var l admin.KeyList
 				raw, err := c.do(ctx, "GET", p, nil, &l)
 				if err != nil {
 					return err
@@ -471,7 +473,7 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathKeys, id)
+				p, err := admin.ItemPath(admin.PathKeys, id)
 				if err != nil {
 					return err
 				}
@@ -503,8 +505,8 @@ func RunClients(ctx context.Context, args []string, stdout io.Writer) error {
 				if err := noArgs(pos); err != nil {
 					return err
 				}
-				var l ClientList
-				raw, err := c.do(ctx, "GET", PathClients, nil, &l)
+				var l admin.ClientList
+				raw, err := c.do(ctx, "GET", admin.PathClients, nil, &l)
 				if err != nil {
 					return err
 				}
@@ -529,7 +531,7 @@ func RunClients(ctx context.Context, args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				p, err := itemPath(PathClients, id)
+				p, err := admin.ItemPath(admin.PathClients, id)
 				if err != nil {
 					return err
 				}
@@ -562,28 +564,28 @@ func RunHealthcheck(ctx context.Context, args []string, stdout io.Writer) error 
 			fs.PrintDefaults()
 			return nil
 		}
-		return fmt.Errorf("healthcheck: %w", err)
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("healthcheck: unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *timeout <= 0 {
-		return errors.New("healthcheck: --timeout must be positive")
+		return errors.New("--timeout must be positive")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
 	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
+		return err
 	}
 	resp, err := (&http.Client{}).Do(req)
 	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: %s answered %s", *u, resp.Status)
+		return fmt.Errorf("%s answered %s", *u, resp.Status)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil
@@ -600,8 +602,8 @@ func parseLifetime(s string) (int64, error) {
 		if err != nil || days <= 0 {
 			return 0, fmt.Errorf("%q: want a positive number of days like 90d", s)
 		}
-		if days > int(MaxKeyLifetime/(24*time.Hour)) {
-			return 0, fmt.Errorf("%q: at most %d days", s, int(MaxKeyLifetime/(24*time.Hour)))
+		if days > int(admin.MaxKeyLifetime/(24*time.Hour)) {
+			return 0, fmt.Errorf("%q: at most %d days", s, int(admin.MaxKeyLifetime/(24*time.Hour)))
 		}
 		d = time.Duration(days) * 24 * time.Hour
 	} else {
@@ -654,7 +656,7 @@ func when(t time.Time, zero string) string {
 // printRoute prints the answer's route note: whether Envoy routes the agent.
 func printRoute(w io.Writer, raw []byte) error {
 	var ans struct {
-		Route *RouteInfo `json:"route"`
+		Route *admin.RouteInfo `json:"route"`
 	}
 	if json.Unmarshal(raw, &ans) != nil || ans.Route == nil {
 		return nil
