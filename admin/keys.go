@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/config"
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )

@@ -18,9 +18,9 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
-	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )

@@ -19,7 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/memstore"
 	"github.com/mcpgateway/mcp-gateway/token"

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcpgateway/mcp-gateway/config"
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/xds"
 )
@@ -613,7 +613,7 @@ func TestGrafanaDashboard(t *testing.T) {
 					}
 				}
 				if !known[base] {
-					t.Errorf("panel %q uses %s, which metrics/metrics.go does not define", pn.Title, name)
+					t.Errorf("panel %q uses %s, which internal/metrics/metrics.go does not define", pn.Title, name)
 				}
 				used[base] = true
 				if strings.HasSuffix(base, "_seconds") && name == base {

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
-	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"

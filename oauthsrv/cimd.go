@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/internal/netguard"
 	"github.com/mcpgateway/mcp-gateway/internal/strictjson"
 	"github.com/mcpgateway/mcp-gateway/internal/ttlcache"
-	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 )
 
 // maxBody caps request bodies of the JSON and form endpoints.

@@ -14,8 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/internal/strictjson"
-	"github.com/mcpgateway/mcp-gateway/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )

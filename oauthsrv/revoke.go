@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )

@@ -11,7 +11,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 )
 
 // maxNackLog bounds the error text of a NACK in logs and the status view.

@@ -24,7 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcpgateway/mcp-gateway/metrics"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
 )
 
 // Guard wraps the handlers of one listener.
