@@ -125,7 +125,10 @@ type Authorizer struct {
 	pending map[string]time.Time
 
 	counters [nReasons][nCreds]prometheus.Counter
-	latency  [4]prometheus.Observer
+	// otherAgent counts decisions for paths naming no registered agent:
+	// [0] deny, [1] allow.
+	otherAgent [2]prometheus.Counter
+	latency    [4]prometheus.Observer
 
 	tracer    trace.Tracer // nil: tracing off
 	log       *slog.Logger
@@ -150,7 +153,13 @@ type agentInfo struct {
 	limits      *store.Limits // nil when the agent has none
 	// Policy metrics: no rule matched (allow), rate limited.
 	cNoRule, cLimited prometheus.Counter
+	// cDecisions counts this agent's decisions: [0] deny, [1] allow.
+	cDecisions [2]prometheus.Counter
 }
+
+// OtherAgentLabel is the agent label of decisions for paths naming no
+// registered agent; no agent id can take it (ids are [A-Za-z0-9._-]).
+const OtherAgentLabel = "(other)"
 
 // Limiter is the store's fixed-window counter (store.RateLimiter).
 type Limiter interface {
@@ -261,6 +270,7 @@ func New(opts Options) (*Authorizer, error) {
 	for i, n := range adapterNames {
 		a.latency[i] = metrics.DecisionSeconds.WithLabelValues(n)
 	}
+	a.otherAgent = [2]prometheus.Counter{metrics.AgentDecisions.WithLabelValues(OtherAgentLabel, "deny"), metrics.AgentDecisions.WithLabelValues(OtherAgentLabel, "allow")}
 	return a, nil
 }
 
@@ -273,6 +283,7 @@ func (a *Authorizer) newAgentInfo(id string, ag *store.Agent) *agentInfo {
 		}
 	}
 	ai := &agentInfo{agent: ag, requiredStr: strings.Join(base, " "), resource: a.res.For(id)}
+	ai.cDecisions = [2]prometheus.Counter{metrics.AgentDecisions.WithLabelValues(id, "deny"), metrics.AgentDecisions.WithLabelValues(id, "allow")}
 	// Empty after filtering: nothing can match, deny.
 	for _, s := range base {
 		for _, sat := range a.satisfiers(s) {

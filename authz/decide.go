@@ -193,11 +193,35 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
 		a.deny(ctx, d, rsn, agent, now, slashForm(r.Path))
 	}
 	a.counters[rsn][cred].Inc()
+	a.countAgent(d.ai, agent, rsn == rOK, now)
 	a.observe(r.Adapter, time.Since(start))
 	if rsn != rOK {
 		a.audit(ctx, r, d, agent)
 	}
 	return d
+}
+
+// countAgent bumps the per-agent decision counter: ai when the decision
+// looked the agent up, else a registered agent already known (config or
+// cached, never a store read), else "other", so the label set stays
+// bounded by the registry whatever paths clients send.
+func (a *Authorizer) countAgent(ai *agentInfo, agent string, allow bool, now time.Time) {
+	if ai == nil && agent != "" {
+		if s, ok := a.static[agent]; ok {
+			ai = s
+		} else if c, ok := a.agents.Lookup(agent, now); ok {
+			ai = c
+		}
+	}
+	i := 0
+	if allow {
+		i = 1
+	}
+	if ai == nil {
+		a.otherAgent[i].Inc()
+		return
+	}
+	ai.cDecisions[i].Inc()
 }
 
 func (a *Authorizer) observe(adapter string, took time.Duration) {
@@ -351,6 +375,7 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	if err != nil {
 		return rUnavailable
 	}
+	d.ai = ai
 	if ai == nil {
 		return rUnknownAgent
 	}
@@ -408,6 +433,7 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 	if err != nil {
 		return rUnavailable
 	}
+	d.ai = ai
 	if ai == nil {
 		return rUnknownAgent
 	}

@@ -79,6 +79,10 @@ type Decision struct {
 	// the tool-policy rule that decided it; set only for agents with rules.
 	MCPMethod, MCPName, Rule string
 
+	// ai is the agent the decision looked up (nil before that step): its
+	// per-agent counter is bumped without a second lookup.
+	ai *agentInfo
+
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
 	// decision usually costs one allocation.
 	hdr [7]HeaderValue

@@ -357,3 +357,39 @@ func TestGRPCHealthReflectionAndShapes(t *testing.T) {
 		t.Fatalf("after Drain: %v", st)
 	}
 }
+
+// TestDecisionsByAgent: every decision is counted under its agent when the
+// agent is registered (config or store, looked up or not), and under
+// OtherAgentLabel otherwise, so clients cannot grow the label set.
+func TestDecisionsByAgent(t *testing.T) {
+	e := newEnv(t)
+	v := func(agent, decision string) float64 {
+		return counterValue(t, metrics.AgentDecisions.WithLabelValues(agent, decision))
+	}
+	demoAllow, demoDeny, alphaDeny, otherDeny := v("demo", "allow"), v("demo", "deny"), v("alpha", "deny"), v(OtherAgentLabel, "deny")
+
+	decideDirect(e.a, "GET", "/demo/mcp", auth(e.mint("", "demo")))            // allow: a config agent
+	decideDirect(e.a, "GET", "/demo/mcp", nil)                                 // deny before any lookup
+	decideDirect(e.a, "GET", "/alpha/mcp", auth(e.mint("", "carol")))          // deny: a store agent, not hers
+	decideDirect(e.a, "GET", "/alpha/mcp", nil)                                // deny, alpha now cached
+	decideDirect(e.a, "GET", "/nosuch-agent-1/mcp", auth(e.mint("", "alice"))) // unknown agent
+	decideDirect(e.a, "GET", "/nosuch-agent-2/mcp", nil)                       // unknown, no credential
+	decideDirect(e.a, "GET", "/x/../demo/mcp", nil)                            // not an agent path
+
+	for _, c := range []struct {
+		agent, decision string
+		was, want       float64
+	}{
+		{"demo", "allow", demoAllow, 1}, {"demo", "deny", demoDeny, 1},
+		{"alpha", "deny", alphaDeny, 2}, {OtherAgentLabel, "deny", otherDeny, 3},
+	} {
+		if d := v(c.agent, c.decision) - c.was; d != c.want {
+			t.Errorf("%s/%s moved by %v, want %v", c.agent, c.decision, d, c.want)
+		}
+	}
+	for _, id := range []string{"nosuch-agent-1", "nosuch-agent-2"} {
+		if d := v(id, "deny"); d != 0 {
+			t.Errorf("an unregistered agent got its own label: %s = %v", id, d)
+		}
+	}
+}

@@ -484,7 +484,7 @@ func metricNames(t *testing.T) map[string]bool {
 	go func() {
 		for _, c := range []prometheus.Collector{metrics.Decisions, metrics.DecisionSeconds, metrics.OAuthRequests,
 			metrics.TokensIssued, metrics.TokensRevoked, metrics.Registrations, metrics.StoreErrors, metrics.StoreSeconds,
-			metrics.CacheLookups, metrics.RateLimited, metrics.SlowBodies} {
+			metrics.CacheLookups, metrics.RateLimited, metrics.SlowBodies, metrics.AgentDecisions, metrics.PolicyDecisions} {
 			c.Describe(ch)
 		}
 		close(ch)

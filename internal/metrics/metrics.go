@@ -71,6 +71,13 @@ var (
 	// rules or limits. Bounded labels: agent is a registered agent, rule a
 	// rule's name ("other" when it has none, "none" when no rule matched);
 	// decision allow|deny|rate_limited.
+	// AgentDecisions counts every decision by agent. Bounded: agent is a
+	// registered agent (config or store), anything else "(other)".
+	AgentDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcp_gateway_agent_decisions_total",
+		Help: "Authorization decisions by agent (registered agents; (other) for the rest) and outcome (allow, deny).",
+	}, []string{"agent", "decision"})
+
 	PolicyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mcp_gateway_policy_decisions_total",
 		Help: "Tool-policy decisions by agent, rule and outcome.",
@@ -114,6 +121,7 @@ var (
 
 func init() {
 	Registry.MustRegister(
+		AgentDecisions,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Decisions, DecisionSeconds, OAuthRequests, TokensIssued, TokensRevoked,

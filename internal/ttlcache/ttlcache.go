@@ -77,6 +77,18 @@ func (c *Cache[V]) Peek(key string, now time.Time) (*V, bool) {
 	return nil, false
 }
 
+// Lookup is Peek without counting a hit: for bookkeeping reads (metrics
+// labels) that must not skew the cache's hit ratio.
+func (c *Cache[V]) Lookup(key string, now time.Time) (*V, bool) {
+	c.mu.RLock()
+	e, ok := c.m[key]
+	c.mu.RUnlock()
+	if ok && now.UnixNano() < e.exp {
+		return e.v, true
+	}
+	return nil, false
+}
+
 // PeekBytes is Peek without converting key to a string (m[string(b)]
 // does not copy).
 func (c *Cache[V]) PeekBytes(key []byte, now time.Time) (*V, bool) {
