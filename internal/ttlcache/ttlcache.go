@@ -119,6 +119,12 @@ func (c *Cache[V]) Get(ctx context.Context, key string, now time.Time, load func
 	c.miss.Inc()
 
 	c.mu.Lock()
+	// Checked again under the write lock: a load that ended between the
+	// read above and here has stored its value, and must not run twice.
+	if e, ok := c.m[key]; ok && n < e.exp {
+		c.mu.Unlock()
+		return e.v, nil
+	}
 	cl, running := c.inflight[key]
 	if !running {
 		cl = &call[V]{done: make(chan struct{})}
