@@ -52,7 +52,8 @@ func (o *IstioOptions) defaults() {
 // IstioVirtualService builds the ingress VirtualService for the registry:
 // the authorization server's paths to the gateway, then one route per agent
 // matching /<id>/mcp and /<id>/mcp/ exactly, its path rewritten to the
-// upstream's, no timeout (SSE streams stay open), Authorization removed.
+// upstream's, no timeout (SSE streams stay open), Authorization removed
+// (unless it is the agent's upstream credential, which the Check sets).
 // Every other path matches no route, so the ingress answers 404. The
 // CUSTOM AuthorizationPolicy (authorization-policy.yaml) checks every path
 // ending in /mcp, so a new agent needs no policy change.
@@ -84,16 +85,24 @@ func IstioVirtualService(routes []AgentRoute, opt IstioOptions) *networkingv1.Vi
 			Rewrite:    &networkingv1.HTTPRewrite{Uri: r.Path, Authority: r.HostHeader},
 			Timeout:    durationpb.New(0),
 			CorsPolicy: agentCORS(),
-			Headers: &networkingv1.Headers{Request: &networkingv1.Headers_HeaderOperations{
-				// The client's token goes no further (the gRPC Check removes it too).
-				Remove: []string{"authorization"},
-			}},
+			Headers:    agentHeaders(r),
 			Route: []*networkingv1.HTTPRouteDestination{{Destination: &networkingv1.Destination{
 				Host: r.Host, Port: &networkingv1.PortSelector{Number: uint32(port)},
 			}}},
 		})
 	}
 	return vs
+}
+
+// agentHeaders: the client's token goes no further (the Check removes it
+// too). Not for an agent whose upstream credential is Authorization: the
+// route's removal runs after ext_authz and would drop the Check's value,
+// which already replaced the client's.
+func agentHeaders(r AgentRoute) *networkingv1.Headers {
+	if r.UpstreamHeader == "authorization" {
+		return nil
+	}
+	return &networkingv1.Headers{Request: &networkingv1.Headers_HeaderOperations{Remove: []string{"authorization"}}}
 }
 
 // agentCORS: browser-based MCP clients (MCP Inspector's web UI) get their

@@ -380,7 +380,8 @@ func checkIstio(o *istioObjects) error {
 				if h.GetPathPrefix() != "/authz/check" || h.GetFailOpen() || h.GetStatusOnError() != "503" {
 					fail("extension provider %s: want pathPrefix /authz/check, failOpen false, statusOnError 503", p.GetName())
 				}
-				for _, hdr := range identityHeaders {
+				// authorization: an agent's upstream_auth credential (issue 14 item 4).
+				for _, hdr := range append(slices.Clone(identityHeaders), "authorization") {
 					if !slices.Contains(h.GetHeadersToUpstreamOnAllow(), hdr) {
 						fail("extension provider %s: headersToUpstreamOnAllow lacks %s", p.GetName(), hdr)
 					}
@@ -683,6 +684,7 @@ func TestIstioValidationBites(t *testing.T) {
 		{"Mcp-Param-* refused by CORS", "istio/ingress.yaml", "      - '*'\n", "", "allowHeaders lacks *"},
 		{"preflights forwarded", "istio/ingress.yaml", "unmatchedPreflights: IGNORE", "unmatchedPreflights: FORWARD", "unmatchedPreflights: IGNORE"},
 		{"Origin not sent to the HTTP check", "istio/mesh-config.yaml", ", origin, ", ", ", "includeRequestHeadersInCheck lacks origin"},
+		{"upstream credential dropped", "istio/mesh-config.yaml", "x-mcp-identity, authorization]", "x-mcp-identity]", "headersToUpstreamOnAllow lacks authorization"},
 		{"agent route to a missing Service", "istio/ingress.yaml", "host: demo-agent.mcp-gateway.svc.cluster.local", "host: demo.mcp-gateway.svc.cluster.local", "which no Service here offers"},
 	}
 	for _, c := range cases {

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -145,5 +146,37 @@ func TestIstioConfigRegistry(t *testing.T) {
 	tls := dr.GetTrafficPolicy().GetPortLevelSettings()[0]
 	if tls.GetPort().GetNumber() != 443 || tls.GetTls().GetMode().String() != "SIMPLE" || tls.GetTls().GetSni() != "mcp.saas.example" {
 		t.Errorf("TLS origination %v", tls)
+	}
+}
+
+// An agent whose upstream_auth is Authorization keeps the Check's value:
+// its route removes nothing (the route's removal would run after ext_authz);
+// every other agent's route still removes the client's token, as does an
+// agent whose declaration is invalid (the Check refuses it anyway).
+func TestIstioKeepsUpstreamAuthorization(t *testing.T) {
+	routes, errs := AgentRoutes([]store.Agent{
+		{ID: "plain", Upstream: "http://plain:3000/mcp"},
+		{ID: "bearer", Upstream: "http://bearer:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "b.token"}},
+		{ID: "keyed", Upstream: "http://keyed:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "x-api-key", SecretEnv: "MCPGW_UPSTREAM_SECRET_K"}},
+		{ID: "bad", Upstream: "http://bad:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "authorization", SecretFile: "../x"}},
+	})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := map[string][]string{"agent-plain": {"authorization"}, "agent-bearer": nil, "agent-keyed": {"authorization"}, "agent-bad": {"authorization"}}
+	vs := IstioVirtualService(routes, IstioOptions{})
+	seen := 0
+	for _, r := range vs.GetHttp() {
+		w, ok := want[r.GetName()]
+		if !ok {
+			continue
+		}
+		seen++
+		if got := r.GetHeaders().GetRequest().GetRemove(); !slices.Equal(got, w) {
+			t.Errorf("route %s removes %v, want %v", r.GetName(), got, w)
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("%d agent routes, want %d", seen, len(want))
 	}
 }

@@ -23,6 +23,10 @@ type AgentRoute struct {
 	// HostHeader is the URL's host as written (port included when given):
 	// the Host the agent expects, which its DNS-rebinding guard checks.
 	HostHeader string
+	// UpstreamHeader is the header the agent's upstream_auth declares
+	// (lower-case; "" for none or an invalid one): the Check sets it on
+	// allow, so the proxy must pass it on rather than strip it.
+	UpstreamHeader string
 }
 
 // Authority is host:port, IPv6 addresses in brackets.
@@ -46,6 +50,12 @@ func AgentRoutes(agents []store.Agent) ([]AgentRoute, []error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("agent %q not routed: %w", a.ID, err))
 			continue
+		}
+		if a.UpstreamAuth != nil {
+			// An invalid one: the Check refuses the agent's requests.
+			if u, err := a.UpstreamAuth.Validate(); err == nil {
+				r.UpstreamHeader = u.Header
+			}
 		}
 		out = append(out, r)
 	}

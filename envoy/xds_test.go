@@ -43,6 +43,12 @@ func mixedAgents(n int) []store.Agent {
 		if i%3 == 0 { // a tool policy: the route sends the Check the body
 			a.Rules = []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}
 		}
+		switch i % 4 { // an upstream credential: http_service passes it, the route keeps Authorization
+		case 1:
+			a.UpstreamAuth = &store.UpstreamAuth{Header: "authorization", Prefix: "Bearer ", SecretFile: fmt.Sprintf("a%d.token", i)}
+		case 2:
+			a.UpstreamAuth = &store.UpstreamAuth{Header: "x-api-key", SecretEnv: "MCPGW_UPSTREAM_SECRET_A"}
+		}
 		out = append(out, a)
 	}
 	return append(out,

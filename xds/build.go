@@ -92,6 +92,10 @@ type Options struct {
 	// with no exceptions). An agent refused gets no route.
 	CheckUpstream func(string) error
 
+	// upstreamHeaders: the agents' upstream_auth headers (Build sets it),
+	// which http_service passes from the Check's answer.
+	upstreamHeaders []string
+
 	// pieces, when set, keeps each agent's cluster and routes from one
 	// build to the next (the ADS server's rebuilds), so a change costs the
 	// changed agent's encoding, not every agent's.
@@ -110,13 +114,16 @@ type agentPieces struct {
 	routes   *xdsmatcherv3.Matcher_OnMatch
 }
 
-// agentPieces returns a's cluster and route list, reused when a's upstream
-// and whether its body is read are what they were (everything else they
+// agentPieces returns a's cluster and route list, reused when a's upstream,
+// whether its body is read and whether it keeps Authorization are what they were (everything else they
 // depend on is fixed per Options).
 func (o *Options) agentPieces(a agentUpstream, next map[string]*agentPieces) (*agentPieces, error) {
 	raw := a.url.String()
 	if a.readBody {
 		raw += " body"
+	}
+	if a.keepAuthorization {
+		raw += " authorization"
 	}
 	if o.pieces != nil {
 		o.pieces.mu.Lock()
@@ -187,9 +194,11 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 			res.Unrouted[a.ID] = reason
 			continue
 		}
-		ups = append(ups, agentUpstream{id: a.ID, url: u, readBody: len(a.Rules) > 0})
+		ups = append(ups, agentUpstream{id: a.ID, url: u, readBody: len(a.Rules) > 0,
+			keepAuthorization: upstreamAuthHeader(a) == "authorization"})
 		res.Routed = append(res.Routed, a.ID)
 	}
+	opts.upstreamHeaders = UpstreamAuthHeaders(agents)
 
 	gwHTTP, err := endpointCluster(ClusterHTTP, opts.GatewayHTTP, false)
 	if err != nil {
@@ -243,6 +252,36 @@ type agentUpstream struct {
 	// readBody: the agent has a tool policy, so its routes send the Check
 	// the JSON-RPC body (clients before 2026-07-28 send no Mcp-Method).
 	readBody bool
+	// keepAuthorization: the agent's upstream_auth header is Authorization,
+	// which the Check sets (over the client's); its routes must not remove it.
+	keepAuthorization bool
+}
+
+// upstreamAuthHeader is the header a's upstream_auth declares, lower-case,
+// or "" (none, or one the Check refuses to serve anyway).
+func upstreamAuthHeader(a store.Agent) string {
+	if a.UpstreamAuth == nil {
+		return ""
+	}
+	u, err := a.UpstreamAuth.Validate()
+	if err != nil {
+		return ""
+	}
+	return u.Header
+}
+
+// UpstreamAuthHeaders is the set of headers the agents' upstream_auth
+// declare, lower-case and sorted: what a data plane must take from the
+// Check's answer besides the x-mcp-* identity.
+func UpstreamAuthHeaders(agents []store.Agent) []string {
+	var out []string
+	for _, a := range agents {
+		if h := upstreamAuthHeader(a); h != "" {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // RouteFor returns the agent's upstream URL when Envoy can route to it, or
@@ -485,6 +524,18 @@ func policyBody(a agentUpstream) *extauthzv3.BufferSettings {
 // reads (a test keeps them equal).
 const MaxPolicyBody = 64 << 10
 
+// removeOnRoute: the gateway's Check removes the client's Authorization
+// too; removing it at the route keeps it so with any authorizer. Not for an
+// agent whose upstream credential is Authorization: the route's removal runs
+// after ext_authz and would drop the Check's value (which already replaced
+// the client's).
+func removeOnRoute(a agentUpstream) []string {
+	if a.keepAuthorization {
+		return nil
+	}
+	return []string{"authorization"}
+}
+
 // agentRoutes are the two exact paths of one agent, to its cluster.
 func agentRoutes(a agentUpstream) []*routev3.Route {
 	rewrite := a.url.EscapedPath()
@@ -517,9 +568,7 @@ func agentRoutes(a agentUpstream) []*routev3.Route {
 				Timeout:     durationpb.New(0),
 				IdleTimeout: durationpb.New(StreamIdleTimeout),
 			}},
-			// The gateway's Check removes Authorization too; this keeps it so
-			// with any authorizer.
-			RequestHeadersToRemove: []string{"authorization"},
+			RequestHeadersToRemove: removeOnRoute(a),
 			TypedPerFilterConfig:   pf,
 		})
 	}
@@ -629,14 +678,25 @@ func extAuthz(opts Options) *anypb.Any {
 		},
 		PathPrefix: "/authz/check",
 		AuthorizationResponse: &extauthzv3.AuthorizationResponse{
-			// Identity for the upstream (x-mcp-user, -agent, -client-id, -scope, -credential).
-			AllowedUpstreamHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
-				{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: identityHeaderPrefix}, IgnoreCase: true}}},
+			AllowedUpstreamHeaders: &matcherv3.ListStringMatcher{Patterns: upstreamPatterns(opts.upstreamHeaders, exact)},
 			// The challenge (and the JSON error's type) for the client on 401/403.
 			AllowedClientHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{exact("www-authenticate"), exact("content-type")}},
 		},
 	}}
 	return mustAny(ea)
+}
+
+// upstreamPatterns: what Envoy takes from the check's 200 answer onto the
+// request (overwriting the client's value): the identity (x-mcp-user,
+// -agent, -client-id, -scope, -credential, -identity) and each header an
+// agent's upstream_auth declares (the check sets it only for that agent and
+// removes the client's Authorization for the others).
+func upstreamPatterns(declared []string, exact func(string) *matcherv3.StringMatcher) []*matcherv3.StringMatcher {
+	ps := []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: identityHeaderPrefix}, IgnoreCase: true}}
+	for _, h := range declared {
+		ps = append(ps, exact(h))
+	}
+	return ps
 }
 
 func accessLog() []*accesslogv3.AccessLog {

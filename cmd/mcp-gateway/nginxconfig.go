@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/mcpgateway/mcp-gateway/deploy/nginx"
+	"github.com/mcpgateway/mcp-gateway/envoy"
 )
 
 // runNginxConfig is `mcp-gateway nginx-config`: the agents include of the
@@ -27,13 +29,28 @@ func runNginxConfig(ctx context.Context, args []string, stdout io.Writer) error 
 			return err
 		}
 	}
-	routes, err := registryRoutes(ctx, *cfgPath, newLogger())
+	log := newLogger()
+	routes, err := registryRoutes(ctx, *cfgPath, log)
 	if err != nil {
 		return err
 	}
+	warnUnforwardedUpstreamHeaders(log, routes)
 	conf, err := nginx.NginxAgents(routes, nginx.NginxAgentsOptions{CAFile: *caFile})
 	if err != nil {
 		return err
 	}
 	return writeOutput(*out, []byte(conf), stdout)
+}
+
+// warnUnforwardedUpstreamHeaders warns about each agent whose upstream_auth
+// header the nginx template cannot pass on: nginx names every header it sets
+// in its config, so it forwards the check's Authorization only; such an
+// agent's requests reach it without its credential.
+func warnUnforwardedUpstreamHeaders(log *slog.Logger, routes []envoy.AgentRoute) {
+	for _, r := range routes {
+		if r.UpstreamHeader != "" && r.UpstreamHeader != nginx.UpstreamAuthHeader {
+			log.Warn("nginx-config: nginx forwards only an Authorization upstream credential; this agent's requests reach it without its upstream_auth header (use Authorization, or Envoy)",
+				"agent", r.ID, "header", r.UpstreamHeader)
+		}
+	}
 }

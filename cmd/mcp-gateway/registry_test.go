@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mcpgateway/mcp-gateway/envoy"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/store/storeopen"
 	"github.com/mcpgateway/mcp-gateway/token"
@@ -112,5 +114,24 @@ func TestRegistryConfigCommands(t *testing.T) {
 	}
 	if err := runNginxConfig(context.Background(), []string{"--config", "/nonexistent.yaml"}, &bytes.Buffer{}); err == nil {
 		t.Error("a missing config accepted")
+	}
+}
+
+// nginx-config warns about an agent whose upstream_auth header nginx cannot
+// pass on (anything but Authorization), naming the agent, never a secret.
+func TestNginxConfigWarnsUnforwardedUpstreamHeader(t *testing.T) {
+	routes, errs := envoy.AgentRoutes([]store.Agent{
+		{ID: "plain", Upstream: "http://plain:3000/mcp"},
+		{ID: "bearer", Upstream: "http://bearer:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "b.token"}},
+		{ID: "keyed", Upstream: "http://keyed:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "X-Api-Key", SecretEnv: "MCPGW_UPSTREAM_SECRET_K"}},
+	})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	var buf bytes.Buffer
+	warnUnforwardedUpstreamHeaders(slog.New(slog.NewJSONHandler(&buf, nil)), routes)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"agent":"keyed"`) || !strings.Contains(lines[0], `"header":"x-api-key"`) || !strings.Contains(lines[0], `"level":"WARN"`) {
+		t.Fatalf("warnings:\n%s", buf.String())
 	}
 }

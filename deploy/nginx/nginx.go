@@ -144,6 +144,11 @@ http {
 `, user, prefix, tmp, site, jsModule), nil
 }
 
+// UpstreamAuthHeader is the only upstream_auth header the template passes
+// from the check's answer to the agent: nginx must name each header it
+// sets in its config, and cannot set one whose name is known at run time.
+const UpstreamAuthHeader = "authorization"
+
 // DefaultCAFile is where Debian and the official nginx images keep the
 // system CA bundle; NginxAgents verifies https agents against it by default.
 const DefaultCAFile = "/etc/ssl/certs/ca-certificates.crt"

@@ -153,6 +153,10 @@ type fakeGateway struct {
 	public []string
 }
 
+// testUpstreamCredential is what the fake gateway's check answers for the
+// agent "credentialed" (an upstream_auth Authorization).
+const testUpstreamCredential = "Bearer upstream-secret"
+
 const testChallenge = `Bearer realm="MCP", resource_metadata="http://127.0.0.1:8000/.well-known/oauth-protected-resource/demo/mcp"`
 
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -177,6 +181,9 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-MCP-Scope", "mcp")
 		w.Header().Set("X-MCP-Credential", "oauth")
 		w.Header().Set("X-MCP-Identity", "signed.assertion.of-alice")
+		if agent == "credentialed" { // its upstream_auth: the gateway's secret, not the client's token
+			w.Header().Set("Authorization", testUpstreamCredential)
+		}
 		w.WriteHeader(http.StatusOK)
 	case "Bearer forbidden":
 		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="mcp"`)
@@ -329,6 +336,7 @@ func TestNginxBehaviour(t *testing.T) {
 		store.Agent{ID: "Case.x", Upstream: agentSrv.URL + "/upper"},
 		store.Agent{ID: "case.x", Upstream: agentSrv.URL + "/lower"},
 		store.Agent{ID: "caseless", Upstream: agentSrv.URL + "/caseless"},
+		store.Agent{ID: "credentialed", Upstream: agentSrv.URL + "/credentialed"},
 		store.Agent{ID: "no-upstream"},
 	)
 	base := "http://" + listen
@@ -421,6 +429,27 @@ func TestNginxBehaviour(t *testing.T) {
 		c := gw.lastCheck()
 		if c.URI != "/demo/mcp?x=1" || c.Method != "POST" || c.Authorization != "Bearer good" || c.BodyLen != 0 || (c.ContentLength != "" && c.ContentLength != "0") {
 			t.Errorf("check request = %+v", c)
+		}
+	})
+
+	// The check's Authorization (an agent's upstream_auth) reaches that
+	// agent in place of the client's token, by either location (the listed
+	// one when the client sent an x-mcp-* header); other agents get none.
+	t.Run("upstream credential from the check replaces the client's token", func(t *testing.T) {
+		for _, spoof := range []map[string]string{nil, {"X-Mcp-Role": "mallory"}} {
+			for agent, want := range map[string][]string{"credentialed": {testUpstreamCredential}, "demo": nil} {
+				resp := do("POST", "/"+agent+"/mcp?seen", "good", spoof)
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: status %d", agent, resp.StatusCode)
+				}
+				var seen seenByAgent
+				if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(seen.Authorization, want) {
+					t.Errorf("%s (client headers %v): agent got Authorization %q, want %q", agent, spoof, seen.Authorization, want)
+				}
+			}
 		}
 	})
 
