@@ -237,6 +237,10 @@ type Login struct {
 type User struct {
 	Username     string `json:"username"`
 	PasswordHash string `json:"password_hash"`
+	// Groups, optional, go into the user's access tokens (groups claim),
+	// for tool-policy rules naming groups: at most 64, each 1–128
+	// printable bytes.
+	Groups []string `json:"groups,omitempty"`
 }
 
 type CORS struct {
@@ -535,6 +539,9 @@ func (c *Config) Validate(dev bool) error {
 		}
 		if !strings.HasPrefix(u.PasswordHash, "$2") {
 			bad(fmt.Sprintf("login.users[%d].password_hash", i), "want a bcrypt hash (mcp-gateway hash-password)")
+		}
+		if _, err := store.NormalizeGroups(u.Groups); err != nil {
+			bad(fmt.Sprintf("login.users[%d].groups", i), "%v", err)
 		}
 	}
 	c.Scopes.validate(bad)

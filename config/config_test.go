@@ -89,15 +89,17 @@ func TestValidateNamesTheField(t *testing.T) {
 		"ttl: {refresh_grace: 5m}":                              "ttl.refresh_grace",
 		"login: {provider: ldap}":                               "login.provider",
 		"login: {users: [{username: a, password_hash: plain}]}": "login.users[0].password_hash",
-		"agents: [{id: 'a/b', owner: x}]":                       "agents[0].id",
-		"agents: [{id: a, owner: x, upstream: 'nope'}]":         "agents[0].upstream",
-		"trusted_proxies: [10.0.0.1]":                           "trusted_proxies[0]",
-		"trusted_hops: 0":                                       "trusted_hops",
-		"trusted_hops: 11":                                      "trusted_hops",
-		"admin_token: x":                                        "admin_token",
-		"admin_token: 0123456789abcdef0123456789abcde":          "admin_token", // 31 bytes
-		"listen: {http: 8080}":                                  "listen.http",
-		"scopes: ['a b']":                                       "scopes[0]",
+		"login: {users: [{username: a, password_hash: $2a$10$x, groups: ['a b']}]}": "login.users[0].groups",
+		"login: {users: [{username: a, password_hash: $2a$10$x, groups: ['']}]}":    "login.users[0].groups",
+		"agents: [{id: 'a/b', owner: x}]":                                           "agents[0].id",
+		"agents: [{id: a, owner: x, upstream: 'nope'}]":                             "agents[0].upstream",
+		"trusted_proxies: [10.0.0.1]":                                               "trusted_proxies[0]",
+		"trusted_hops: 0":                                                           "trusted_hops",
+		"trusted_hops: 11":                                                          "trusted_hops",
+		"admin_token: x":                                                            "admin_token",
+		"admin_token: 0123456789abcdef0123456789abcde":                              "admin_token", // 31 bytes
+		"listen: {http: 8080}":                                                      "listen.http",
+		"scopes: ['a b']":                                                           "scopes[0]",
 	}
 	for yaml, field := range cases {
 		body := yaml

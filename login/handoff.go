@@ -129,13 +129,17 @@ func (l *webAppLogin) callback(w http.ResponseWriter, r *http.Request) {
 			"This sign-in answer was already used. Go back to the application and start again.")
 		return
 	}
-	l.s.CompleteLogin(w, r, p.ID, c.Subject)
+	l.s.CompleteLoginGroups(w, r, p.ID, c.Subject, c.Groups)
 }
 
 // assertion is the web app's JWT.
 type assertion struct {
 	jwt.RegisteredClaims
 	Request string `json:"request"`
+	// Groups, optional, are the user's groups for the access token's
+	// groups claim (store.NormalizeGroups: at most 64, each 1–128
+	// printable bytes); an assertion with bad groups is refused whole.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // UnmarshalJSON decodes the claims, refusing NumericDates (exp, iat, nbf)
@@ -195,5 +199,10 @@ func (l *webAppLogin) verify(raw, id string) (*assertion, error) {
 	case c.ID == "" || len(c.ID) > maxJTILen:
 		return nil, errors.New("jti is missing or too long")
 	}
+	groups, err := store.NormalizeGroups(c.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("groups claim: %w", err)
+	}
+	c.Groups = groups
 	return &c, nil
 }

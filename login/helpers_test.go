@@ -126,6 +126,12 @@ func (g *gateway) authorizeURLFor(clientID string) (string, *flow) {
 // returns the verified access token's subject.
 func (g *gateway) redeem(resp *http.Response, f *flow) string {
 	g.t.Helper()
+	return g.redeemClaims(resp, f).Subject
+}
+
+// redeemClaims is redeem returning the verified access token's claims.
+func (g *gateway) redeemClaims(resp *http.Response, f *flow) *token.Claims {
+	g.t.Helper()
 	q := clientCallback(g.t, resp)
 	if q.Get("error") != "" || q.Get("code") == "" || q.Get("state") != f.state || q.Get("iss") != g.url {
 		g.t.Fatalf("client callback %v", q)
@@ -148,7 +154,7 @@ func (g *gateway) redeem(resp *http.Response, f *flow) string {
 	if c.ClientID != f.clientID {
 		g.t.Fatalf("token client_id %q, want %q", c.ClientID, f.clientID)
 	}
-	return c.Subject
+	return c
 }
 
 // audits returns the audit lines of one event.

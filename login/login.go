@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/mcpgateway/mcp-gateway/config"
@@ -165,10 +164,7 @@ func validUserID(s string) bool {
 // IsGraphic excludes all of C* (Cc, Cf, Co, Cs, Cn) and Zl, Zp; the rest of
 // Default_Ignorable_Code_Point (e.g. U+3164 HANGUL FILLER, U+034F, U+FE0F)
 // is named by the two tables.
-func visible(r rune) bool {
-	return unicode.IsGraphic(r) && !unicode.IsSpace(r) &&
-		!unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
-}
+func visible(r rune) bool { return store.Visible(r) }
 
 // numericDateClaims are the registered claims whose value is a NumericDate
 // (RFC 7519 §2, §4.1; OIDC Core §2 adds auth_time).

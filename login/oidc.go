@@ -228,7 +228,7 @@ func (l *oidcLogin) callback(w http.ResponseWriter, r *http.Request) {
 		l.s.ErrorPage(w, http.StatusBadRequest, "Invalid sign-in response", "The identity provider sent no authorization code. Go back to the application and start again.")
 		return
 	}
-	user, deny, err := l.identify(ctx, code, verifier, nonce)
+	user, groups, deny, err := l.identify(ctx, code, verifier, nonce)
 	if err != nil {
 		var disc discoveryError
 		if errors.As(err, &disc) {
@@ -247,7 +247,7 @@ func (l *oidcLogin) callback(w http.ResponseWriter, r *http.Request) {
 			append(attrs, slog.String("reason", deny.reason), slog.String("user", trunc(deny.who, maxUserIDLen)))...)
 		return
 	}
-	l.s.CompleteLogin(w, r, p.ID, user)
+	l.s.CompleteLoginGroups(w, r, p.ID, user, groups)
 }
 
 func (l *oidcLogin) badState(w http.ResponseWriter, r *http.Request, why string) {
@@ -268,40 +268,40 @@ type denial struct {
 
 // identify redeems the code, verifies the ID token and returns the user id,
 // or a denial, or an error for a failed or unverifiable upstream answer.
-func (l *oidcLogin) identify(ctx context.Context, code, verifier, nonce string) (string, *denial, error) {
+func (l *oidcLogin) identify(ctx context.Context, code, verifier, nonce string) (string, []string, *denial, error) {
 	ctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
 	defer cancel()
 	prov, err := l.provider(ctx)
 	if err != nil {
-		return "", nil, discoveryError{err}
+		return "", nil, nil, discoveryError{err}
 	}
 	ctx = oidc.ClientContext(ctx, l.client)
 	tok, err := l.oauth2Config(prov).Exchange(ctx, code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return "", nil, fmt.Errorf("code exchange: %w", err)
+		return "", nil, nil, fmt.Errorf("code exchange: %w", err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return "", nil, errors.New("token response has no id_token")
+		return "", nil, nil, errors.New("token response has no id_token")
 	}
 	idt, err := prov.Verifier(&oidc.Config{ClientID: l.cfg.ClientID, Now: l.now}).Verify(ctx, raw)
 	if err != nil {
-		return "", nil, fmt.Errorf("id token: %w", err)
+		return "", nil, nil, fmt.Errorf("id token: %w", err)
 	}
 	if nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
-		return "", nil, errors.New("id token: nonce mismatch")
+		return "", nil, nil, errors.New("id token: nonce mismatch")
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return "", nil, fmt.Errorf("id token: %w", err)
+			return "", nil, nil, fmt.Errorf("id token: %w", err)
 		}
 	}
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
-		return "", nil, fmt.Errorf("id token claims: %w", err)
+		return "", nil, nil, fmt.Errorf("id token claims: %w", err)
 	}
 	if err := l.checkIDToken(idt, claims); err != nil {
-		return "", nil, fmt.Errorf("id token: %w", err)
+		return "", nil, nil, fmt.Errorf("id token: %w", err)
 	}
 	if l.needUserInfo(claims) && prov.UserInfoEndpoint() != "" {
 		// Providers may keep email and groups out of the ID token when an
@@ -309,21 +309,21 @@ func (l *oidcLogin) identify(ctx context.Context, code, verifier, nonce string) 
 		// endpoint, whose subject must be the ID token's (§5.3.2).
 		ui, err := prov.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
-			return "", nil, fmt.Errorf("userinfo: %w", err)
+			return "", nil, nil, fmt.Errorf("userinfo: %w", err)
 		}
 		if ui.Subject != idt.Subject {
-			return "", nil, errors.New("userinfo: subject differs from the id token's")
+			return "", nil, nil, errors.New("userinfo: subject differs from the id token's")
 		}
 		extra := map[string]any{}
 		if err := ui.Claims(&extra); err != nil {
-			return "", nil, fmt.Errorf("userinfo claims: %w", err)
+			return "", nil, nil, fmt.Errorf("userinfo claims: %w", err)
 		}
 		if err := mergeUserInfo(claims, extra); err != nil {
-			return "", nil, fmt.Errorf("userinfo: %w", err)
+			return "", nil, nil, fmt.Errorf("userinfo: %w", err)
 		}
 	}
 	user, deny := l.decide(idt.Subject, claims)
-	return user, deny, nil
+	return user, l.userGroups(claims[l.cfg.GroupsClaim]), deny, nil
 }
 
 // checkIDToken makes the checks of OIDC Core §3.1.3.7 that go-oidc's
@@ -441,6 +441,36 @@ func (l *oidcLogin) decide(sub string, claims map[string]any) (string, *denial) 
 		return "", &denial{"invalid_user_id", "the identity provider's user id is not usable", who}
 	}
 	return user, nil
+}
+
+// userGroups returns the groups of groups claim v (a string or a list of
+// strings) for the access token: sorted, deduplicated, entries that are
+// not store.ValidGroup left out and, past store.MaxGroups, the rest
+// dropped with a warning. Leaving a group out only ever admits less: rules
+// match groups to allow, never to deny.
+func (l *oidcLogin) userGroups(v any) []string {
+	var in []string
+	switch g := v.(type) {
+	case string:
+		in = []string{g}
+	case []any:
+		for _, e := range g {
+			if s, ok := e.(string); ok {
+				in = append(in, s)
+			}
+		}
+	}
+	in = slices.DeleteFunc(in, func(g string) bool { return !store.ValidGroup(g) })
+	out := slices.Compact(slices.Sorted(slices.Values(in)))
+	if len(out) > store.MaxGroups {
+		l.log.Warn("oidc groups claim has too many groups; the access token keeps the first in sorted order",
+			"claim", l.cfg.GroupsClaim, "groups", len(out), "kept", store.MaxGroups)
+		out = out[:store.MaxGroups]
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // inAllowedGroup reports whether groups claim v, a string or a list of

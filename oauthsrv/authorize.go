@@ -164,13 +164,14 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.pageUnavailable(w)
 		return
 	}
-	user, err := s.sessionUser(r)
+	user, groups, err := s.sessionLogin(r)
 	if err != nil {
 		s.storeError(ctx, "get_session", err)
 		s.pageUnavailable(w)
 		return
 	}
 	if user != "" {
+		p.Groups = groups
 		s.afterLogin(w, r, p, user)
 		return
 	}
@@ -415,6 +416,7 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, p *store.Aut
 		if !ok {
 			return
 		}
+		taken.Groups = p.Groups // the stored request predates the login
 		s.issueCode(w, r, taken, user)
 		return
 	}
@@ -451,6 +453,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, p *store.Auth
 		FamilyID:      family,
 		AuthTime:      now,
 		ExpiresAt:     now.Add(s.cfg.TTL.Code.D()),
+		Groups:        p.Groups,
 	}
 	if err := s.st.PutCode(ctx, c); err != nil {
 		s.storeError(ctx, "put_code", err)

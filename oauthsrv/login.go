@@ -74,21 +74,28 @@ func (s *Server) browserID(w http.ResponseWriter, r *http.Request) string {
 
 // sessionUser is the logged-in user of the request's session cookie, or "".
 func (s *Server) sessionUser(r *http.Request) (string, error) {
+	u, _, err := s.sessionLogin(r)
+	return u, err
+}
+
+// sessionLogin is the logged-in user of the request's session cookie (""
+// when none) and the groups the login provider gave at login.
+func (s *Server) sessionLogin(r *http.Request) (string, []string, error) {
 	c, err := r.Cookie(s.sessionCookie)
 	if err != nil || !validSecret(c.Value) {
-		return "", nil
+		return "", nil, nil
 	}
 	sess, err := s.st.GetSession(r.Context(), token.Hash(c.Value))
 	if errors.Is(err, store.ErrNotFound) {
-		return "", nil
+		return "", nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("get session: %w", err)
+		return "", nil, fmt.Errorf("get session: %w", err)
 	}
 	if !s.now().Before(sess.ExpiresAt) {
-		return "", nil
+		return "", nil, nil
 	}
-	return sess.UserID, nil
+	return sess.UserID, sess.Groups, nil
 }
 
 // Pending loads pending request id for a login or consent page and checks
@@ -137,9 +144,23 @@ func validCSRF(p *store.AuthRequest, got string) bool {
 // hash of it in the store), then checks agent access and shows consent or
 // issues the code.
 func (s *Server) CompleteLogin(w http.ResponseWriter, r *http.Request, pendingID, userID string) {
+	s.CompleteLoginGroups(w, r, pendingID, userID, nil)
+}
+
+// CompleteLoginGroups is CompleteLogin for a provider that knows the
+// user's groups: they are kept in the session and travel through the code
+// and the refresh family into every access token's groups claim, where
+// tool-policy rules naming groups match them. The provider has bounded them
+// (store.NormalizeGroups); groups that fail it here end the login.
+func (s *Server) CompleteLoginGroups(w http.ResponseWriter, r *http.Request, pendingID, userID string, groups []string) {
 	ctx := r.Context()
 	if userID == "" {
 		s.ErrorPage(w, http.StatusForbidden, "Sign-in failed", "The identity provider did not name a user.")
+		return
+	}
+	groups, err := store.NormalizeGroups(groups)
+	if err != nil {
+		s.ErrorPage(w, http.StatusForbidden, "Sign-in failed", "The identity provider sent unusable groups for the user.")
 		return
 	}
 	p, ok := s.Pending(w, r, pendingID)
@@ -149,7 +170,7 @@ func (s *Server) CompleteLogin(w http.ResponseWriter, r *http.Request, pendingID
 	now := s.now()
 	sid := token.Random(32)
 	ttl := s.cfg.TTL.Session.D()
-	if err := s.st.PutSession(ctx, token.Hash(sid), &store.Session{UserID: userID, CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
+	if err := s.st.PutSession(ctx, token.Hash(sid), &store.Session{UserID: userID, Groups: groups, CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
 		s.storeError(ctx, "put_session", err)
 		s.pageUnavailable(w)
 		return
@@ -161,6 +182,7 @@ func (s *Server) CompleteLogin(w http.ResponseWriter, r *http.Request, pendingID
 	}
 	http.SetCookie(w, s.cookie(s.sessionCookie, sid, ttl))
 	s.audit(ctx, "login", slog.String("user", userID), slog.String("client_id", p.ClientID), slog.String("ip", s.clientIP(r)))
+	p.Groups = groups
 	s.afterLogin(w, r, p, userID)
 }
 
@@ -198,11 +220,13 @@ func (s *Server) clientName(ctx context.Context, clientID string) (string, error
 type builtinLogin struct {
 	s     *Server
 	users map[string][]byte
-	dummy []byte // compared for unknown users so timing does not reveal them
+	// groups are login.users[].groups, by username.
+	groups map[string][]string
+	dummy  []byte // compared for unknown users so timing does not reveal them
 }
 
-func newBuiltinLogin(s *Server, users map[string]string) (*builtinLogin, error) {
-	b := &builtinLogin{s: s, users: make(map[string][]byte, len(users))}
+func newBuiltinLogin(s *Server, users map[string]string, groups map[string][]string) (*builtinLogin, error) {
+	b := &builtinLogin{s: s, users: make(map[string][]byte, len(users)), groups: groups}
 	cost := bcrypt.MinCost
 	for name, h := range users {
 		c, err := bcrypt.Cost([]byte(h))
@@ -311,7 +335,7 @@ func (b *builtinLogin) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	b.refund(r, keys)
 	s.setDeviceCookie(w, username)
-	s.CompleteLogin(w, r, p.ID, username)
+	s.CompleteLoginGroups(w, r, p.ID, username, b.groups[username])
 }
 
 // takeFailureHits takes one hit on each budget of failed logins (15-minute

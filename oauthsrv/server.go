@@ -196,7 +196,11 @@ func New(opts Options) (*Server, error) {
 					users[u.Username] = u.PasswordHash
 				}
 			}
-			newLogin = func(s *Server) (LoginProvider, error) { return newBuiltinLogin(s, users) }
+			groups := map[string][]string{}
+			for _, u := range cfg.Login.Users {
+				groups[u.Username] = u.Groups
+			}
+			newLogin = func(s *Server) (LoginProvider, error) { return newBuiltinLogin(s, users, groups) }
 		case config.LoginOIDC, config.LoginWebApp:
 			// Implemented in package login, which imports this one.
 			return nil, fmt.Errorf("oauthsrv: login provider %q needs Options.Login (login.Provider)", cfg.Login.Provider)

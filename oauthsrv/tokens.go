@@ -183,7 +183,7 @@ func (s *Server) codeGrant(ctx context.Context, form url.Values, client *store.C
 	if !now.Before(c.ExpiresAt) {
 		return nil, badRequest("invalid_grant", "authorization code expired")
 	}
-	access, jti, exp, err := s.mint(c.UserID, client.ID, c.Scope, c.Resource, c.FamilyID, now)
+	access, jti, exp, err := s.mint(c.UserID, c.Groups, client.ID, c.Scope, c.Resource, c.FamilyID, now)
 	if err != nil {
 		return nil, fmt.Errorf("mint access token: %w", err)
 	}
@@ -194,6 +194,7 @@ func (s *Server) codeGrant(ctx context.Context, form url.Values, client *store.C
 	f := &store.RefreshFamily{
 		ID: c.FamilyID, ClientID: client.ID, UserID: c.UserID, Scope: c.Scope, Resource: c.Resource,
 		CurrentHash: token.Address(refresh), AccessJTI: jti, AccessExp: exp, CreatedAt: now, ExpiresAt: now.Add(refreshTTL),
+		Groups: c.Groups,
 	}
 	err = s.st.CreateFamily(ctx, f, refreshTTL)
 	switch {
@@ -343,7 +344,7 @@ func (s *Server) refreshGrant(ctx context.Context, form url.Values, client *stor
 		}
 	}
 	now := s.now()
-	access, jti, exp, err := s.mint(f.UserID, client.ID, scope, f.Resource, f.ID, now)
+	access, jti, exp, err := s.mint(f.UserID, f.Groups, client.ID, scope, f.Resource, f.ID, now)
 	if err != nil {
 		return nil, fmt.Errorf("mint access token: %w", err)
 	}
@@ -381,9 +382,9 @@ func (s *Server) secret(family string) string {
 	return token.Random(32)
 }
 
-// mint signs an access token for user at resource, issued from refresh
-// family familyID.
-func (s *Server) mint(user, clientID, scope, resource, familyID string, now time.Time) (raw, jti string, exp time.Time, err error) {
+// mint signs an access token for user (in groups, from the login
+// provider) at resource, issued from refresh family familyID.
+func (s *Server) mint(user string, groups []string, clientID, scope, resource, familyID string, now time.Time) (raw, jti string, exp time.Time, err error) {
 	jti = token.Random(16)
 	exp = now.Add(s.cfg.TTL.Access.D()).Truncate(time.Second)
 	raw, err = s.ring.Mint(&token.Claims{
@@ -398,6 +399,7 @@ func (s *Server) mint(user, clientID, scope, resource, familyID string, now time
 		ClientID: clientID,
 		Scope:    scope,
 		Family:   familyID,
+		Groups:   groups,
 	})
 	return raw, jti, exp, err
 }

@@ -86,6 +86,9 @@ type AuthRequest struct {
 	LoginStateHash string `json:"login_state_hash,omitempty"`
 	LoginNonce     string `json:"login_nonce,omitempty"`
 	LoginVerifier  string `json:"login_verifier,omitempty"`
+	// Groups are the logged-in user's groups from the login provider
+	// (NormalizeGroups), set with UserID; they travel into the code.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // AuthCode is an issued authorization code (code:<hash>, TTL 120 s).
@@ -102,6 +105,9 @@ type AuthCode struct {
 	FamilyID      string    `json:"family_id"`
 	AuthTime      time.Time `json:"auth_time"`
 	ExpiresAt     time.Time `json:"expires_at"`
+	// Groups are the user's groups at login, for the access token's
+	// groups claim (and the refresh family).
+	Groups []string `json:"groups,omitempty"`
 }
 
 // CodeBinding is what a code redemption must match before the code is
@@ -140,6 +146,9 @@ type RefreshFamily struct {
 	Revoked     bool      `json:"revoked"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"` // absolute end of the family
+	// Groups are the user's groups at login: every access token of the
+	// family carries them (token.Claims.Groups), refreshed ones too.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // Rotation asks to replace refresh token OldHash with NewHash and records the
@@ -175,7 +184,10 @@ type Consent struct {
 
 // Session is a browser login session (session:<hash of cookie value>).
 type Session struct {
-	UserID    string    `json:"user_id"`
+	UserID string `json:"user_id"`
+	// Groups are the user's groups from the login provider, reused when
+	// the session authorizes another client without a new login.
+	Groups    []string  `json:"groups,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }

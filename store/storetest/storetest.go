@@ -297,6 +297,7 @@ func testAuthRequests(t *testing.T, h *harness) {
 	r := &store.AuthRequest{
 		ID: id("req"), ClientID: "c1", RedirectURI: "http://127.0.0.1/cb", State: "xyz", Scope: "mcp",
 		Resource: "http://gw/a/mcp", CodeChallenge: "ch", CSRF: "csrf", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+		Groups: []string{"eng"},
 	}
 	want := *r
 	must(t, s.PutAuthRequest(ctx, r, 10*time.Minute))
@@ -351,6 +352,7 @@ func newCode(h *harness) *store.AuthCode {
 	return &store.AuthCode{
 		Hash: id("codehash"), ClientID: "c1", UserID: "alice", RedirectURI: "http://127.0.0.1/cb", Scope: "mcp",
 		Resource: "http://gw/a/mcp", CodeChallenge: "ch", FamilyID: id("fam"), AuthTime: now, ExpiresAt: now.Add(2 * time.Minute),
+		Groups: []string{"eng", "ops"}, // must survive the round trip (token groups claim)
 	}
 }
 
@@ -477,6 +479,7 @@ func newFamily(h *harness, user string) *store.RefreshFamily {
 		ID: fam, ClientID: "c1", UserID: user, Scope: "mcp read", Resource: "http://gw/a/mcp",
 		CurrentHash: tagged(fam, id("rt")), AccessJTI: id("jti"), AccessExp: now.Add(time.Hour),
 		CreatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour),
+		Groups: []string{"eng", "ops"}, // refreshed tokens keep them: must survive create and rotate
 	}
 }
 
@@ -812,7 +815,7 @@ func testSessions(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
 	now := h.now()
 	hash := id("sess")
-	sess := &store.Session{UserID: "alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	sess := &store.Session{UserID: "alice", Groups: []string{"eng", "ops"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	want := *sess
 	must(t, s.PutSession(ctx, hash, sess))
 	sess.UserID = "mallory"
