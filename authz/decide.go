@@ -611,6 +611,7 @@ func appendUnique(list []string, s string) []string {
 func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent string, now time.Time, slash bool) {
 	r := &reasons[rsn]
 	d.Allow = false
+	d.rsn = rsn
 	d.Status = r.status
 	d.Body = r.body
 	d.Identity.Agent = agent

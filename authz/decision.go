@@ -79,6 +79,9 @@ type Decision struct {
 	// the tool-policy rule that decided it; set only for agents with rules.
 	MCPMethod, MCPName, Rule string
 
+	// rsn is the refusal's reason (its body, error and description).
+	rsn reason
+
 	// ai is the agent the decision looked up (nil before that step): its
 	// per-agent counter is bumped without a second lookup.
 	ai *agentInfo

@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -115,13 +114,9 @@ func writeHTTPDecision(w http.ResponseWriter, d *Decision) {
 	// nginx replaces a 403's body with its own: it rebuilds it from these
 	// (deploy/nginx/mcp-gateway.conf.template), so a refusal without a
 	// challenge (not your agent, an unreadable MCP request) still says why.
-	var e struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if json.Unmarshal(d.Body, &e) == nil && e.Error != "" {
-		h.Set(HeaderError, e.Error)
-		h.Set("X-Mcp-Error-Description", e.Description)
+	if r := &reasons[d.rsn]; d.rsn != rOK && r.err != "" {
+		h.Set(HeaderError, r.err)
+		h.Set("X-Mcp-Error-Description", r.desc)
 	}
 	w.WriteHeader(HTTPStatus(d))
 	_, _ = w.Write(d.Body)

@@ -692,6 +692,15 @@ func runHTTP(t *testing.T, srv *httptest.Server, h http.Handler, tc tcase, envoy
 		}
 		return
 	}
+	// nginx rebuilds a 403's body from these headers: they must say what
+	// the JSON body says.
+	var jb struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.Unmarshal(body, &jb); err != nil || rh.Get(HeaderError) != jb.Error || rh.Get("X-Mcp-Error-Description") != jb.Description {
+		t.Errorf("X-Mcp-Error %q / %q, body %s (%v)", rh.Get(HeaderError), rh.Get("X-Mcp-Error-Description"), body, err)
+	}
 	tw := tc
 	if tc.want.status == 404 || tc.want.status == 503 {
 		tw.want.status = 403 // mapped: no challenge, JSON body kept

@@ -319,7 +319,7 @@ func TestREADMEHashPassword(t *testing.T) {
 }
 
 // TestDocsStandAlone: every relative link in the repository's Markdown
-// files names a file or directory inside the repository (no ../shared/…).
+// files names a file or directory inside the repository, none outside the clone.
 func TestDocsStandAlone(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {

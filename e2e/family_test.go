@@ -57,7 +57,7 @@ func startReplica(t *testing.T, gw *Gateway) string {
 func TestRevokedGrantOnEveryReplica(t *testing.T) {
 	gw := startServe(t, nil)
 	if gw.StoreURL == "memory" {
-		t.Skip("two replicas need MCPGW_TEST_REDIS_URL (CI=true requires it)")
+		missing(t, "two replicas need a shared store: MCPGW_TEST_REDIS_URL is not set")
 	}
 	base := startFront(t, gw)
 	host := strings.TrimPrefix(base, "http://")

@@ -124,6 +124,16 @@ func TestMain(m *testing.M) {
 
 func inCI() bool { return os.Getenv("CI") == "true" }
 
+// missing skips the test for a missing prerequisite on a developer's
+// machine and fails it when CI=true, where every prerequisite is installed.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if inCI() {
+		t.Fatal(msg + " (CI=true requires it)")
+	}
+	t.Skip(msg + ": skipping")
+}
+
 // requireTool finds a tool on PATH or at one of paths. Missing: skip when
 // CI is unset, fail when CI=true.
 func requireTool(t testing.TB, name string, paths ...string) string {
@@ -136,10 +146,7 @@ func requireTool(t testing.TB, name string, paths ...string) string {
 			return p
 		}
 	}
-	if inCI() {
-		t.Fatalf("%s is not installed (CI=true requires it: apt-get install -y %s)", name, name)
-	}
-	t.Skipf("%s is not installed: skipping (apt-get install -y %s to run this test)", name, name)
+	missing(t, fmt.Sprintf("%s is not installed (apt-get install -y %s)", name, name))
 	return ""
 }
 

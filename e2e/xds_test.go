@@ -182,7 +182,7 @@ func (c *adsClient) waitPush(typ string, names []string, d time.Duration, ok fun
 func TestXDSFollowsTheRegistry(t *testing.T) {
 	gw := startServe(t, nil)
 	if gw.StoreURL == "memory" {
-		t.Skip("MCPGW_TEST_REDIS_URL is not set: two replicas must share the registry (CI=true requires Redis)")
+		missing(t, "two replicas must share the registry: MCPGW_TEST_REDIS_URL is not set")
 	}
 	c := dialADS(t, gw.XDSAddr, "envoy-1")
 	rds := []string{"mcp"}

@@ -61,7 +61,7 @@ func (s *Server) urlAgent(endpoint string, r *http.Request) string {
 		rest := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, prmPrefix), "/")
 		return s.resourceAgent(strings.TrimSuffix(s.issuer, s.basePath) + rest)
 	case "authorize":
-		return s.resourceAgent(strings.TrimSuffix(r.URL.Query().Get("resource"), "/"))
+		return s.resourceAgent(r.URL.Query().Get("resource"))
 	}
 	return ""
 }

@@ -166,6 +166,27 @@ func noArgs(pos []string) error {
 }
 
 // printJSON writes an API answer indented.
+// onItem sends method to one item of collection, named by the --id flag or
+// the first argument, and decodes the answer into out (nil: ignored). done
+// is true when --json printed the answer as it came: nothing is left to print.
+func (c *cli) onItem(ctx context.Context, method, collection, flagID string, pos []string, out any) (id string, done bool, err error) {
+	if id, err = oneID(flagID, pos); err != nil {
+		return "", false, err
+	}
+	p, err := admin.ItemPath(collection, id)
+	if err != nil {
+		return "", false, err
+	}
+	raw, err := c.do(ctx, method, p, nil, out)
+	if err != nil {
+		return "", false, err
+	}
+	if c.json {
+		return id, true, c.printJSON(raw)
+	}
+	return id, false, nil
+}
+
 func (c *cli) printJSON(raw []byte) error {
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, raw, "", "  "); err != nil {
@@ -284,21 +305,10 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 			help:  "Show one agent.",
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "agent id (or the first argument)") },
 			run: func(ctx context.Context, pos []string) error {
-				id, err := oneID(id, pos)
-				if err != nil {
-					return err
-				}
-				p, err := admin.ItemPath(admin.PathAgents, id)
-				if err != nil {
-					return err
-				}
 				var a store.Agent
-				raw, err := c.do(ctx, "GET", p, nil, &a)
-				if err != nil {
+				_, done, err := c.onItem(ctx, "GET", admin.PathAgents, id, pos, &a)
+				if done || err != nil {
 					return err
-				}
-				if c.json {
-					return c.printJSON(raw)
 				}
 				return printAgent(stdout, &a)
 			},
@@ -308,23 +318,12 @@ func RunAgents(ctx context.Context, args []string, stdout io.Writer) error {
 			help:  "Delete an agent created through the API and revoke its agent keys.",
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "agent id (or the first argument)") },
 			run: func(ctx context.Context, pos []string) error {
-				id, err := oneID(id, pos)
-				if err != nil {
-					return err
-				}
-				p, err := admin.ItemPath(admin.PathAgents, id)
-				if err != nil {
-					return err
-				}
 				var out struct {
 					KeysRevoked int `json:"keys_revoked"`
 				}
-				raw, err := c.do(ctx, "DELETE", p, nil, &out)
-				if err != nil {
+				id, done, err := c.onItem(ctx, "DELETE", admin.PathAgents, id, pos, &out)
+				if done || err != nil {
 					return err
-				}
-				if c.json {
-					return c.printJSON(raw)
 				}
 				fmt.Fprintf(stdout, "Deleted agent %s (%d agent key(s) revoked).\n", clean(id), out.KeysRevoked)
 				return nil
@@ -469,21 +468,10 @@ func RunKeys(ctx context.Context, args []string, stdout io.Writer) error {
 			help:  "Revoke an API key (takes effect on every replica at once).",
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "key id (or the first argument)") },
 			run: func(ctx context.Context, pos []string) error {
-				id, err := oneID(id, pos)
-				if err != nil {
-					return err
-				}
-				p, err := admin.ItemPath(admin.PathKeys, id)
-				if err != nil {
-					return err
-				}
 				var k store.APIKey
-				raw, err := c.do(ctx, "DELETE", p, nil, &k)
-				if err != nil {
+				_, done, err := c.onItem(ctx, "DELETE", admin.PathKeys, id, pos, &k)
+				if done || err != nil {
 					return err
-				}
-				if c.json {
-					return c.printJSON(raw)
 				}
 				fmt.Fprintf(stdout, "Revoked key %s.\n", clean(k.ID))
 				return nil
@@ -527,20 +515,9 @@ func RunClients(ctx context.Context, args []string, stdout io.Writer) error {
 			help:  "Delete a registered OAuth client.",
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "client id (or the first argument)") },
 			run: func(ctx context.Context, pos []string) error {
-				id, err := oneID(id, pos)
-				if err != nil {
+				id, done, err := c.onItem(ctx, "DELETE", admin.PathClients, id, pos, nil)
+				if done || err != nil {
 					return err
-				}
-				p, err := admin.ItemPath(admin.PathClients, id)
-				if err != nil {
-					return err
-				}
-				raw, err := c.do(ctx, "DELETE", p, nil, nil)
-				if err != nil {
-					return err
-				}
-				if c.json {
-					return c.printJSON(raw)
 				}
 				fmt.Fprintf(stdout, "Deleted client %s.\n", clean(id))
 				return nil
