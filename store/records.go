@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -243,4 +244,14 @@ func SortConsents(cs []*Consent) {
 // resource and scope. Saving a consent with the same Key replaces it.
 func (c *Consent) Key() string {
 	return c.ClientID + "\x00" + c.RedirectURI + "\x00" + c.Resource + "\x00" + c.Scope
+}
+
+// SameRecord reports whether a create finds the very record it is storing
+// (the same encoding): a resend of one call, which a backend answers as the
+// first time rather than as ErrConflict. Records carry random ids, hashes
+// and their creation time, so two different calls never encode alike.
+func SameRecord(stored, sent any) bool {
+	a, errA := json.Marshal(stored)
+	b, errB := json.Marshal(sent)
+	return errA == nil && errB == nil && string(a) == string(b)
 }

@@ -16,7 +16,10 @@ import (
 var (
 	// ErrNotFound: no such record, or it expired.
 	ErrNotFound = errors.New("store: not found")
-	// ErrConflict: a record with that id already exists.
+	// ErrConflict: another record with that id already exists. A create
+	// repeated with the very record it stored (a resend after a lost reply)
+	// is not a conflict: it succeeds again (SameRecord), as a Rotate
+	// repeated with the NewHash it applied does.
 	ErrConflict = errors.New("store: already exists")
 	// ErrCodeReused: the authorization code was redeemed before, and the
 	// replay is bound as the code is (see CodeBinding). The returned code

@@ -228,7 +228,10 @@ func (s *Store) CreateClient(_ context.Context, c *store.Client) error {
 			return err
 		}
 	}
-	if _, live := s.liveClient(c.ID, now); live {
+	if old, live := s.liveClient(c.ID, now); live {
+		if store.SameRecord(old, c) {
+			return nil
+		}
 		return store.ErrConflict
 	}
 	s.dropClient(c.ID) // an expired one not swept yet
@@ -379,10 +382,13 @@ func (s *Store) PutCode(_ context.Context, c *store.AuthCode) error {
 	if _, err := store.Until("code", c.ExpiresAt, now); err != nil {
 		return err
 	}
-	if old, ok := s.codes[c.Hash]; ok && now.Before(old.ExpiresAt) {
+	if u, ok := s.usedCodes[c.Hash]; ok && now.Before(u.exp) {
 		return store.ErrConflict
 	}
-	if u, ok := s.usedCodes[c.Hash]; ok && now.Before(u.exp) {
+	if old, ok := s.codes[c.Hash]; ok && now.Before(old.ExpiresAt) {
+		if store.SameRecord(old, c) {
+			return nil
+		}
 		return store.ErrConflict
 	}
 	s.codes[c.Hash] = clone(c)
@@ -436,7 +442,15 @@ func (s *Store) CreateFamily(_ context.Context, f *store.RefreshFamily, tokenTTL
 		return err
 	}
 	if old, ok := s.families[f.ID]; ok && now.Before(old.ExpiresAt) {
-		return store.ErrConflict
+		was := *old
+		was.Revoked = f.Revoked
+		switch {
+		case !store.SameRecord(&was, f):
+			return store.ErrConflict
+		case old.Revoked:
+			return store.ErrFamilyRevoked
+		}
+		return nil
 	}
 	if t, ok := s.tokens[f.CurrentHash]; ok && now.Before(t.exp) {
 		return store.ErrConflict
@@ -501,6 +515,9 @@ func (s *Store) Rotate(_ context.Context, r store.Rotation) (*store.RefreshFamil
 		return nil, store.ErrNotFound
 	}
 	if t.rotated {
+		if f.CurrentHash == r.NewHash {
+			return clone(f), nil // this rotation, resent
+		}
 		if now.Sub(t.rotatedAt) <= r.Grace {
 			return nil, store.ErrRefreshRace
 		}
@@ -735,7 +752,10 @@ func (s *Store) CreateKey(_ context.Context, k *store.APIKey) error {
 	defer s.mu.Unlock()
 	now := s.now()
 	if h, ok := s.keyIDs[k.ID]; ok {
-		if _, live := s.liveKey(h, now); live {
+		if old, live := s.liveKey(h, now); live {
+			if h == k.Hash && store.SameRecord(old, k) {
+				return nil
+			}
 			return store.ErrConflict
 		}
 	}
@@ -828,8 +848,11 @@ func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) error {
 	if err := s.lock(); err != nil {
 		return err
 	}
-	if _, ok := s.agents[a.ID]; ok {
+	if old, ok := s.agents[a.ID]; ok {
 		s.mu.Unlock()
+		if store.SameRecord(old, a) {
+			return nil
+		}
 		return store.ErrConflict
 	}
 	s.agents[a.ID] = a.Clone()

@@ -2,10 +2,20 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// takenTTL is how long a taken record's value stays for a resend of the
+// call that took it (takeOnce): longer than go-redis's retries.
+const takenTTL = 30 * time.Second
+
+// attemptID names one store call, so that a resend of it (go-redis retries
+// a command whose reply a broken connection lost) is told from another
+// call: see scripts.go.
+func attemptID() string { return rand.Text() }
 
 // waitTimeout bounds how long a decisive write waits for a replica.
 const waitTimeout = 250 * time.Millisecond

@@ -13,13 +13,15 @@ import "strings"
 //	{rv}  revoked:<jti>, revokedset                denylist entry + its listing
 //	{u:<user>}  consent:<user>:<client>, consents:<user>, rtuser:<user>
 //	{<family>}  rtfam:<family>, rt:<family>.<hash>, code:<family>.<hash>,
-//	            codeused:<family>.<hash>          redeemed and rotated together
+//	            codeused:<family>.<hash>,
+//	            codeattempt:<family>.<hash>       redeemed and rotated together
+//	{<id>}  authreq:<id>, authreqtaken:<id>        taken together
 //
 // A code or refresh token minted for a cluster is "<family>.<random>", and
 // the store is handed "<family>.<sha256>" (token.Address): the lookup finds
 // the family's slot from the presented string. An untagged address (minted
-// for a single server) is its own tag. authreq:, session:, rl: and mark:
-// are single keys in their natural slot.
+// for a single server) is its own tag. session:, rl: and mark: are single
+// keys in their natural slot.
 //
 // Tags are computed even on one server, where key ignores them; they are
 // cheap (no allocation beyond the escaped user id).
@@ -48,9 +50,11 @@ var braces = strings.NewReplacer("{", "%7B", "}", "%7D")
 func (s *Store) kClient(id string) string     { return s.key("c", "client:"+id) }
 func (s *Store) kClients() string             { return s.key("c", "clients") }
 func (s *Store) kClientsIP(ip string) string  { return s.key("c", "clientsip:"+ip) }
-func (s *Store) kAuthReq(id string) string    { return s.key("", "authreq:"+id) }
+func (s *Store) kAuthReq(id string) string    { return s.key(id, "authreq:"+id) }
+func (s *Store) kTaken(id string) string      { return s.key(id, "authreqtaken:"+id) }
 func (s *Store) kCode(addr string) string     { return s.key(addrTag(addr), "code:"+addr) }
 func (s *Store) kCodeUsed(addr string) string { return s.key(addrTag(addr), "codeused:"+addr) }
+func (s *Store) kCodeTry(addr string) string  { return s.key(addrTag(addr), "codeattempt:"+addr) }
 func (s *Store) kFam(id string) string        { return s.key(id, "rtfam:"+id) }
 func (s *Store) kRT(addr string) string       { return s.key(addrTag(addr), "rt:"+addr) }
 func (s *Store) kRTUser(user string) string   { return s.key(userTag(user), "rtuser:"+esc(user)) }

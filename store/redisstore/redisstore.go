@@ -522,7 +522,7 @@ func (s *Store) GetAuthRequest(ctx context.Context, id string) (r *store.AuthReq
 
 func (s *Store) TakeAuthRequest(ctx context.Context, id string) (r *store.AuthRequest, err error) {
 	defer observe("TakeAuthRequest", time.Now(), &err)
-	b, err := s.rdb.GetDel(ctx, s.kAuthReq(id)).Bytes()
+	v, err := takeOnce.Run(ctx, s.rdb, []string{s.kAuthReq(id), s.kTaken(id)}, attemptID(), ms(takenTTL)).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, store.ErrNotFound
 	}
@@ -530,7 +530,7 @@ func (s *Store) TakeAuthRequest(ctx context.Context, id string) (r *store.AuthRe
 		return nil, unavailable("TakeAuthRequest", err)
 	}
 	r = new(store.AuthRequest)
-	if err := decode("TakeAuthRequest", b, r); err != nil {
+	if err := decode("TakeAuthRequest", []byte(v), r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -559,8 +559,8 @@ func (s *Store) PutCode(ctx context.Context, c *store.AuthCode) (err error) {
 
 func (s *Store) RedeemCode(ctx context.Context, hash string, b store.CodeBinding) (c *store.AuthCode, err error) {
 	defer observe("RedeemCode", time.Now(), &err)
-	v, err := s.run(ctx, redeemCode, []string{s.kCode(hash), s.kCodeUsed(hash)}, ms(usedCodeTTL),
-		b.ClientID, b.RedirectURI, b.CodeChallenge, b.Resource).Result()
+	v, err := s.run(ctx, redeemCode, []string{s.kCode(hash), s.kCodeUsed(hash), s.kCodeTry(hash)}, ms(usedCodeTTL),
+		b.ClientID, b.RedirectURI, b.CodeChallenge, b.Resource, attemptID()).Result()
 	if err != nil {
 		return nil, unavailable("RedeemCode", err)
 	}
@@ -1181,7 +1181,18 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (fi
 	if err := store.CheckMarker(key, ttl); err != nil {
 		return false, err
 	}
-	ok, err := s.rdb.SetNX(ctx, s.kMark(key), "1", ttl).Result()
+	// The value is this call's attempt id: a resend of the SET that finds
+	// it there is still the first.
+	attempt := attemptID()
+	ok, err := s.rdb.SetNX(ctx, s.kMark(key), attempt, ttl).Result()
+	if err == nil && !ok {
+		var v string
+		v, err = s.rdb.Get(ctx, s.kMark(key)).Result()
+		ok = err == nil && v == attempt
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+	}
 	if err != nil {
 		return false, unavailable("MarkOnce", err)
 	}

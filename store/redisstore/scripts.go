@@ -5,12 +5,19 @@ import "github.com/redis/go-redis/v9"
 // Every multi-step change that must be atomic is one Lua script. Times are
 // passed as Unix milliseconds (exact in Lua's doubles); a TTL argument is
 // in milliseconds too.
+//
+// Every write is safe to run twice with the same arguments: go-redis resends
+// a command whose reply a broken connection lost, though Redis may have run
+// it. The second run answers what the first did, recognised by a value only
+// that call holds (the record it wrote, the new token's hash, a random
+// attempt id), instead of reporting its own first run as a conflict, a
+// concurrent refresh or a replayed code.
 
 // createClient: SET NX the client (PX ttl when it expires), index it, and
 // add it to clientsip:<ip> scored by its expiry (+inf: never). The per-IP set
 // lives as long as its longest-lived member.
 // KEYS: client:<id>, clients, [clientsip:<ip>]. ARGV: JSON, id, ttl (0:
-// none), expiry (ms). Returns 1, or 0 if the client exists.
+// none), expiry (ms). Returns 1, or 0 if another client has the id.
 var createClient = redis.NewScript(`
 local ttl = tonumber(ARGV[3])
 local ok
@@ -19,7 +26,10 @@ if ttl > 0 then
 else
   ok = redis.call('SET', KEYS[1], ARGV[1], 'NX')
 end
-if not ok then return 0 end
+if not ok then
+  if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+  return 0
+end
 redis.call('SADD', KEYS[2], ARGV[2])
 if #KEYS > 2 then
   local had = redis.call('EXISTS', KEYS[3])
@@ -60,11 +70,30 @@ redis.call('SREM', KEYS[2], ARGV[1])
 if #KEYS > 2 then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return n`)
 
+// takeOnce: GETDEL that a resend of the same call answers too. The value
+// taken stays for a short while under a second key, beside the attempt id
+// that took it.
+// KEYS: the record, its taken marker. ARGV: attempt id, marker ttl.
+// Returns the value, or nil when there is none (or another call took it).
+var takeOnce = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1] .. '\n' .. v, 'PX', ARGV[2])
+  return v
+end
+local t = redis.call('GET', KEYS[2])
+if t and string.sub(t, 1, #ARGV[1] + 1) == ARGV[1] .. '\n' then
+  return string.sub(t, #ARGV[1] + 2)
+end
+return false`)
+
 // putCode: store a code unless the hash is live or was already used.
 // KEYS: code, used marker. ARGV: value, ttl. Returns 1, or 0 on conflict.
 var putCode = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0`)
 
 // redeemCode: check the redemption's binding against the code's record and
@@ -72,8 +101,11 @@ return 0`)
 // can name the family the first redemption created. A redemption bound
 // otherwise changes nothing: whoever holds a code but not its client's
 // verifier cannot burn it. The comparisons mirror store.CodeBinding.Matches.
-// KEYS: code, used marker. ARGV: marker ttl, client id, redirect uri,
-// S256(verifier), resource (empty when the request named none).
+// The redemption's attempt id, kept beside the marker, tells go-redis's
+// resend of this very call (answered 'ok' again) from a replay.
+// KEYS: code, used marker, [attempt]. ARGV: marker ttl, client id, redirect
+// uri, S256(verifier), resource (empty when the request named none),
+// attempt id.
 // Returns {'ok', record} | {'used', record} | {'mismatch', record} | {'nf'}.
 var redeemCode = redis.NewScript(`
 local function bound(v)
@@ -87,11 +119,13 @@ if v then
   if not bound(v) then return {'mismatch', v} end
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], v, 'PX', ARGV[1])
+  if #KEYS > 2 then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[1]) end
   return {'ok', v}
 end
 local u = redis.call('GET', KEYS[2])
 if u then
   if not bound(u) then return {'mismatch', u} end
+  if #KEYS > 2 and redis.call('GET', KEYS[3]) == ARGV[6] then return {'ok', u} end
   return {'used', u}
 end
 return {'nf'}`)
@@ -106,7 +140,14 @@ return {'nf'}`)
 // family ttl, token ttl, family id. Returns 1, 2 (created revoked), or 0 on
 // conflict.
 var createFamily = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  local f = redis.call('HMGET', KEYS[1], 'd', 'cur', 'rev')
+  if f[1] == ARGV[1] and f[2] == ARGV[2] then
+    if f[3] == '1' then return 2 end
+    return 1
+  end
+  return 0
+end
 local famttl = tonumber(ARGV[6])
 local rev = 0
 if #KEYS > 3 then rev = redis.call('EXISTS', KEYS[4]) end
@@ -132,6 +173,8 @@ return 1`)
 // KEYS: rt:<old>, rt:<new>, rtfam:<family>.
 // ARGV: family id, now, grace, token ttl, access jti, access exp (ns),
 // old hash, new hash.
+// A rotated old token whose family already names the new hash is this
+// rotation run again: 'ok'.
 // Returns {'ok', family fields} | {'race'} | {'reused', family fields} |
 // {'nf'} | {'conflict'}.
 var rotate = redis.NewScript(`
@@ -141,6 +184,7 @@ local f = redis.call('HMGET', KEYS[3], 'cur', 'rev', 'end')
 if not f[3] or f[2] == '1' then return {'nf'} end
 local now = tonumber(ARGV[2])
 if t[2] == 'r' then
+  if f[1] == ARGV[8] then return {'ok', redis.call('HGETALL', KEYS[3])} end
   if now - tonumber(t[3]) <= tonumber(ARGV[3]) then return {'race'} end
   redis.call('HSET', KEYS[3], 'rev', '1')
   return {'reused', redis.call('HGETALL', KEYS[3])}
@@ -176,7 +220,10 @@ return 1`)
 // createKey: KEYS: key:<hash>, keyid:<id>, key index.
 // ARGV: d (JSON), hash, ttl (0: none). Returns 1, or 0 on conflict.
 var createKey = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('HGET', KEYS[1], 'd') == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'd', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -197,12 +244,13 @@ redis.call('HSET', KEYS[1], 'lu', ARGV[1])
 return 1`)
 
 // createAgent: KEYS agent:<id>, agents; ARGV record, id. 1 if created,
-// 0 if the id exists.
+// 0 if another agent has the id.
 var createAgent = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('SADD', KEYS[2], ARGV[2])
   return 1
 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0`)
 
 // allow: fixed-window counter. KEYS: rl:<key>. ARGV: window.
@@ -227,5 +275,5 @@ end
 return 0`)
 
 // scripts lists every script, for LoadScripts.
-var scripts = []*redis.Script{createClient, touchClient, deleteIndexed, putCode, redeemCode, createFamily,
+var scripts = []*redis.Script{createClient, touchClient, deleteIndexed, takeOnce, putCode, redeemCode, createFamily,
 	indexFamily, rotate, markRevoked, revokeJTI, createKey, touchKey, createAgent, allow, refund}

@@ -51,6 +51,7 @@ func RunBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"Codes", testCodes},
 		{"CodeRedeemConcurrent", testCodeRedeemConcurrent},
 		{"Families", testFamilies},
+		{"Resends", testResends},
 		{"RotateConcurrent", testRotateConcurrent},
 		{"RotateNamedFamily", testRotateNamedFamily},
 		{"FamilyDeniedBeforeCreate", testFamilyDeniedBeforeCreate},
@@ -383,7 +384,9 @@ func testCodes(t *testing.T, h *harness) {
 	c := newCode(h)
 	want := *c
 	must(t, s.PutCode(ctx, c))
-	wantErr(t, s.PutCode(ctx, &want), store.ErrConflict)
+	other := want
+	other.FamilyID = id("fam")
+	wantErr(t, s.PutCode(ctx, &other), store.ErrConflict)
 	c.FamilyID = "mutated"
 
 	// A redemption bound otherwise is refused and leaves the code in place.
@@ -528,7 +531,9 @@ func testFamilies(t *testing.T, h *harness) {
 	want := *f
 	must(t, s.CreateFamily(ctx, f, 24*time.Hour))
 	f.Scope = "mutated"
-	wantErr(t, s.CreateFamily(ctx, &want, time.Hour), store.ErrConflict)
+	other := want
+	other.Scope = "other"
+	wantErr(t, s.CreateFamily(ctx, &other, time.Hour), store.ErrConflict)
 
 	got, err := s.LookupRefresh(ctx, want.CurrentHash)
 	must(t, err)
@@ -1358,4 +1363,54 @@ func testExpiry(t *testing.T, h *harness) {
 	if ok, _, err := s.Allow(ctx, rl, 1, ttl); err != nil || !ok {
 		t.Fatalf("Allow in a new window = %v, %v", ok, err)
 	}
+}
+
+// A call repeated with the same arguments (go-redis resends a command whose
+// reply was lost) answers what the first did; a different record under the
+// same id still conflicts, and a different rotation of a rotated token is
+// still a race.
+func testResends(t *testing.T, h *harness) {
+	s, ctx := h.s, h.ctx
+	now := h.now()
+
+	c := &store.Client{ID: id("client"), Name: "resend", RedirectURIs: []string{"http://127.0.0.1/cb"}, CreatedAt: now}
+	must(t, s.CreateClient(ctx, c))
+	must(t, s.CreateClient(ctx, c))
+	wantErr(t, s.CreateClient(ctx, &store.Client{ID: c.ID, Name: "other", RedirectURIs: c.RedirectURIs, CreatedAt: now}), store.ErrConflict)
+
+	code := newCode(h)
+	must(t, s.PutCode(ctx, code))
+	must(t, s.PutCode(ctx, code))
+	if _, err := s.RedeemCode(ctx, code.Hash, bound(code)); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.PutCode(ctx, code), store.ErrConflict) // used: never stored again
+
+	f := newFamily(h, id("user"))
+	must(t, s.CreateFamily(ctx, f, time.Hour))
+	must(t, s.CreateFamily(ctx, f, time.Hour))
+	r := rotation(h, f.CurrentHash)
+	first, err := s.Rotate(ctx, r)
+	must(t, err)
+	again, err := s.Rotate(ctx, r)
+	must(t, err)
+	sameJSON(t, "Rotate resent", again, first)
+	wantErr(t, s.CreateFamily(ctx, f, time.Hour), store.ErrConflict) // its token moved on
+	other := rotation(h, f.CurrentHash)
+	_, err = s.Rotate(ctx, other)
+	wantErr(t, err, store.ErrRefreshRace)
+
+	k := &store.APIKey{ID: id("key"), Hash: id("keyhash"), Kind: store.KeyUser, User: "alice", CreatedAt: now}
+	must(t, s.CreateKey(ctx, k))
+	must(t, s.CreateKey(ctx, k))
+	dup := *k
+	dup.Name = "other"
+	wantErr(t, s.CreateKey(ctx, &dup), store.ErrConflict)
+
+	a := &store.Agent{ID: id("agent"), Owner: "alice", Upstream: "http://127.0.0.1:1/mcp", Created: now}
+	must(t, s.CreateAgent(ctx, a))
+	must(t, s.CreateAgent(ctx, a))
+	b := *a
+	b.Owner = "bob"
+	wantErr(t, s.CreateAgent(ctx, &b), store.ErrConflict)
 }
