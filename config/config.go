@@ -383,17 +383,26 @@ func Default() *Config {
 // environment (os.LookupEnv) and validates. dev relaxes the signing-key rule:
 // the dev command generates a key when none is set.
 func Load(path string, dev bool) (*Config, error) {
-	c := Default()
+	var b []byte
 	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
+		var err error
+		if b, err = os.ReadFile(path); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		if err := yaml.UnmarshalStrict(b, c); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, yamlError(b, err))
-		}
 	}
-	if err := ApplyEnv(c, os.LookupEnv); err != nil {
+	return Parse(path, b, os.LookupEnv, dev)
+}
+
+// Parse does Load's work on YAML already read (name labels its errors):
+// strict YAML over the defaults, then the MCPGW_* variables lookup finds,
+// then Validate. The shipped deployments' tests load their configs through it
+// with the environment their containers set.
+func Parse(name string, y []byte, lookup func(string) (string, bool), dev bool) (*Config, error) {
+	c := Default()
+	if err := yaml.UnmarshalStrict(y, c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, yamlError(y, err))
+	}
+	if err := ApplyEnv(c, lookup); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(dev); err != nil {

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/envoy/envoytest"
 )
 
 // istioObjects is everything decoded from envoy/istio/*.yaml.
@@ -103,7 +104,7 @@ func (o *istioObjects) decodeManifest(doc []byte) error {
 			return fmt.Errorf("meshConfig: %w", err)
 		}
 		o.mesh = append(o.mesh, m)
-		return deprecatedFields(m, "meshConfig")
+		return envoytest.Walk(m, "meshConfig")
 	case "security.istio.io/v1/AuthorizationPolicy", "networking.istio.io/v1/Gateway", "networking.istio.io/v1/VirtualService",
 		"networking.istio.io/v1/DestinationRule":
 		var cr istioCR
@@ -132,16 +133,9 @@ func (o *istioObjects) decodeManifest(doc []byte) error {
 		if err := strictProto(cr.Spec, spec); err != nil {
 			return fmt.Errorf("%s %s spec: %w", tm.Kind, cr.Metadata.Name, err)
 		}
-		return deprecatedFields(spec, tm.Kind)
+		return envoytest.Walk(spec, tm.Kind)
 	}
 	return fmt.Errorf("kind %q is not decoded by this test", gvk)
-}
-
-// deprecatedFields reports fields Istio marks deprecated (same walk as Envoy's).
-func deprecatedFields(m proto.Message, path string) error {
-	s := &walkState{clusterRefs: map[string][]string{}}
-	s.walk(m.ProtoReflect(), path)
-	return errors.Join(s.errs...)
 }
 
 func splitYAMLDocs(b []byte) ([][]byte, error) {
@@ -381,7 +375,7 @@ func checkIstio(o *istioObjects) error {
 					fail("extension provider %s: want pathPrefix /authz/check, failOpen false, statusOnError 503", p.GetName())
 				}
 				// authorization: an agent's upstream_auth credential (issue 14 item 4).
-				for _, hdr := range append(slices.Clone(identityHeaders), "authorization") {
+				for _, hdr := range append(slices.Clone(envoytest.IdentityHeaders), "authorization") {
 					if !slices.Contains(h.GetHeadersToUpstreamOnAllow(), hdr) {
 						fail("extension provider %s: headersToUpstreamOnAllow lacks %s", p.GetName(), hdr)
 					}
@@ -595,7 +589,7 @@ func checkGatewayDeployment(d *appsv1.Deployment, o *istioObjects) []error {
 		fail("ConfigMap %s has no key %s", cm.Name, filepath.Base(cfgPath))
 		return errs
 	}
-	cfg, err := loadGatewayConfig([]byte(raw), env)
+	cfg, err := config.Parse(cfgPath, []byte(raw), mapLookup(env), false)
 	if err != nil {
 		fail("config: %v", err)
 		return errs
@@ -628,17 +622,9 @@ func checkGatewayDeployment(d *appsv1.Deployment, o *istioObjects) []error {
 	return errs
 }
 
-// loadGatewayConfig reads a gateway config the way config.Load does (strict
-// YAML over the defaults, then MCPGW_* from env, then Validate).
-func loadGatewayConfig(y []byte, env map[string]string) (*config.Config, error) {
-	c := config.Default()
-	if err := yaml.UnmarshalStrict(y, c); err != nil {
-		return nil, err
-	}
-	if err := config.ApplyEnv(c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
-		return nil, err
-	}
-	return c, c.Validate(false)
+// mapLookup is env as config.Parse's lookup: the environment a manifest sets.
+func mapLookup(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 }
 
 func TestIstioManifests(t *testing.T) {

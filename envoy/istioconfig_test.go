@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -25,10 +26,10 @@ func shippedRegistry(t *testing.T, o *istioObjects) []store.Agent {
 	if cm == nil {
 		t.Fatal("no mcp-gateway-config ConfigMap")
 	}
-	cfg, err := loadGatewayConfig([]byte(cm.Data["config.yaml"]), map[string]string{
+	cfg, err := config.Parse("config.yaml", []byte(cm.Data["config.yaml"]), mapLookup(map[string]string{
 		"MCPGW_STORE_URL": "redis://redis.test:6379/0", "MCPGW_ADMIN_TOKEN": "stand-in-admin-token-of-32-bytes-or-more",
 		"MCPGW_LOGIN_USERS": `[{"username":"alice","password_hash":"$2a$10$XyvXEsZur2cBHpHkjBJFIOpmGzhcV35iXOjC/IKwnyS5jfXMJSlmm"}]`,
-	})
+	}), false)
 	if err != nil {
 		t.Fatal(err)
 	}

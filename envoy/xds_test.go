@@ -7,11 +7,10 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mcpgateway/mcp-gateway/envoy/envoytest"
 	"github.com/mcpgateway/mcp-gateway/internal/routes"
 	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/xds"
-
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
 var xdsModes = []xds.Mode{xds.ModeGRPC, xds.ModeHTTPService}
@@ -59,7 +58,7 @@ func mixedAgents(n int) []store.Agent {
 
 // TestXDSResourcesValidate: every resource the ADS server sends passes
 // ValidateAll with each nested Any unpacked and validated (the walker of
-// validate_test.go), names only clusters that exist, uses no deprecated
+// envoytest), names only clusters that exist, uses no deprecated
 // field; the snapshot is Consistent (xds.Snapshot checks it).
 func TestXDSResourcesValidate(t *testing.T) {
 	for _, mode := range xdsModes {
@@ -78,11 +77,8 @@ func TestXDSResourcesValidate(t *testing.T) {
 			if len(res.Routed) != 60 {
 				t.Errorf("%d agents routed, want 60 (%v)", len(res.Routed), res.Unrouted)
 			}
-			s := &walkState{clusterRefs: map[string][]string{}}
-			clusters := map[string]bool{}
 			var msgs []proto.Message
 			for _, c := range res.Clusters {
-				clusters[c.GetName()] = true
 				msgs = append(msgs, c)
 			}
 			for _, l := range res.Listeners {
@@ -91,18 +87,7 @@ func TestXDSResourcesValidate(t *testing.T) {
 			for _, r := range res.Routes {
 				msgs = append(msgs, r)
 			}
-			for _, m := range msgs {
-				if err := m.(validator).ValidateAll(); err != nil {
-					s.fail("%T: %w", m, err)
-				}
-				s.walk(m.ProtoReflect(), fmt.Sprintf("%T", m))
-			}
-			for name, where := range s.clusterRefs {
-				if !clusters[name] {
-					s.fail("missing cluster %q referenced at %v", name, where)
-				}
-			}
-			for _, err := range s.errs {
+			if err := envoytest.CheckResources(msgs...); err != nil {
 				t.Error(err)
 			}
 		})
@@ -128,27 +113,27 @@ func TestXDSRoutesTheContract(t *testing.T) {
 			}
 			public := publicOf(t, b)
 			for _, e := range routes.Contract {
-				got, err := route(public, "localhost:8000", e.Path)
+				got, err := envoytest.Route(public, "localhost:8000", e.Path)
 				if err != nil {
 					t.Errorf("%s: %v", e.Path, err)
 					continue
 				}
 				switch {
 				case e.NoContent:
-					if got.cluster != "" || got.status != 204 || got.authz {
-						t.Errorf("%s: cluster %q status %d authz %v, want 204 without a check", e.Path, got.cluster, got.status, got.authz)
+					if got.Cluster != "" || got.Status != 204 || got.Authz {
+						t.Errorf("%s: cluster %q status %d authz %v, want 204 without a check", e.Path, got.Cluster, got.Status, got.Authz)
 					}
 				case e.Gateway != "":
-					if got.cluster != xds.ClusterHTTP || got.route.GetName() != e.Gateway || got.authz {
-						t.Errorf("%s: route %q cluster %q authz %v, want gateway route %s without a check", e.Path, got.route.GetName(), got.cluster, got.authz, e.Gateway)
+					if got.Cluster != xds.ClusterHTTP || got.Route.GetName() != e.Gateway || got.Authz {
+						t.Errorf("%s: route %q cluster %q authz %v, want gateway route %s without a check", e.Path, got.Route.GetName(), got.Cluster, got.Authz, e.Gateway)
 					}
 				case e.Agent != "":
-					if got.cluster != xds.AgentCluster(e.Agent) || !got.authz || got.path != "/mcp" {
-						t.Errorf("%s: cluster %q authz %v upstream path %q, want %s, checked, /mcp", e.Path, got.cluster, got.authz, got.path, xds.AgentCluster(e.Agent))
+					if got.Cluster != xds.AgentCluster(e.Agent) || !got.Authz || got.Path != "/mcp" {
+						t.Errorf("%s: cluster %q authz %v upstream path %q, want %s, checked, /mcp", e.Path, got.Cluster, got.Authz, got.Path, xds.AgentCluster(e.Agent))
 					}
 				default:
-					if got.cluster != "" || got.status != 404 {
-						t.Errorf("%s: cluster %q status %d, want 404", e.Path, got.cluster, got.status)
+					if got.Cluster != "" || got.Status != 404 {
+						t.Errorf("%s: cluster %q status %d, want 404", e.Path, got.Cluster, got.Status)
 					}
 				}
 			}
@@ -170,25 +155,25 @@ func TestXDSScaleRoutes(t *testing.T) {
 	public := publicOf(t, b)
 	for _, i := range []int{0, 1, 10, 19, 100, 1999} {
 		for _, p := range []string{fmt.Sprintf("/agent-%d/mcp", i), fmt.Sprintf("/agent-%d/mcp/?x=1", i)} {
-			got, err := route(public, "h", p)
-			if err != nil || got.cluster != fmt.Sprintf("agent_agent-%d", i) || got.path != fmt.Sprintf("/p%d", i) {
+			got, err := envoytest.Route(public, "h", p)
+			if err != nil || got.Cluster != fmt.Sprintf("agent_agent-%d", i) || got.Path != fmt.Sprintf("/p%d", i) {
 				t.Errorf("%s: %+v %v", p, got, err)
 			}
 		}
 	}
-	if got, err := route(public, "h", "/agent-1/mcp0"); err != nil || got.status != 404 {
+	if got, err := envoytest.Route(public, "h", "/agent-1/mcp0"); err != nil || got.Status != 404 {
 		t.Errorf("/agent-1/mcp0: %+v %v", got, err)
 	}
 }
 
-func publicOf(t *testing.T, b *bootstrapv3.Bootstrap) *hcmOf {
+func publicOf(t *testing.T, b *bootstrapv3.Bootstrap) *envoytest.ConnectionManager {
 	t.Helper()
-	hcms, err := connectionManagers(b)
+	hcms, err := envoytest.ConnectionManagers(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range hcms {
-		if h.listener == xds.ListenerPublic {
+		if h.Listener == xds.ListenerPublic {
 			return h
 		}
 	}
@@ -210,11 +195,11 @@ func TestADSBootstrapVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := decodeBootstrap(y)
+			b, err := envoytest.DecodeBootstrap(y)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := validateBootstrap(b); err != nil {
+			if err := envoytest.ValidateBootstrap(b); err != nil {
 				t.Fatal(err)
 			}
 			if b.GetNode().GetCluster() != "mcp-gateway" || len(b.GetStaticResources().GetClusters()) != 1 {
