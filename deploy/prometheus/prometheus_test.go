@@ -50,8 +50,10 @@ func TestPrometheus(t *testing.T) {
 		}
 		for p, want := range map[string]string{"/stats/prometheus": "envoy_admin", "/config_dump": "", "/quitquitquit": ""} {
 			got, err := envoytest.Route(h, "envoy:9902", p)
-			if err != nil || got.Cluster != want {
-				t.Errorf("envoy stats listener: %s goes to %q (%v), want %q", p, got.Cluster, err, want)
+			if err != nil {
+				t.Errorf("envoy stats listener: %s: %v", p, err)
+			} else if got.Cluster != want {
+				t.Errorf("envoy stats listener: %s goes to %q, want %q", p, got.Cluster, want)
 			}
 		}
 	}
