@@ -62,6 +62,10 @@ func reach(t *testing.T, base, agent, credential string) (int, http.Header) {
 	req.Header.Set("Authorization", "Bearer "+credential)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	// A ping is idempotent: saying so lets the transport resend it when
+	// nginx, reloading, closes the kept-alive connection it was sent on
+	// (seen as a bare EOF). A refused request still shows as its status.
+	req.Header.Set("Idempotency-Key", "ping")
 	for k, v := range spoofedMCPHeaders {
 		req.Header[k] = []string{v} // as written: keeps the underscores
 	}
