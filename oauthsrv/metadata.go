@@ -94,7 +94,9 @@ func writeRawJSON(w http.ResponseWriter, r *http.Request, b []byte) {
 func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
 
 // handleASMetadata serves RFC 8414 metadata at the well-known path and at any
-// path below it (clients that append the MCP endpoint's path).
+// path below it: the issuer's own path when public_url has one (RFC 8414
+// §3.1, /.well-known/oauth-authorization-server/gw), and whatever clients
+// that append the MCP endpoint's path ask for (the issuer tells them apart).
 func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
 	if !isGet(r) {
 		writeMethodNotAllowed(w, "GET, HEAD, OPTIONS")

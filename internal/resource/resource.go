@@ -75,17 +75,13 @@ func (b Base) WellKnown(name string) string {
 	return origin + WellKnownPath(name) + path
 }
 
-// MetadataPrefix returns what every agent's protected resource metadata URL
-// starts with, <origin>/.well-known/oauth-protected-resource<path>/, so that
-// the Check can build its challenges once.
+// MetadataPrefix returns what the protected resource metadata URL of every
+// agent's resource starts with,
+// <origin>/.well-known/oauth-protected-resource<path>/, followed by
+// Rel(agent, slash): https://h/gw/demo/mcp has it at
+// https://h/.well-known/oauth-protected-resource/gw/demo/mcp. The Check
+// builds its challenges from it once.
 func (b Base) MetadataPrefix() string { return b.WellKnown(ProtectedResource) + "/" }
-
-// Metadata returns the URL of the protected resource metadata of agent's
-// resource in either form (Form): https://h/gw/demo/mcp has it at
-// https://h/.well-known/oauth-protected-resource/gw/demo/mcp.
-func (b Base) Metadata(agent string, slash bool) string {
-	return b.MetadataPrefix() + Rel(agent, slash)
-}
 
 // ParseMetadata parses the path of a request for protected resource
 // metadata (the decoded path; the metadata paths sit at the host's root, so

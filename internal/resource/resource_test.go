@@ -55,7 +55,7 @@ func TestNamesDoesNotAllocate(t *testing.T) {
 // TestMetadataURLs: the metadata of a resource or issuer with a path lives at
 // the host's root with the path after the well-known suffix (RFC 9728 §3.1,
 // RFC 8414 §3.1), never below the path; without a path it is the plain
-// well-known URL. ParseMetadata reads back every URL Metadata and WellKnown
+// well-known URL. ParseMetadata reads back every URL MetadataPrefix and WellKnown
 // build, and nothing under another base path.
 func TestMetadataURLs(t *testing.T) {
 	for _, tc := range []struct {
@@ -76,10 +76,10 @@ func TestMetadataURLs(t *testing.T) {
 	} {
 		b := New(tc.pub)
 		for got, want := range map[string]string{
-			b.Metadata("demo", false):        tc.agent,
-			b.Metadata("demo", true):         tc.slash,
-			b.WellKnown(ProtectedResource):   tc.root,
-			b.WellKnown(AuthorizationServer): tc.issuer,
+			b.MetadataPrefix() + Rel("demo", false): tc.agent,
+			b.MetadataPrefix() + Rel("demo", true):  tc.slash,
+			b.WellKnown(ProtectedResource):          tc.root,
+			b.WellKnown(AuthorizationServer):        tc.issuer,
 		} {
 			if got != want {
 				t.Errorf("%s: got %s, want %s", tc.pub, got, want)
