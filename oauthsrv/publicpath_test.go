@@ -3,6 +3,7 @@ package oauthsrv
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mcpgateway/mcp-gateway/config"
@@ -38,6 +39,10 @@ func TestMetadataUnderPublicPath(t *testing.T) {
 	resp := e.get("/.well-known/oauth-authorization-server/gw")
 	if m := readJSON(t, resp); resp.StatusCode != http.StatusOK || m["issuer"] != pub || m["token_endpoint"] != pub+"/oauth/token" {
 		t.Errorf("AS metadata: %d %v", resp.StatusCode, m)
+	}
+	// The account page's forms post below the path, not to the host's root.
+	if body := readBodyString(e.get("/account")); !strings.Contains(body, `action="/gw/account/login"`) {
+		t.Errorf("signed-out account page: %s", body)
 	}
 	for _, path := range []string{
 		"/.well-known/oauth-protected-resource",

@@ -208,6 +208,24 @@ func walkDiscovery(t *testing.T, base string) {
 		t.Fatalf("MCP call with the token: %d, upstream saw %d requests", r.StatusCode, upstreamHits.Load())
 	}
 
+	// The account page the sign-in opened: every form posts below the path
+	// (the old page posted to /account/…, the host's root).
+	r, err = browser.Get(pub + "/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	actions := anyFormAction.FindAllSubmatch(body, -1)
+	if r.StatusCode != http.StatusOK || !strings.Contains(string(body), "Signed in as <strong>alice</strong>") || len(actions) == 0 {
+		t.Fatalf("GET %s/account: %d, want the signed-in page with forms: %.300s", pub, r.StatusCode, body)
+	}
+	for _, a := range actions {
+		if to, err := r.Request.URL.Parse(html.UnescapeString(string(a[1]))); err != nil || !strings.HasPrefix(to.String(), pub+"/account/") {
+			t.Errorf("account page form posts to %s, want below %s/account/", to, pub)
+		}
+	}
+
 	// The gateway-wide resource's metadata, at its RFC 9728 URL.
 	if _, err := oauthex.GetProtectedResourceMetadata(ctx, host+"/.well-known/oauth-protected-resource"+base, pub, c); err != nil {
 		t.Fatal(err)
@@ -239,8 +257,9 @@ func redirectOf(t *testing.T, c *http.Client, method, u string, form url.Values)
 }
 
 var (
-	formAction = regexp.MustCompile(`<form method="post" action="([^"]*)">`)
-	formHidden = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
+	formAction    = regexp.MustCompile(`<form method="post" action="([^"]*)">`)
+	anyFormAction = regexp.MustCompile(`<form method="(?:get|post)" action="([^"]*)"`)
+	formHidden    = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
 )
 
 // pageForm fetches an HTML page and returns its form's action, resolved
