@@ -86,7 +86,7 @@ type Options struct {
 // Decide from any number of goroutines.
 type Authorizer struct {
 	res      resource.Base // the public URL: the gateway's resource and every agent's prefix
-	prmBase  string        // <public>/.well-known/oauth-protected-resource/
+	prmBase  string        // res.MetadataPrefix(): <origin>/.well-known/oauth-protected-resource<path>/
 	ch401    string        // `Bearer realm="MCP", resource_metadata="<prmBase>`
 	scopes   []string
 	scopeStr string
@@ -212,7 +212,7 @@ func New(opts Options) (*Authorizer, error) {
 	a := &Authorizer{
 		resyncNow: make(chan struct{}, 1),
 		res:       resource.New(pub),
-		prmBase:   pub + "/.well-known/oauth-protected-resource/",
+		prmBase:   resource.New(pub).MetadataPrefix(),
 		scopes:    append([]string(nil), opts.Scopes...),
 		scopeStr:  strings.Join(opts.Scopes, " "),
 		implies:   opts.ScopeImplies,

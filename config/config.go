@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -498,6 +499,11 @@ func (c *Config) Validate(dev bool) error {
 		bad("public_url", "%q is not an absolute http(s) URL", c.PublicURL)
 	} else if strings.HasSuffix(c.PublicURL, "/") || u.RawQuery != "" || u.Fragment != "" {
 		bad("public_url", "%q must have no trailing slash, query or fragment", c.PublicURL)
+	} else if p := u.EscapedPath(); p != u.Path || (p != "" && path.Clean(p) != p) {
+		// A path is copied as is into every resource and metadata URL
+		// (internal/resource) and compared with decoded request paths:
+		// it must have one spelling only.
+		bad("public_url", "%q: its path must be plain segments, without percent-encoding, dot or empty segments", c.PublicURL)
 	}
 	for name, a := range map[string]string{"listen.http": c.Listen.HTTP, "listen.grpc": c.Listen.GRPC, "listen.admin": c.Listen.Admin} {
 		if a == "" {

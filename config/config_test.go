@@ -80,15 +80,20 @@ func TestEnvErrorsNameTheField(t *testing.T) {
 
 func TestValidateNamesTheField(t *testing.T) {
 	cases := map[string]string{
-		"public_url: https://gw.example.com/":                   "public_url",
-		"public_url: ftp://x":                                   "public_url",
-		"store: {url: mysql://x}":                               "store.url",
-		"signing_keys: []":                                      "signing_keys",
-		"signing_keys: [{id: a}]":                               "signing_keys[0]",
-		"ttl: {access: 0s}":                                     "ttl.access",
-		"ttl: {refresh_grace: 5m}":                              "ttl.refresh_grace",
-		"login: {provider: ldap}":                               "login.provider",
-		"login: {users: [{username: a, password_hash: plain}]}": "login.users[0].password_hash",
+		"public_url: https://gw.example.com/":                                       "public_url",
+		"public_url: ftp://x":                                                       "public_url",
+		"public_url: https://gw.example.com/a//b":                                   "public_url",
+		"public_url: https://gw.example.com/a/../b":                                 "public_url",
+		"public_url: https://gw.example.com/a/./b":                                  "public_url",
+		"public_url: https://gw.example.com/g%77":                                   "public_url",
+		"public_url: https://gw.example.com/a%2Fb":                                  "public_url",
+		"store: {url: mysql://x}":                                                   "store.url",
+		"signing_keys: []":                                                          "signing_keys",
+		"signing_keys: [{id: a}]":                                                   "signing_keys[0]",
+		"ttl: {access: 0s}":                                                         "ttl.access",
+		"ttl: {refresh_grace: 5m}":                                                  "ttl.refresh_grace",
+		"login: {provider: ldap}":                                                   "login.provider",
+		"login: {users: [{username: a, password_hash: plain}]}":                     "login.users[0].password_hash",
 		"login: {users: [{username: a, password_hash: $2a$10$x, groups: ['a b']}]}": "login.users[0].groups",
 		"login: {users: [{username: a, password_hash: $2a$10$x, groups: ['']}]}":    "login.users[0].groups",
 		"agents: [{id: 'a/b', owner: x}]":                                           "agents[0].id",
@@ -204,6 +209,17 @@ func TestHTTPLimits(t *testing.T) {
 		_, err := Load(write(t, yaml+"\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"), false)
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%q: err = %v, want it to name %s", yaml, err, field)
+		}
+	}
+}
+
+// TestPublicURLWithPath: a path in public_url is allowed (the gateway is
+// then served below it, README "public_url with a path"), in one spelling.
+func TestPublicURLWithPath(t *testing.T) {
+	for _, u := range []string{"https://gw.example.com/gw", "https://gw.example.com/a/b-c_d~e"} {
+		c, err := Load(write(t, "public_url: "+u+"\nsigning_keys: [{id: k, secret: '0123456789abcdef0123456789abcdef'}]"), false)
+		if err != nil || c.PublicURL != u {
+			t.Errorf("%s: %v", u, err)
 		}
 	}
 }

@@ -426,7 +426,9 @@ func checkIstio(o *istioObjects) error {
 			}
 		}
 		for _, p := range []string{"/oauth/token", "/oauth/register", "/.well-known/oauth-protected-resource/demo/mcp",
-			"/.well-known/oauth-authorization-server", "/login", "/consent"} {
+			"/.well-known/oauth-authorization-server", "/login", "/consent",
+			// public_url with a path: the path follows the well-known suffix.
+			"/.well-known/oauth-protected-resource/gw/demo/mcp", "/.well-known/oauth-authorization-server/gw"} {
 			if checkedByCustom(custom, p) {
 				fail("CUSTOM policy checks public path %s", p)
 			}
@@ -445,6 +447,8 @@ func checkIstio(o *istioObjects) error {
 			{"/oauth/token", gw, 8080},
 			{"/.well-known/oauth-protected-resource/demo/mcp", gw, 8080},
 			{"/.well-known/oauth-authorization-server", gw, 8080},
+			{"/.well-known/oauth-protected-resource/gw/demo/mcp", gw, 8080},
+			{"/.well-known/oauth-authorization-server/gw", gw, 8080},
 			{"/login", gw, 8080},
 			{"/login/callback", gw, 8080},
 			{"/consent", gw, 8080},

@@ -57,6 +57,9 @@ type accountKey struct {
 }
 
 type accountData struct {
+	// Base is public_url's path ("" at the root): the forms post below it
+	// from any page URL (/account, /account/keys).
+	Base            string
 	SignedOut       bool
 	User, CSRF      string
 	Notice, Problem string
@@ -111,7 +114,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if user == "" {
-		d := accountData{SignedOut: true}
+		d := accountData{Base: s.basePath, SignedOut: true}
 		if done := q.Get("done"); done == "signed_out" {
 			d.Notice = accountNotices[done]
 		}
@@ -135,7 +138,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 // showAccount renders the signed-in page; newKey is shown once after create.
 func (s *Server) showAccount(w http.ResponseWriter, r *http.Request, user, sid string, status int, notice, newKey, newName string) {
 	ctx := r.Context()
-	d := accountData{User: user, CSRF: accountCSRF(sid), Notice: notice, NewKey: newKey, NewName: newName}
+	d := accountData{Base: s.basePath, User: user, CSRF: accountCSRF(sid), Notice: notice, NewKey: newKey, NewName: newName}
 	consents, err := s.st.ListConsents(ctx, user)
 	if err != nil {
 		s.storeError(ctx, "list_consents", err)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
-	"github.com/mcpgateway/mcp-gateway/internal/resource"
 	"github.com/mcpgateway/mcp-gateway/store"
 )
 
@@ -96,7 +94,9 @@ func writeRawJSON(w http.ResponseWriter, r *http.Request, b []byte) {
 func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
 
 // handleASMetadata serves RFC 8414 metadata at the well-known path and at any
-// path below it (clients that append the MCP endpoint's path).
+// path below it: the issuer's own path when public_url has one (RFC 8414
+// §3.1, /.well-known/oauth-authorization-server/gw), and whatever clients
+// that append the MCP endpoint's path ask for (the issuer tells them apart).
 func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
 	if !isGet(r) {
 		writeMethodNotAllowed(w, "GET, HEAD, OPTIONS")
@@ -105,27 +105,21 @@ func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
 	writeRawJSON(w, r, s.asMeta)
 }
 
-const prmPrefix = "/.well-known/oauth-protected-resource"
-
-// handlePRM serves the root document and the path-aware one for
-// /<agent>/mcp and /<agent>/mcp/, whose resource is byte-identical to that
-// MCP endpoint URL.
+// handlePRM serves the protected resource metadata of the gateway-wide
+// resource and of /<agent>/mcp and /<agent>/mcp/, each at its RFC 9728 §3.1
+// URL (resource.Base.ParseMetadata) and naming its resource byte for byte.
 func (s *Server) handlePRM(w http.ResponseWriter, r *http.Request) {
 	if !isGet(r) {
 		writeMethodNotAllowed(w, "GET, HEAD, OPTIONS")
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.Path, prmPrefix)
-	if rest == "" || rest == "/" {
-		writeRawJSON(w, r, s.prmRoot)
+	id, slash, ok := s.res.ParseMetadata(r.URL.Path)
+	if !ok || r.URL.RawPath != "" {
+		writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at this path")
 		return
 	}
-	// RFC 9728 §3.1: the resource's path is appended to the well-known
-	// path; it includes the public URL's own path, if any.
-	rest, ok := strings.CutPrefix(rest, s.basePath+"/")
-	id, slash, ok2 := resource.ParsePath(rest)
-	if !ok || !ok2 || r.URL.RawPath != "" {
-		writeOAuthError(w, http.StatusNotFound, "not_found", "no protected resource at this path")
+	if id == "" {
+		writeRawJSON(w, r, s.prmRoot)
 		return
 	}
 	scopes, name := s.scopes, ""

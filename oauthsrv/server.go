@@ -227,10 +227,13 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(path, s.traced(path, endpoint, instrument(endpoint, h)))
 	}
 
-	handle("/.well-known/oauth-authorization-server", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
-	handle("/.well-known/oauth-authorization-server/", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
-	handle("/.well-known/oauth-protected-resource", "prm", s.cors(get, http.HandlerFunc(s.handlePRM)))
-	handle("/.well-known/oauth-protected-resource/", "prm", s.cors(get, http.HandlerFunc(s.handlePRM)))
+	// Each document at its well-known path and below it: an issuer's or
+	// resource's path follows the name (resource.Base.WellKnown).
+	as, prm := resource.WellKnownPath(resource.AuthorizationServer), resource.WellKnownPath(resource.ProtectedResource)
+	handle(as, "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
+	handle(as+"/", "as_metadata", s.cors(get, http.HandlerFunc(s.handleASMetadata)))
+	handle(prm, "prm", s.cors(get, http.HandlerFunc(s.handlePRM)))
+	handle(prm+"/", "prm", s.cors(get, http.HandlerFunc(s.handlePRM)))
 	handle("/.well-known/", "not_found", s.cors(get, http.HandlerFunc(s.handleNotFound)))
 	handle("/oauth/register", "register", s.cors(post, http.HandlerFunc(s.handleRegister)))
 	handle("/oauth/token", "token", s.cors(post, http.HandlerFunc(s.handleToken)))

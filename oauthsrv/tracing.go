@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -58,8 +57,8 @@ func (s *Server) traced(route, endpoint string, h http.Handler) http.Handler {
 func (s *Server) urlAgent(endpoint string, r *http.Request) string {
 	switch endpoint {
 	case "prm":
-		rest := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, prmPrefix), "/")
-		return s.resourceAgent(strings.TrimSuffix(s.issuer, s.basePath) + rest)
+		id, _, _ := s.res.ParseMetadata(r.URL.Path)
+		return id
 	case "authorize":
 		return s.resourceAgent(r.URL.Query().Get("resource"))
 	}

@@ -624,7 +624,8 @@ func TestNginxBehaviour(t *testing.T) {
 	t.Run("public paths skip the check", func(t *testing.T) {
 		checks, _ := gw.counts()
 		for _, p := range []string{"/oauth/token", "/.well-known/oauth-protected-resource/demo/mcp", "/.well-known/oauth-authorization-server",
-			"/login", "/login/callback?code=x", "/consent", "/account", "/oauth/mcp"} {
+			"/login", "/login/callback?code=x", "/consent", "/account", "/oauth/mcp",
+			"/.well-known/oauth-protected-resource/gw/demo/mcp", "/.well-known/oauth-authorization-server/gw"} {
 			resp := do("POST", p, "", nil)
 			b, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != 200 || string(b) != "gateway "+p {

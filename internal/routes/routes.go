@@ -118,6 +118,11 @@ var Contract = []Example{
 	{Path: "/oauth/authorize", Gateway: "oauth"},
 	{Path: "/.well-known/oauth-authorization-server", Gateway: "well_known"},
 	{Path: "/.well-known/oauth-protected-resource/accounting/mcp", Gateway: "well_known"},
+	// A public_url with a path (/gw) puts it after the well-known suffix
+	// (RFC 9728 §3.1, RFC 8414 §3.1): still the gateway's, and the
+	// metadata of /gw/demo/mcp ends in /mcp like an agent path.
+	{Path: "/.well-known/oauth-protected-resource/gw/demo/mcp", Gateway: "well_known"},
+	{Path: "/.well-known/oauth-authorization-server/gw", Gateway: "well_known"},
 	{Path: "/login", Gateway: "login"},
 	{Path: "/login/callback", Gateway: "login"},
 	{Path: "/consent", Gateway: "consent"},
