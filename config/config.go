@@ -497,8 +497,10 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("public_url", "%q is not an absolute http(s) URL", c.PublicURL)
-	} else if strings.HasSuffix(c.PublicURL, "/") || u.RawQuery != "" || u.Fragment != "" {
-		bad("public_url", "%q must have no trailing slash, query or fragment", c.PublicURL)
+	} else if strings.HasSuffix(c.PublicURL, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		// Userinfo would travel into every issuer, audience and metadata
+		// URL, and clients refuse (or leak) credentials in URLs.
+		bad("public_url", "%q must have no user info, trailing slash, query or fragment", c.PublicURL)
 	} else if p := u.EscapedPath(); p != u.Path || (p != "" && path.Clean(p) != p) {
 		// A path is copied as is into every resource and metadata URL
 		// (internal/resource) and compared with decoded request paths:

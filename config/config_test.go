@@ -81,6 +81,8 @@ func TestEnvErrorsNameTheField(t *testing.T) {
 func TestValidateNamesTheField(t *testing.T) {
 	cases := map[string]string{
 		"public_url: https://gw.example.com/":                                       "public_url",
+		"public_url: https://user@gw.example.com":                                   "public_url",
+		"public_url: https://user:pw@gw.example.com/gw":                             "public_url",
 		"public_url: ftp://x":                                                       "public_url",
 		"public_url: https://gw.example.com/a//b":                                   "public_url",
 		"public_url: https://gw.example.com/a/../b":                                 "public_url",
