@@ -78,9 +78,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists (static, from the config file)", req.ID))
 		return
 	}
-	ag := req.Agent()
-	a := &ag
-	a.Created = s.now().UTC()
+	a := &store.Agent{AgentSpec: req.AgentSpec, Created: s.now().UTC()}
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {
 		if errors.Is(err, store.ErrConflict) {

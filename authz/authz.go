@@ -247,7 +247,7 @@ func New(opts Options) (*Authorizer, error) {
 	for _, ag := range opts.StaticAgents {
 		rules = append(rules, ag.Rules...)
 	}
-	a.baseScopes = (&store.Agent{Rules: rules}).BaseScopes(a.scopes)
+	a.baseScopes = (&store.AgentSpec{Rules: rules}).BaseScopes(a.scopes)
 	a.ch401 = `Bearer realm="MCP", resource_metadata="` + a.prmBase
 	a.origins = append([]string{config.OriginOf(pub)}, opts.AgentOrigins...)
 	a.anyOrigin = slices.Contains(opts.AgentOrigins, "*")

@@ -247,21 +247,12 @@ type CORS struct {
 	AllowedOrigins []string `json:"allowed_origins"`
 }
 
-// StaticAgent is an agent declared in the config file.
+// StaticAgent is an agent declared in the config file, and the admin
+// API's create body: the declared fields (store.AgentSpec, promoted so
+// the YAML and JSON keys stay flat) with their validation (Validate). In
+// the config file, rule scopes must also be declared in its scopes.
 type StaticAgent struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name,omitempty"`
-	Owner    string   `json:"owner"`
-	Users    []string `json:"users,omitempty"`
-	Upstream string   `json:"upstream,omitempty"`
-	Scopes   []string `json:"scopes,omitempty"`
-	// Rules is the agent's tool policy (store.Rule); rule scopes must be
-	// declared in scopes.
-	Rules []store.Rule `json:"rules,omitempty"`
-	// Limits are per-user requests per minute on the agent (store.Limits).
-	Limits *store.Limits `json:"limits,omitempty"`
-	// UpstreamAuth: a header with a shared secret the Check adds (issue 14).
-	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
+	store.AgentSpec
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.

@@ -263,7 +263,7 @@ func checkComposeGatewayConfig(t *testing.T, p *types.Project, gw types.ServiceC
 	}
 	var static []store.Agent
 	for _, a := range cfg.Agents {
-		static = append(static, store.Agent{ID: a.ID, Owner: a.Owner, Upstream: a.Upstream})
+		static = append(static, store.Agent{AgentSpec: a.AgentSpec})
 	}
 	b, res, err := xds.StaticBootstrap(opts, static)
 	if err != nil {

@@ -141,7 +141,7 @@ func New(opts Options) (*Server, error) {
 		base:       base,
 		secure:     base.Scheme == "https",
 		scopes:     cfg.ScopeNames(),
-		baseScopes: (&store.Agent{Rules: configRules(cfg)}).BaseScopes(cfg.ScopeNames()),
+		baseScopes: (&store.AgentSpec{Rules: configRules(cfg)}).BaseScopes(cfg.ScopeNames()),
 
 		introspect: opts.Introspector,
 		tracer:     opts.Tracer,

@@ -118,7 +118,7 @@ func (r *Rule) validate(f string) error {
 
 // RuleScopes are the scopes the agent's rules require, in order, without
 // duplicates.
-func (a *Agent) RuleScopes() []string {
+func (a *AgentSpec) RuleScopes() []string {
 	var out []string
 	for _, r := range a.Rules {
 		for _, s := range r.Scopes {
@@ -134,7 +134,7 @@ func (a *Agent) RuleScopes() []string {
 // all (and what its protected resource metadata lists): the agent's own
 // scopes, else the gateway's minus those only its rules require, so that a
 // narrow scope guarding one tool is not asked for up front.
-func (a *Agent) BaseScopes(gateway []string) []string {
+func (a *AgentSpec) BaseScopes(gateway []string) []string {
 	if len(a.Scopes) > 0 {
 		return a.Scopes
 	}
@@ -156,7 +156,7 @@ func (a *Agent) BaseScopes(gateway []string) []string {
 
 // GrantableScopes are the scopes the authorization server may grant for
 // the agent: its base scopes and those its rules require.
-func (a *Agent) GrantableScopes(gateway []string) []string {
+func (a *AgentSpec) GrantableScopes(gateway []string) []string {
 	out := slices.Clone(a.BaseScopes(gateway))
 	for _, s := range a.RuleScopes() {
 		if !slices.Contains(out, s) {
