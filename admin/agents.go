@@ -1,13 +1,11 @@
 package admin
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/metrics"
@@ -108,7 +106,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 			out = append(out, a)
 		}
 	}
-	slices.SortFunc(out, func(a, b *store.Agent) int { return cmp.Compare(a.ID, b.ID) })
+	store.SortByID(out)
 	writeJSON(w, http.StatusOK, AgentList{Agents: out})
 }
 

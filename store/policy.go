@@ -154,6 +154,30 @@ func (a *AgentSpec) BaseScopes(gateway []string) []string {
 	return out
 }
 
+// GatewayBaseScopes are the gateway's own base scopes, on which every
+// agent without scopes of its own is based (BaseScopes): the gateway's
+// scopes but those only the static agents' rules require, which are asked
+// for on demand. The Check's challenges and the authorization server's
+// metadata and grants both start from it, so they name the same scopes.
+// static are the config file's agents, as store records (Agent) or as
+// declared (config.StaticAgent).
+func GatewayBaseScopes[A any, P interface {
+	*A
+	declared
+}](gateway []string, static []A) []string {
+	var rules []Rule
+	for i := range static {
+		rules = append(rules, P(&static[i]).spec().Rules...)
+	}
+	return (&AgentSpec{Rules: rules}).BaseScopes(gateway)
+}
+
+// declared is what embeds an AgentSpec (Agent, config.StaticAgent): the
+// unexported method is promoted, so no other type qualifies.
+type declared interface{ spec() *AgentSpec }
+
+func (a *AgentSpec) spec() *AgentSpec { return a }
+
 // GrantableScopes are the scopes the authorization server may grant for
 // the agent: its base scopes and those its rules require.
 func (a *AgentSpec) GrantableScopes(gateway []string) []string {
