@@ -35,3 +35,22 @@ func TestAgentCreateKeys(t *testing.T) {
 		errorMessage(t, e.api(t, "POST", "/admin/v1/agents", `{"id":"x","owner":"b","`+name+`":`+value+`}`, 400), `unknown field "`+name+`"`)
 	}
 }
+
+// A rule's scopes are RFC 6749 scope-tokens and its groups are group names
+// as login providers' groups are (store.ValidScopeToken, store.ValidGroup):
+// the admin API refuses what no token could ever carry, as the config file
+// does, instead of storing a rule that can never be satisfied.
+func TestAgentRuleEntriesAreWellFormed(t *testing.T) {
+	e := newEnv(t, nil)
+	for body, field := range map[string]string{
+		`"scopes":["mcp:\u00e9"]`:     "rules[0].scopes[0]", // not ASCII
+		`"scopes":["a\u0001b"]`:       "rules[0].scopes[0]", // a control character
+		`"scopes":["mcp","a\u007fb"]`: "rules[0].scopes[1]",
+		`"groups":["e\u200bng"]`:      "rules[0].groups[0]", // invisible
+		`"groups":["ops\u0007"]`:      "rules[0].groups[0]",
+	} {
+		b := e.api(t, "POST", "/admin/v1/agents", `{"id":"r1","owner":"alice","rules":[{"method":"tools/call",`+body+`}]}`, 400)
+		errorMessage(t, b, field)
+	}
+	e.api(t, "POST", "/admin/v1/agents", `{"id":"r1","owner":"alice","rules":[{"method":"tools/call","scopes":["mcp:admin"],"groups":["eng-team"]}]}`, 201)
+}

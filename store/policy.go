@@ -103,6 +103,18 @@ func (r *Rule) validate(f string) error {
 			}
 		}
 	}
+	// Scopes and groups obey the rules of what tokens carry: an entry no
+	// token could hold would make the rule unsatisfiable.
+	for j, s := range r.Scopes {
+		if !ValidScopeToken(s) {
+			return fmt.Errorf("%s.scopes[%d]: %q is not a scope-token (printable ASCII without spaces, quotes or backslashes)", f, j, s)
+		}
+	}
+	for j, g := range r.Groups {
+		if !ValidGroup(g) {
+			return fmt.Errorf("%s.groups[%d]: %q: want 1–%d bytes of visible characters", f, j, g, MaxGroupLen)
+		}
+	}
 	for j, u := range r.Users {
 		if strings.HasPrefix(u, "@") && u != RuleOwner && u != RuleGranted {
 			return fmt.Errorf("%s.users[%d]: %q: the special entries are %s and %s", f, j, u, RuleOwner, RuleGranted)

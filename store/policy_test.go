@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mcpgateway/mcp-gateway/config"
@@ -37,5 +38,23 @@ func TestGatewayBaseScopes(t *testing.T) {
 	only := []store.Agent{{AgentSpec: store.AgentSpec{Rules: []store.Rule{{Method: "*", Scopes: gateway}}}}}
 	if got := store.GatewayBaseScopes(gateway, only); !slices.Equal(got, gateway) {
 		t.Errorf("rules requiring every scope: %v, want %v", got, gateway)
+	}
+}
+
+// A rule's scopes and groups are checked as tokens' are, so no rule is
+// stored that no token could satisfy.
+func TestValidateRulesEntries(t *testing.T) {
+	ok := store.Rule{Method: "tools/call", Scopes: []string{"mcp:admin"}, Groups: []string{"eng-team", "ops"}}
+	if err := store.ValidateRules([]store.Rule{ok}); err != nil {
+		t.Fatalf("a valid rule: %v", err)
+	}
+	for name, r := range map[string]store.Rule{
+		"rules[0].scopes[0]": {Method: "tools/call", Scopes: []string{"mcp:é"}},
+		"rules[0].scopes[1]": {Method: "tools/call", Scopes: []string{"mcp", "a\x01b"}},
+		"rules[0].groups[0]": {Method: "tools/call", Groups: []string{"e\u200bng"}},
+	} {
+		if err := store.ValidateRules([]store.Rule{r}); err == nil || !strings.HasPrefix(err.Error(), name+":") {
+			t.Errorf("%+v: err = %v, want it to name %s", r, err, name)
+		}
 	}
 }
