@@ -100,8 +100,8 @@ type UpstreamSecrets struct {
 	Refresh Duration `json:"refresh"` // a file is re-read at most this often
 }
 
-// validateUpstreamAuth: every agent's reference is well-formed (the header
-// name is lower-cased in place) and its file can only be in the directory.
+// validateUpstreamAuth: a secret file can only be in the directory. The
+// reference itself is StaticAgent.Validate's.
 func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) {
 	if c.UpstreamSecrets.Refresh < Duration(time.Second) || c.UpstreamSecrets.Refresh > Duration(10*time.Minute) {
 		bad("upstream_secrets.refresh", "must be between 1s and 10m")
@@ -109,19 +109,10 @@ func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) 
 	if d := c.UpstreamSecrets.Dir; d != "" && !filepath.IsAbs(d) {
 		bad("upstream_secrets.dir", "%q must be an absolute path", d)
 	}
-	for i := range c.Agents {
-		u := c.Agents[i].UpstreamAuth
-		if u == nil {
-			continue
-		}
-		norm, err := u.Validate()
-		if err != nil {
-			continue // StaticAgent.Validate reports it
-		}
-		if norm.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
+	for i, a := range c.Agents {
+		if u := a.UpstreamAuth; u != nil && u.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
 			bad(fmt.Sprintf("agents[%d].upstream_auth.secret_file", i), "needs upstream_secrets.dir")
 		}
-		*u = norm
 	}
 }
 
