@@ -1,13 +1,11 @@
 package admin
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/metrics"
@@ -78,9 +76,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("agent %q exists (static, from the config file)", req.ID))
 		return
 	}
-	ag := req.Agent()
-	a := &ag
-	a.Created = s.now().UTC()
+	a := &store.Agent{AgentSpec: req.AgentSpec, Created: s.now().UTC()}
 	// One atomic create: of two admins creating one id, one gets 409.
 	if err := s.store.CreateAgent(r.Context(), a); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -110,7 +106,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 			out = append(out, a)
 		}
 	}
-	slices.SortFunc(out, func(a, b *store.Agent) int { return cmp.Compare(a.ID, b.ID) })
+	store.SortByID(out)
 	writeJSON(w, http.StatusOK, AgentList{Agents: out})
 }
 

@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/mcpgateway/mcp-gateway/store"
@@ -22,11 +20,9 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "list_clients", err, "")
 		return
 	}
-	out := make([]*store.Client, 0, len(cs))
-	out = append(out, cs...)
-	slices.SortFunc(out, func(a, b *store.Client) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
-	})
+	// Oldest first (ListClients orders by id); [], not null, when empty.
+	out := append(make([]*store.Client, 0, len(cs)), cs...)
+	store.SortByCreated(out)
 	writeJSON(w, http.StatusOK, ClientList{Clients: out})
 }
 

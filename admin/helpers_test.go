@@ -28,7 +28,7 @@ type testEnv struct {
 	logs *logtest.Buffer
 }
 
-var staticDemo = store.Agent{ID: "static-demo", Name: "Static demo", Owner: "demo", Upstream: "http://127.0.0.1:3000/mcp", Scopes: []string{"mcp", "tools"}}
+var staticDemo = store.Agent{AgentSpec: store.AgentSpec{ID: "static-demo", Name: "Static demo", Owner: "demo", Upstream: "http://127.0.0.1:3000/mcp", Scopes: []string{"mcp", "tools"}}}
 
 // newEnv starts an admin server on 127.0.0.1 over a fresh memstore. wrap,
 // when set, may replace the store the server sees (fault injection) and

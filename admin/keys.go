@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -157,9 +156,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 		c.Hash = "" // json:"-" already; belt and braces for other encoders
 		out = append(out, &c)
 	}
-	slices.SortFunc(out, func(a, b *store.APIKey) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
-	})
+	store.SortByCreated(out)
 	writeJSON(w, http.StatusOK, KeyList{Keys: out})
 }
 

@@ -128,11 +128,9 @@ func New(opts Options) *Server {
 		s.accessTTL = 24 * time.Hour
 	}
 	for _, a := range opts.StaticAgents {
-		a.Static = true
-		a.Users = append([]string(nil), a.Users...)
-		a.Scopes = append([]string(nil), a.Scopes...)
-		a.Rules = append([]store.Rule(nil), a.Rules...)
-		s.static[a.ID] = a
+		c := a.Clone() // the caller's slices stay theirs
+		c.Static = true
+		s.static[a.ID] = *c
 	}
 
 	api := http.NewServeMux()

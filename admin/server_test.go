@@ -403,7 +403,8 @@ func TestClientsListDelete(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	cimd := "https://app.example/oauth/client.json" // CIMD ids are URLs: escaped in the path
-	for i, id := range []string{"c1", cimd} {
+	// Created oldest first, which is not the order of their ids.
+	for i, id := range []string{cimd, "c1"} {
 		c := &store.Client{ID: id, Name: "Client " + id, RedirectURIs: []string{"http://127.0.0.1:3333/cb"},
 			GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"}, CreatedAt: fixedNow.Add(time.Duration(i) * time.Second)}
 		if err := e.mem.CreateClient(ctx, c); err != nil {
@@ -411,7 +412,7 @@ func TestClientsListDelete(t *testing.T) {
 		}
 	}
 	l := decode[ClientList](t, e.api(t, "GET", "/admin/v1/clients", "", 200))
-	if len(l.Clients) != 2 || l.Clients[0].ID != "c1" || l.Clients[1].ID != cimd {
+	if len(l.Clients) != 2 || l.Clients[0].ID != cimd || l.Clients[1].ID != "c1" {
 		t.Fatalf("clients %+v", l.Clients)
 	}
 	e.api(t, "DELETE", "/admin/v1/clients/c1", "", 200)

@@ -114,7 +114,7 @@ func TestAssertionCache(t *testing.T) {
 	clock := func() time.Time { return now }
 	sg := newSigner(t)
 	e := newEnv(t, func(o *Options) { o.Assertions = sg; o.Now = clock })
-	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "beta", Owner: "alice"}); err != nil {
+	if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "beta", Owner: "alice"}}); err != nil {
 		t.Fatal(err)
 	}
 	tok := e.mint("", "alice")
@@ -183,7 +183,7 @@ func TestAssertionFollowsIdentity(t *testing.T) {
 	key := e.addKey("bak", token.PrefixAgentKey, store.APIKey{Kind: store.KeyAgent, Agent: "alpha"})
 	d := decideDirect(e.a, "POST", "/alpha/mcp", map[string]string{"authorization": "Bearer " + key})
 	first := upstream(d)[HeaderIdentity]
-	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "alpha", Owner: "alice", Scopes: []string{"mcp", "extra"}}); err != nil {
+	if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "alpha", Owner: "alice", Scopes: []string{"mcp", "extra"}}}); err != nil {
 		t.Fatal(err)
 	}
 	e.a.onEvent(store.Event{Kind: store.EventAgent, ID: "alpha"})

@@ -91,8 +91,8 @@ type Authorizer struct {
 	scopes   []string
 	scopeStr string
 	implies  map[string][]string
-	// baseScopes are the gateway's scopes but those the static agents'
-	// rules require: what an agent without its own scopes is based on.
+	// baseScopes (store.GatewayBaseScopes) are what an agent without its
+	// own scopes is based on.
 	baseScopes []string
 
 	// Origins admitted on agent paths (OriginAllowed).
@@ -243,11 +243,7 @@ func New(opts Options) (*Authorizer, error) {
 	if a.now == nil {
 		a.now, a.realClock = time.Now, true
 	}
-	var rules []store.Rule
-	for _, ag := range opts.StaticAgents {
-		rules = append(rules, ag.Rules...)
-	}
-	a.baseScopes = (&store.Agent{Rules: rules}).BaseScopes(a.scopes)
+	a.baseScopes = store.GatewayBaseScopes(a.scopes, opts.StaticAgents)
 	a.ch401 = `Bearer realm="MCP", resource_metadata="` + a.prmBase
 	a.origins = append([]string{config.OriginOf(pub)}, opts.AgentOrigins...)
 	a.anyOrigin = slices.Contains(opts.AgentOrigins, "*")

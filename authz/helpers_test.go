@@ -75,18 +75,18 @@ type env struct {
 	toks map[string]string // name → raw JWT
 }
 
-var staticAgents = []store.Agent{{ID: "demo", Owner: "demo", Upstream: "http://127.0.0.1:9999"}}
+var staticAgents = []store.Agent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "demo", Upstream: "http://127.0.0.1:9999"}}}
 
 func seedAgents(t testing.TB, st store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	for _, ag := range []*store.Agent{
-		{ID: "alpha", Owner: "alice", Users: []string{"bob"}},
+		{AgentSpec: store.AgentSpec{ID: "alpha", Owner: "alice", Users: []string{"bob"}}},
 		// As long as "alpha": only the agent comparison tells their audiences apart.
-		{ID: "bravo", Owner: "alice"},
-		{ID: "scoped", Owner: "alice", Scopes: []string{"mcp:admin"}},
+		{AgentSpec: store.AgentSpec{ID: "bravo", Owner: "alice"}},
+		{AgentSpec: store.AgentSpec{ID: "scoped", Owner: "alice", Scopes: []string{"mcp:admin"}}},
 		// The config's static "demo" must win over this one.
-		{ID: "demo", Owner: "mallory"},
+		{AgentSpec: store.AgentSpec{ID: "demo", Owner: "mallory"}},
 	} {
 		if err := st.PutAgent(ctx, ag); err != nil {
 			t.Fatal(err)

@@ -25,7 +25,7 @@ func (c *countingLimiter) Allow(ctx context.Context, key string, limit int, wind
 	return c.Limiter.Allow(ctx, key, limit, window)
 }
 
-var limitedAgent = &store.Agent{ID: "limited", Owner: "alice", Users: []string{"bob"}, Limits: &store.Limits{PerUser: 3, PerTool: 2}}
+var limitedAgent = &store.Agent{AgentSpec: store.AgentSpec{ID: "limited", Owner: "alice", Users: []string{"bob"}, Limits: &store.Limits{PerUser: 3, PerTool: 2}}}
 
 // TestLimitsAcrossReplicas: per-user and per-tool limits are counted in the
 // store, so two gateways on one store (real Redis, and memory) share them;
@@ -140,7 +140,7 @@ func TestAuditNamesOperation(t *testing.T) {
 func TestRuleScopesNotInOtherAgentsBase(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
 		o.Scopes = []string{"mcp", "mcp:admin"}
-		o.StaticAgents = []store.Agent{{ID: "demo", Owner: "demo", Rules: []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}}
+		o.StaticAgents = []store.Agent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "demo", Rules: []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}}}
 	})
 	bak := e.addKey("bakAlphaBase", token.PrefixAgentKey, store.APIKey{Kind: store.KeyAgent, Agent: "alpha", User: "alice"})
 	d := decideDirect(e.a, "POST", "/alpha/mcp", auth(bak))
@@ -158,7 +158,7 @@ func TestRuleScopesNotInOtherAgentsBase(t *testing.T) {
 // the agent instead of never matching.
 func TestInvalidStoredPolicyFailsClosed(t *testing.T) {
 	e := newEnv(t)
-	bad := &store.Agent{ID: "badrules", Owner: "alice", Rules: []store.Rule{{Method: "tools/call", Target: "admin_[", Scopes: []string{"mcp:admin"}}}}
+	bad := &store.Agent{AgentSpec: store.AgentSpec{ID: "badrules", Owner: "alice", Rules: []store.Rule{{Method: "tools/call", Target: "admin_[", Scopes: []string{"mcp:admin"}}}}}
 	if err := e.st.PutAgent(context.Background(), bad); err != nil {
 		t.Fatal(err)
 	}

@@ -57,15 +57,17 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	defer st.Close()
 	good := Options{PublicURL: pub, Scopes: []string{"mcp"}, Ring: ring, Store: st}
 	for name, mod := range map[string]func(*Options){
-		"relative url":     func(o *Options) { o.PublicURL = "/x" },
-		"ftp url":          func(o *Options) { o.PublicURL = "ftp://x" },
-		"url with query":   func(o *Options) { o.PublicURL = pub + "?a=1" },
-		"no ring":          func(o *Options) { o.Ring = nil },
-		"no store":         func(o *Options) { o.Store = nil },
-		"no scopes":        func(o *Options) { o.Scopes = nil },
-		"quoted scope":     func(o *Options) { o.Scopes = []string{`a"b`} },
-		"bad static id":    func(o *Options) { o.StaticAgents = []store.Agent{{ID: "a/b", Owner: "x"}} },
-		"dup static agent": func(o *Options) { o.StaticAgents = []store.Agent{{ID: "a", Owner: "x"}, {ID: "a", Owner: "y"}} },
+		"relative url":   func(o *Options) { o.PublicURL = "/x" },
+		"ftp url":        func(o *Options) { o.PublicURL = "ftp://x" },
+		"url with query": func(o *Options) { o.PublicURL = pub + "?a=1" },
+		"no ring":        func(o *Options) { o.Ring = nil },
+		"no store":       func(o *Options) { o.Store = nil },
+		"no scopes":      func(o *Options) { o.Scopes = nil },
+		"quoted scope":   func(o *Options) { o.Scopes = []string{`a"b`} },
+		"bad static id":  func(o *Options) { o.StaticAgents = []store.Agent{{AgentSpec: store.AgentSpec{ID: "a/b", Owner: "x"}}} },
+		"dup static agent": func(o *Options) {
+			o.StaticAgents = []store.Agent{{AgentSpec: store.AgentSpec{ID: "a", Owner: "x"}}, {AgentSpec: store.AgentSpec{ID: "a", Owner: "y"}}}
+		},
 	} {
 		o := good
 		mod(&o)

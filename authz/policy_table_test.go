@@ -13,13 +13,15 @@ import (
 )
 
 // toolsAgent has a tool policy; the other agents of the table have none.
-var toolsAgent = &store.Agent{ID: "tools", Owner: "alice", Users: []string{"bob"}, Rules: []store.Rule{
-	{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}},
-	{Name: "secret-files", Method: "resources/read", Target: "file:///secret/*", Users: []string{store.RuleOwner}},
-	{Name: "deploy", Method: "tools/call", Target: "deploy", Credentials: []string{CredAgent}},
-	{Name: "ops", Method: "tools/call", Target: "ops_*", Groups: []string{"ops"}},
-	{Name: "prompts", Method: "prompts/*", Scopes: []string{"mcp:read"}},
-	{Method: "tools/call", Target: "héllo", Scopes: []string{"mcp:admin"}},
+var toolsAgent = &store.Agent{AgentSpec: store.AgentSpec{
+	ID: "tools", Owner: "alice", Users: []string{"bob"}, Rules: []store.Rule{
+		{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}},
+		{Name: "secret-files", Method: "resources/read", Target: "file:///secret/*", Users: []string{store.RuleOwner}},
+		{Name: "deploy", Method: "tools/call", Target: "deploy", Credentials: []string{CredAgent}},
+		{Name: "ops", Method: "tools/call", Target: "ops_*", Groups: []string{"ops"}},
+		{Name: "prompts", Method: "prompts/*", Scopes: []string{"mcp:read"}},
+		{Method: "tools/call", Target: "héllo", Scopes: []string{"mcp:admin"}},
+	},
 }}
 
 // modern are the headers of a protocol 2026-07-28 client.

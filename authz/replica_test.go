@@ -124,7 +124,7 @@ func replicaScenario(t *testing.T, st store.Store) {
 	}
 
 	// Take bob's access to alpha away.
-	if err := st.PutAgent(ctx, &store.Agent{ID: "alpha", Owner: "alice"}); err != nil {
+	if err := st.PutAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: "alpha", Owner: "alice"}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "access change enforced on replica B", func() bool {
@@ -137,7 +137,7 @@ func replicaScenario(t *testing.T, st store.Store) {
 	if d := check(b, jwtBob, "beta"); d.Reason != ReasonUnknownAgent {
 		t.Fatalf("unknown agent: %s", d.Reason)
 	}
-	if err := st.PutAgent(ctx, &store.Agent{ID: "beta", Owner: "bob"}); err != nil {
+	if err := st.PutAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: "beta", Owner: "bob"}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "new agent usable on replica B", func() bool { return check(b, jwtBob, "beta").Allow })

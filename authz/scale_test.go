@@ -52,7 +52,7 @@ func scaleEnv(b *testing.B, sc scale) (*env, float64) {
 	ctx := context.Background()
 	now := time.Now()
 	for i := range sc.agents {
-		if err := st.PutAgent(ctx, &store.Agent{ID: fmt.Sprintf("agent-%d", i), Owner: "alice"}); err != nil {
+		if err := st.PutAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: fmt.Sprintf("agent-%d", i), Owner: "alice"}}); err != nil {
 			b.Fatal(err)
 		}
 	}

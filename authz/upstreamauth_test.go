@@ -23,7 +23,7 @@ func upstreamEnv(t *testing.T, u store.UpstreamAuth) (*env, string, *time.Time) 
 		o.UpstreamSecretsRefresh = 10 * time.Second
 		o.Now = func() time.Time { return now }
 	})
-	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "cred", Owner: "alice", UpstreamAuth: &u}); err != nil {
+	if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "cred", Owner: "alice", UpstreamAuth: &u}}); err != nil {
 		t.Fatal(err)
 	}
 	return e, dir, &now
@@ -131,7 +131,7 @@ func TestUpstreamCredentialConfinement(t *testing.T) {
 		{Header: "x-mcp-user", SecretEnv: "MCPGW_UPSTREAM_SECRET_CRED"},
 	} {
 		// Written straight to the store, past the admin API's validation.
-		if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "cred", Owner: "alice", UpstreamAuth: &u}); err != nil {
+		if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "cred", Owner: "alice", UpstreamAuth: &u}}); err != nil {
 			t.Fatal(err)
 		}
 		e.a.onEvent(store.Event{Kind: store.EventAgent, ID: "cred"})
@@ -139,7 +139,7 @@ func TestUpstreamCredentialConfinement(t *testing.T) {
 			t.Errorf("%+v: %d %v", u, d.Status, d.UpstreamHeaders)
 		}
 	}
-	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "cred", Owner: "alice", UpstreamAuth: &store.UpstreamAuth{Header: "x-api-key", SecretEnv: "MCPGW_UPSTREAM_SECRET_CRED"}}); err != nil {
+	if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "cred", Owner: "alice", UpstreamAuth: &store.UpstreamAuth{Header: "x-api-key", SecretEnv: "MCPGW_UPSTREAM_SECRET_CRED"}}}); err != nil {
 		t.Fatal(err)
 	}
 	e.a.onEvent(store.Event{Kind: store.EventAgent, ID: "cred"})

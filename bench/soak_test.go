@@ -227,7 +227,7 @@ func startGateway(t *testing.T, redisURL string) *gateway {
 	cfg.RateLimit = config.RateLimit{} // one client IP does all the work
 	cfg.Clients.MaxPerIP = 0
 	cfg.TTL.RefreshGrace = 0 // a reused refresh token always revokes its family
-	cfg.Agents = []config.StaticAgent{{ID: "demo", Owner: "alice"}}
+	cfg.Agents = []config.StaticAgent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "alice"}}}
 	if err := cfg.Validate(false); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func startGateway(t *testing.T, redisURL string) *gateway {
 	}
 	st := redistest.OpenURL(t, redisURL, "soak") // own prefix, keys removed at the end
 	// "other" lives in the store (agent cache on Redis); demo is static.
-	if err := st.PutAgent(ctx, &store.Agent{ID: "other", Owner: "bob"}); err != nil {
+	if err := st.PutAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: "other", Owner: "bob"}}); err != nil {
 		t.Fatal(err)
 	}
 	newKey := func(prefix string, k store.APIKey) string {
@@ -264,7 +264,7 @@ func startGateway(t *testing.T, redisURL string) *gateway {
 	bg, stopBG := context.WithCancel(ctx)
 	a, err := authz.New(authz.Options{
 		PublicURL: cfg.PublicURL, Scopes: cfg.ScopeNames(), Ring: g.ring, Store: st,
-		StaticAgents: []store.Agent{{ID: "demo", Owner: "alice", Static: true}},
+		StaticAgents: []store.Agent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "alice"}, Static: true}},
 		Logger:       log,
 	})
 	if err != nil {

@@ -82,12 +82,6 @@ func (a *StaticAgent) Validate() error {
 	return nil
 }
 
-// Agent returns the declaration as a store record.
-func (a *StaticAgent) Agent() store.Agent {
-	return store.Agent{ID: a.ID, Name: a.Name, Owner: a.Owner, Users: a.Users, Upstream: a.Upstream, Scopes: a.Scopes,
-		Rules: a.Rules, Limits: a.Limits, UpstreamAuth: a.UpstreamAuth}
-}
-
 // CheckText accepts printable UTF-8 up to max bytes (names, user ids).
 func CheckText(field, s string, max int, required bool) error {
 	if s == "" {

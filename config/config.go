@@ -101,8 +101,8 @@ type UpstreamSecrets struct {
 	Refresh Duration `json:"refresh"` // a file is re-read at most this often
 }
 
-// validateUpstreamAuth: every agent's reference is well-formed (the header
-// name is lower-cased in place) and its file can only be in the directory.
+// validateUpstreamAuth: a secret file can only be in the directory. The
+// reference itself is StaticAgent.Validate's.
 func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) {
 	if c.UpstreamSecrets.Refresh < Duration(time.Second) || c.UpstreamSecrets.Refresh > Duration(10*time.Minute) {
 		bad("upstream_secrets.refresh", "must be between 1s and 10m")
@@ -110,19 +110,10 @@ func (c *Config) validateUpstreamAuth(bad func(field, format string, a ...any)) 
 	if d := c.UpstreamSecrets.Dir; d != "" && !filepath.IsAbs(d) {
 		bad("upstream_secrets.dir", "%q must be an absolute path", d)
 	}
-	for i := range c.Agents {
-		u := c.Agents[i].UpstreamAuth
-		if u == nil {
-			continue
-		}
-		norm, err := u.Validate()
-		if err != nil {
-			continue // StaticAgent.Validate reports it
-		}
-		if norm.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
+	for i, a := range c.Agents {
+		if u := a.UpstreamAuth; u != nil && u.SecretFile != "" && c.UpstreamSecrets.Dir == "" {
 			bad(fmt.Sprintf("agents[%d].upstream_auth.secret_file", i), "needs upstream_secrets.dir")
 		}
-		*u = norm
 	}
 }
 
@@ -248,21 +239,12 @@ type CORS struct {
 	AllowedOrigins []string `json:"allowed_origins"`
 }
 
-// StaticAgent is an agent declared in the config file.
+// StaticAgent is an agent declared in the config file, and the admin
+// API's create body: the declared fields (store.AgentSpec, promoted so
+// the YAML and JSON keys stay flat) with their validation (Validate). In
+// the config file, rule scopes must also be declared in its scopes.
 type StaticAgent struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name,omitempty"`
-	Owner    string   `json:"owner"`
-	Users    []string `json:"users,omitempty"`
-	Upstream string   `json:"upstream,omitempty"`
-	Scopes   []string `json:"scopes,omitempty"`
-	// Rules is the agent's tool policy (store.Rule); rule scopes must be
-	// declared in scopes.
-	Rules []store.Rule `json:"rules,omitempty"`
-	// Limits are per-user requests per minute on the agent (store.Limits).
-	Limits *store.Limits `json:"limits,omitempty"`
-	// UpstreamAuth: a header with a shared secret the Check adds (issue 14).
-	UpstreamAuth *store.UpstreamAuth `json:"upstream_auth,omitempty"`
+	store.AgentSpec
 }
 
 // RateLimit: requests per client IP per minute; 0 disables that limit.

@@ -35,7 +35,7 @@ func shippedRegistry(t *testing.T, o *istioObjects) []store.Agent {
 	}
 	var agents []store.Agent
 	for _, a := range cfg.Agents {
-		agents = append(agents, store.Agent{ID: a.ID, Upstream: a.Upstream, Static: true})
+		agents = append(agents, store.Agent{AgentSpec: a.AgentSpec, Static: true})
 	}
 	return agents
 }
@@ -66,12 +66,12 @@ func TestIstioConfigIsShipped(t *testing.T) {
 // VirtualService.
 func TestIstioConfigRegistry(t *testing.T) {
 	registry := []store.Agent{
-		{ID: "demo", Upstream: "http://demo-agent.mcp-gateway.svc.cluster.local:3000/mcp"},
-		{ID: "reports.v2", Upstream: "http://reports.tools.svc.cluster.local:8080/api/mcp"},
-		{ID: "Case_x", Upstream: "http://upper.tools.svc.cluster.local:80/"},
-		{ID: "saas", Upstream: "https://mcp.saas.example/v1/mcp"},
-		{ID: "saas2", Upstream: "https://mcp.saas.example/v2/mcp"},
-		{ID: "no-upstream"},
+		{AgentSpec: store.AgentSpec{ID: "demo", Upstream: "http://demo-agent.mcp-gateway.svc.cluster.local:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "reports.v2", Upstream: "http://reports.tools.svc.cluster.local:8080/api/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "Case_x", Upstream: "http://upper.tools.svc.cluster.local:80/"}},
+		{AgentSpec: store.AgentSpec{ID: "saas", Upstream: "https://mcp.saas.example/v1/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "saas2", Upstream: "https://mcp.saas.example/v2/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "no-upstream"}},
 	}
 	routes, errs := AgentRoutes(registry)
 	if len(errs) > 0 {
@@ -156,10 +156,10 @@ func TestIstioConfigRegistry(t *testing.T) {
 // agent whose declaration is invalid (the Check refuses it anyway).
 func TestIstioKeepsUpstreamAuthorization(t *testing.T) {
 	routes, errs := AgentRoutes([]store.Agent{
-		{ID: "plain", Upstream: "http://plain:3000/mcp"},
-		{ID: "bearer", Upstream: "http://bearer:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "b.token"}},
-		{ID: "keyed", Upstream: "http://keyed:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "x-api-key", SecretEnv: "MCPGW_UPSTREAM_SECRET_K"}},
-		{ID: "bad", Upstream: "http://bad:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "authorization", SecretFile: "../x"}},
+		{AgentSpec: store.AgentSpec{ID: "plain", Upstream: "http://plain:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "bearer", Upstream: "http://bearer:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "b.token"}}},
+		{AgentSpec: store.AgentSpec{ID: "keyed", Upstream: "http://keyed:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "x-api-key", SecretEnv: "MCPGW_UPSTREAM_SECRET_K"}}},
+		{AgentSpec: store.AgentSpec{ID: "bad", Upstream: "http://bad:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "authorization", SecretFile: "../x"}}},
 	})
 	if len(errs) > 0 {
 		t.Fatal(errs)

@@ -9,11 +9,11 @@ import (
 
 func TestAgentRoutes(t *testing.T) {
 	routes, errs := AgentRoutes([]store.Agent{
-		{ID: "zeta", Upstream: "https://z.example:8443/a/mcp"},
-		{ID: "alpha", Upstream: "http://10.0.0.1"},
-		{ID: "v6", Upstream: "http://[fd00::1]:3000/mcp"},
-		{ID: "none"},
-		{ID: "alpha", Upstream: "http://shadowed.example/mcp"}, // the first of an id wins (static before store)
+		{AgentSpec: store.AgentSpec{ID: "zeta", Upstream: "https://z.example:8443/a/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "alpha", Upstream: "http://10.0.0.1"}},
+		{AgentSpec: store.AgentSpec{ID: "v6", Upstream: "http://[fd00::1]:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "none"}},
+		{AgentSpec: store.AgentSpec{ID: "alpha", Upstream: "http://shadowed.example/mcp"}}, // the first of an id wins (static before store)
 	})
 	if len(errs) > 0 {
 		t.Fatal(errs)
@@ -50,7 +50,7 @@ func TestAgentRoutes(t *testing.T) {
 		"http://h/%7B%7D":                  "",
 	}
 	for up, why := range bad {
-		routes, errs := AgentRoutes([]store.Agent{{ID: "x", Upstream: up}, {ID: "ok", Upstream: "http://h/mcp"}})
+		routes, errs := AgentRoutes([]store.Agent{{AgentSpec: store.AgentSpec{ID: "x", Upstream: up}}, {AgentSpec: store.AgentSpec{ID: "ok", Upstream: "http://h/mcp"}}})
 		if why == "" { // escaped: fine
 			if len(errs) != 0 || len(routes) != 2 {
 				t.Errorf("%s: %v %v", up, routes, errs)
@@ -64,7 +64,7 @@ func TestAgentRoutes(t *testing.T) {
 			t.Errorf("the error shows the password: %v", errs[0])
 		}
 	}
-	if _, errs := AgentRoutes([]store.Agent{{ID: "oauth", Upstream: "http://h/mcp"}, {ID: "a b", Upstream: "http://h/mcp"}}); len(errs) != 2 {
+	if _, errs := AgentRoutes([]store.Agent{{AgentSpec: store.AgentSpec{ID: "oauth", Upstream: "http://h/mcp"}}, {AgentSpec: store.AgentSpec{ID: "a b", Upstream: "http://h/mcp"}}}); len(errs) != 2 {
 		t.Errorf("reserved or invalid ids routed: %v", errs)
 	}
 }

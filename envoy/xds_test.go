@@ -38,7 +38,7 @@ func mixedAgents(n int) []store.Agent {
 		case 4:
 			up = fmt.Sprintf("https://[2001:db8::%x]:443/mcp/", i)
 		}
-		a := store.Agent{ID: fmt.Sprintf("a%d.x_y-%d", i, i), Owner: "o", Upstream: up}
+		a := store.Agent{AgentSpec: store.AgentSpec{ID: fmt.Sprintf("a%d.x_y-%d", i, i), Owner: "o", Upstream: up}}
 		if i%3 == 0 { // a tool policy: the route sends the Check the body
 			a.Rules = []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}
 		}
@@ -51,9 +51,9 @@ func mixedAgents(n int) []store.Agent {
 		out = append(out, a)
 	}
 	return append(out,
-		store.Agent{ID: "no-upstream", Owner: "o"},
-		store.Agent{ID: "loopback", Owner: "o", Upstream: "http://127.0.0.1:3000/mcp"},
-		store.Agent{ID: "metadata", Owner: "o", Upstream: "http://169.254.169.254/latest"})
+		store.Agent{AgentSpec: store.AgentSpec{ID: "no-upstream", Owner: "o"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "loopback", Owner: "o", Upstream: "http://127.0.0.1:3000/mcp"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "metadata", Owner: "o", Upstream: "http://169.254.169.254/latest"}})
 }
 
 // TestXDSResourcesValidate: every resource the ADS server sends passes
@@ -100,7 +100,7 @@ func TestXDSResourcesValidate(t *testing.T) {
 func TestXDSRoutesTheContract(t *testing.T) {
 	var agents []store.Agent
 	for _, id := range routes.ContractAgents {
-		agents = append(agents, store.Agent{ID: id, Owner: "o", Upstream: "http://" + id + "-svc:3000/mcp"})
+		agents = append(agents, store.Agent{AgentSpec: store.AgentSpec{ID: id, Owner: "o", Upstream: "http://" + id + "-svc:3000/mcp"}})
 	}
 	for _, mode := range xdsModes {
 		t.Run(string(mode), func(t *testing.T) {
@@ -146,7 +146,7 @@ func TestXDSRoutesTheContract(t *testing.T) {
 func TestXDSScaleRoutes(t *testing.T) {
 	var agents []store.Agent
 	for i := range 2000 {
-		agents = append(agents, store.Agent{ID: fmt.Sprintf("agent-%d", i), Owner: "o", Upstream: fmt.Sprintf("http://svc-%d:80/p%d", i, i)})
+		agents = append(agents, store.Agent{AgentSpec: store.AgentSpec{ID: fmt.Sprintf("agent-%d", i), Owner: "o", Upstream: fmt.Sprintf("http://svc-%d:80/p%d", i, i)}})
 	}
 	b, _, err := xds.StaticBootstrap(xdsOptions(xds.ModeGRPC), agents)
 	if err != nil {

@@ -176,7 +176,7 @@ func TestRedisOutage(t *testing.T) {
 	}}, gwOptions{authz: func(g *gw, o *authz.Options) {
 		o.Now = clock.Now
 		o.CacheTTL = cacheTTL
-		o.StaticAgents = []store.Agent{{ID: "static", Owner: "alice", Upstream: g.up.ts.URL + "/mcp"}}
+		o.StaticAgents = []store.Agent{{AgentSpec: store.AgentSpec{ID: "static", Owner: "alice", Upstream: g.up.ts.URL + "/mcp"}}}
 	}})
 	g.allow5xx.Store(true)
 

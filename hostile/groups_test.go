@@ -25,8 +25,10 @@ func TestGroupsRuleThroughMintedTokens(t *testing.T) {
 					}
 				}
 			})
-			a := &store.Agent{ID: "grouped", Owner: "alice", Users: []string{"bob", "carol"}, Upstream: g.up.ts.URL + "/mcp",
-				Rules: []store.Rule{{Name: "eng-tools", Method: "tools/call", Target: "github_*", Groups: []string{"eng"}}}}
+			a := &store.Agent{AgentSpec: store.AgentSpec{
+				ID: "grouped", Owner: "alice", Users: []string{"bob", "carol"}, Upstream: g.up.ts.URL + "/mcp",
+				Rules: []store.Rule{{Name: "eng-tools", Method: "tools/call", Target: "github_*", Groups: []string{"eng"}}},
+			}}
 			if err := g.st.Store.PutAgent(context.Background(), a); err != nil {
 				t.Fatal(err)
 			}

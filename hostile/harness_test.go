@@ -214,10 +214,10 @@ type gw struct {
 // agents every gateway knows (in the store, as the admin API creates them).
 func seedAgents(upstreamURL string) []*store.Agent {
 	return []*store.Agent{
-		{ID: "alpha", Owner: "alice", Users: []string{"bob"}, Upstream: upstreamURL},
-		{ID: "gamma", Owner: "alice", Upstream: upstreamURL},
-		{ID: "beta", Owner: "bob", Upstream: upstreamURL},
-		{ID: "private", Owner: "carol", Upstream: upstreamURL},
+		{AgentSpec: store.AgentSpec{ID: "alpha", Owner: "alice", Users: []string{"bob"}, Upstream: upstreamURL}},
+		{AgentSpec: store.AgentSpec{ID: "gamma", Owner: "alice", Upstream: upstreamURL}},
+		{AgentSpec: store.AgentSpec{ID: "beta", Owner: "bob", Upstream: upstreamURL}},
+		{AgentSpec: store.AgentSpec{ID: "private", Owner: "carol", Upstream: upstreamURL}},
 	}
 }
 

@@ -28,21 +28,8 @@ import (
 // fetcher's address guard and redirects, a verified token kept in the
 // cache past exp + leeway, and what anonymous callers learn about agents.
 
-// miscCase is an attack whose gateway may need more than a config tweak.
-type miscCase struct {
-	attack
-	oauth func(g *gw, o *oauthsrv.Options)
-}
-
 // TestHostileMisc runs these cases as TestHostileMatrix runs the matrix.
-func TestHostileMisc(t *testing.T) {
-	var cases []attack
-	for _, c := range miscCases() {
-		c.attack.oauth = c.oauth
-		cases = append(cases, c.attack)
-	}
-	runAttacks(t, cases)
-}
+func TestHostileMisc(t *testing.T) { runAttacks(t, miscCases()) }
 
 // bodyTimeout is the slow-body cases' http_limits.body_timeout: short, so
 // nothing waits long; slowFailsafe bounds every wait, and the old code
@@ -112,14 +99,14 @@ func connClosed(t *testing.T, g *gw, _ *reply) {
 
 // slowBodyCase: a body that never arrives in full is cut off with 408 and
 // the connection closed; nothing is stored.
-func slowBodyCase(name, target, ctype, partial string) miscCase {
-	return miscCase{attack: attack{name: "http/slow_body/" + name, tweak: shortBodyTimeout,
+func slowBodyCase(name, target, ctype, partial string) attack {
+	return attack{name: "http/slow_body/" + name, tweak: shortBodyTimeout,
 		want: want{http.StatusRequestTimeout, "invalid_request", kJSON, nil},
 		run: func(t *testing.T, g *gw) *reply {
 			g.begin()
 			return g.slowBody(http.MethodPost, target, [][2]string{{"Content-Type", ctype}}, 4096, partial)
 		},
-		then: connClosed}}
+		then: connClosed}
 }
 
 // docServer is an https server on 127.0.0.1 standing in for a client's
@@ -181,8 +168,8 @@ func (d *docServer) serveDoc(path, id string) {
 // cimdGuardCase: a metadata document URL whose host is (or resolves to)
 // loopback is refused before any connection, though the document there is
 // valid and its certificate trusted.
-func cimdGuardCase(name, host string) miscCase {
-	return miscCase{oauth: withDocServer, attack: attack{name: "authorize/cimd_address_guard/" + name,
+func cimdGuardCase(name, host string) attack {
+	return attack{name: "authorize/cimd_address_guard/" + name, oauth: withDocServer,
 		want: want{http.StatusBadRequest, "", kPage, nil},
 		run: func(t *testing.T, g *gw) *reply {
 			d := docs(g)
@@ -199,23 +186,23 @@ func cimdGuardCase(name, host string) miscCase {
 			if n := docs(g).conns.Load(); n != 0 {
 				t.Errorf("%d connections reached the document server, want 0", n)
 			}
-		}}}
+		}}
 }
 
-func miscCases() []miscCase {
-	return []miscCase{
+func miscCases() []attack {
+	return []attack{
 		// ---- item 5: slow request bodies ----
 		slowBodyCase("register", "/oauth/register", "application/json", `{"redirect_uris":["`),
 		slowBodyCase("token", "/oauth/token", "application/x-www-form-urlencoded", "grant_type=authorization_code&code="),
 		slowBodyCase("revoke", "/oauth/revoke", "application/x-www-form-urlencoded", "token="),
-		{attack: attack{name: "http/slow_body/login_form", tweak: shortBodyTimeout,
+		{name: "http/slow_body/login_form", tweak: shortBodyTimeout,
 			want: want{http.StatusBadRequest, "", kPage, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				g.begin()
 				return g.slowBody(http.MethodPost, "/login", [][2]string{{"Content-Type", "application/x-www-form-urlencoded"}}, 4096, "request=")
 			},
-			then: connClosed}},
-		{attack: attack{name: "http/slow_body/check_never_reads_it", tweak: shortBodyTimeout,
+			then: connClosed},
+		{name: "http/slow_body/check_never_reads_it", tweak: shortBodyTimeout,
 			want: want{http.StatusUnauthorized, "unauthorized", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				g.begin()
@@ -223,8 +210,8 @@ func miscCases() []miscCase {
 				// the rest is what must be bounded.
 				return g.slowBody(http.MethodGet, "/authz/check/alpha/mcp", nil, 4096, "x")
 			},
-			then: connClosed}},
-		{attack: attack{name: "http/slow_body/proxy", tweak: shortBodyTimeout,
+			then: connClosed},
+		{name: "http/slow_body/proxy", tweak: shortBodyTimeout,
 			want: want{http.StatusUnauthorized, "unauthorized", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				g.begin()
@@ -233,8 +220,8 @@ func miscCases() []miscCase {
 			then: func(t *testing.T, g *gw, r *reply) {
 				connClosed(t, g, r)
 				upstreamUntouched(t, g, r)
-			}}},
-		{attack: attack{name: "http/slow_body/proxy_allowed", tweak: shortBodyTimeout,
+			}},
+		{name: "http/slow_body/proxy_allowed", tweak: shortBodyTimeout,
 			want: want{http.StatusRequestTimeout, "request_timeout", kJSON, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				tok := g.good(nil)
@@ -243,8 +230,8 @@ func miscCases() []miscCase {
 				// client is too slow, not the agent (no 502).
 				return g.slowBody(http.MethodPost, "/alpha/mcp", [][2]string{{"Content-Type", "application/json"}, {"Authorization", "Bearer " + tok}}, 4096, `{"jsonrpc":`)
 			},
-			then: connClosed}},
-		{attack: attack{name: "http/slow_body/cap_full",
+			then: connClosed},
+		{name: "http/slow_body/cap_full",
 			tweak: func(c *config.Config) {
 				// Long enough that a loaded machine still sees the slot
 				// taken before the holder is cut off.
@@ -278,10 +265,10 @@ func miscCases() []miscCase {
 				if r := g.postForm("/oauth/token", form("grant_type", "refresh_token", "client_id", "c", "refresh_token", "r")); r.status == http.StatusServiceUnavailable {
 					t.Errorf("still 503 after the slow body ended: %s", r.body)
 				}
-			}}},
+			}},
 
 		// ---- test gap: a token verified once, presented after exp + leeway ----
-		{attack: attack{name: "check/jwt/cached_after_exp_plus_leeway",
+		{name: "check/jwt/cached_after_exp_plus_leeway",
 			want: want{http.StatusUnauthorized, "invalid_token", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				// Expired already but within the leeway for about two seconds.
@@ -291,12 +278,12 @@ func miscCases() []miscCase {
 				time.Sleep(time.Until(exp.Add(token.Leeway + 100*time.Millisecond)))
 				g.begin()
 				return g.check("/alpha/mcp", "Bearer "+tok)
-			}}},
+			}},
 
 		// ---- item 6 and the test gap: the CIMD fetcher ----
 		cimdGuardCase("localhost", "localhost"),
 		cimdGuardCase("loopback_literal", "127.0.0.1"),
-		{oauth: withDocServer, attack: attack{name: "authorize/cimd_redirect_not_followed",
+		{name: "authorize/cimd_redirect_not_followed", oauth: withDocServer,
 			tweak: func(c *config.Config) { c.CIMD.AllowedHosts = []string{"127.0.0.1"} },
 			want:  want{http.StatusBadRequest, "", kPage, nil},
 			run: func(t *testing.T, g *gw) *reply {
@@ -316,10 +303,10 @@ func miscCases() []miscCase {
 				if d.hitCount("/moved.json") != 1 || d.hitCount("/target.json") != 0 {
 					t.Errorf("fetches: moved %d, target %d; want 1 and 0", d.hitCount("/moved.json"), d.hitCount("/target.json"))
 				}
-			}}},
+			}},
 
 		// ---- also found: what anonymous callers learn about agents ----
-		{attack: attack{name: "check/anonymous_same_answer_for_unknown_agent",
+		{name: "check/anonymous_same_answer_for_unknown_agent",
 			want: want{http.StatusUnauthorized, "unauthorized", kCheck, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				g.begin()
@@ -332,8 +319,8 @@ func miscCases() []miscCase {
 				if g.fx["known"] != g.fx["unknown"] {
 					t.Errorf("the Check tells a known agent from an unknown one:\nknown   %s\nunknown %s", g.fx["known"], g.fx["unknown"])
 				}
-			}}},
-		{attack: attack{name: "metadata/prm_reveals_no_owner_users_or_upstream",
+			}},
+		{name: "metadata/prm_reveals_no_owner_users_or_upstream",
 			want: want{http.StatusOK, "", kStatus, nil},
 			run: func(t *testing.T, g *gw) *reply {
 				g.begin()
@@ -345,6 +332,6 @@ func miscCases() []miscCase {
 						t.Errorf("the anonymous resource metadata carries %q: %s", s, r.body)
 					}
 				}
-			}}},
+			}},
 	}
 }

@@ -177,7 +177,7 @@ func TestThreeReplicasOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stB.Close()
-	if err := stB.CreateAgent(t.Context(), &store.Agent{ID: "fresh", Owner: "alice", Upstream: g.up.ts.URL + "/mcp"}); err != nil {
+	if err := stB.CreateAgent(t.Context(), &store.Agent{AgentSpec: store.AgentSpec{ID: "fresh", Owner: "alice", Upstream: g.up.ts.URL + "/mcp"}}); err != nil {
 		t.Fatal(err)
 	}
 	created := time.Now()

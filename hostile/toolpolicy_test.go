@@ -16,8 +16,10 @@ import (
 
 // ruledAgent guards admin_* with mcp:admin, which the cases' tokens lack.
 func ruledAgent(upstreamURL string) *store.Agent {
-	return &store.Agent{ID: "ruled", Owner: "alice", Upstream: upstreamURL,
-		Rules: []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}
+	return &store.Agent{AgentSpec: store.AgentSpec{
+		ID: "ruled", Owner: "alice", Upstream: upstreamURL,
+		Rules: []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}},
+	}}
 }
 
 func policyCase(name string, status int, errCode string, hdr [][2]string, body string) attack {

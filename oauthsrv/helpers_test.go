@@ -100,8 +100,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.st = storeFactory(t, e.clock.Now)
 	ctx := context.Background()
 	for _, a := range []*store.Agent{
-		{ID: "demo", Owner: "alice", Users: []string{"bob"}},
-		{ID: "private", Owner: "carol"},
+		{AgentSpec: store.AgentSpec{ID: "demo", Owner: "alice", Users: []string{"bob"}}},
+		{AgentSpec: store.AgentSpec{ID: "private", Owner: "carol"}},
 	} {
 		if err := e.st.PutAgent(ctx, a); err != nil {
 			t.Fatal(err)

@@ -141,7 +141,7 @@ func New(opts Options) (*Server, error) {
 		base:       base,
 		secure:     base.Scheme == "https",
 		scopes:     cfg.ScopeNames(),
-		baseScopes: (&store.Agent{Rules: configRules(cfg)}).BaseScopes(cfg.ScopeNames()),
+		baseScopes: store.GatewayBaseScopes(cfg.ScopeNames(), cfg.Agents),
 
 		introspect: opts.Introspector,
 		tracer:     opts.Tracer,
@@ -371,12 +371,3 @@ func (s *Server) resourceAgent(u string) string {
 
 // pathURL is an absolute URL of one of our paths.
 func (s *Server) pathURL(path string) string { return s.issuer + path }
-
-// configRules are the tool-policy rules of the config's agents, together.
-func configRules(cfg *config.Config) []store.Rule {
-	var out []store.Rule
-	for _, a := range cfg.Agents {
-		out = append(out, a.Rules...)
-	}
-	return out
-}

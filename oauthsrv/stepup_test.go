@@ -24,8 +24,8 @@ func policyEnv(t *testing.T) *env {
 		c.Scopes = config.Scopes{{Name: "mcp"}, {Name: "mcp:admin", Description: adminDescription}, {Name: "admin"}}
 	})
 	for _, a := range []*store.Agent{
-		{ID: "tooled", Owner: "alice", Rules: []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}},
-		{ID: "adm", Owner: "alice", Scopes: []string{"admin"}},
+		{AgentSpec: store.AgentSpec{ID: "tooled", Owner: "alice", Rules: []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}},
+		{AgentSpec: store.AgentSpec{ID: "adm", Owner: "alice", Scopes: []string{"admin"}}},
 	} {
 		if err := e.st.PutAgent(context.Background(), a); err != nil {
 			t.Fatal(err)
@@ -127,7 +127,7 @@ func TestPRMListsBaseScopes(t *testing.T) {
 func TestGatewayWideDefaultLeavesRuleScopes(t *testing.T) {
 	e := newEnv(t, func(c *config.Config, _ *Options) {
 		c.Scopes = config.Scopes{{Name: "mcp"}, {Name: "mcp:admin", Description: adminDescription}}
-		c.Agents = []config.StaticAgent{{ID: "cfgagent", Owner: "alice", Rules: []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}}
+		c.Agents = []config.StaticAgent{{AgentSpec: store.AgentSpec{ID: "cfgagent", Owner: "alice", Rules: []store.Rule{{Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"}}}}}}
 	})
 	_, tok := e.browser().authorizeScope(e.register("wide"), "", "")
 	if tok["scope"] != "mcp" {

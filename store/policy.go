@@ -103,6 +103,18 @@ func (r *Rule) validate(f string) error {
 			}
 		}
 	}
+	// Scopes and groups obey the rules of what tokens carry: an entry no
+	// token could hold would make the rule unsatisfiable.
+	for j, s := range r.Scopes {
+		if !ValidScopeToken(s) {
+			return fmt.Errorf("%s.scopes[%d]: %q is not a scope-token (printable ASCII without spaces, quotes or backslashes)", f, j, s)
+		}
+	}
+	for j, g := range r.Groups {
+		if !ValidGroup(g) {
+			return fmt.Errorf("%s.groups[%d]: %q: want 1–%d bytes of visible characters", f, j, g, MaxGroupLen)
+		}
+	}
 	for j, u := range r.Users {
 		if strings.HasPrefix(u, "@") && u != RuleOwner && u != RuleGranted {
 			return fmt.Errorf("%s.users[%d]: %q: the special entries are %s and %s", f, j, u, RuleOwner, RuleGranted)
@@ -118,7 +130,7 @@ func (r *Rule) validate(f string) error {
 
 // RuleScopes are the scopes the agent's rules require, in order, without
 // duplicates.
-func (a *Agent) RuleScopes() []string {
+func (a *AgentSpec) RuleScopes() []string {
 	var out []string
 	for _, r := range a.Rules {
 		for _, s := range r.Scopes {
@@ -134,7 +146,7 @@ func (a *Agent) RuleScopes() []string {
 // all (and what its protected resource metadata lists): the agent's own
 // scopes, else the gateway's minus those only its rules require, so that a
 // narrow scope guarding one tool is not asked for up front.
-func (a *Agent) BaseScopes(gateway []string) []string {
+func (a *AgentSpec) BaseScopes(gateway []string) []string {
 	if len(a.Scopes) > 0 {
 		return a.Scopes
 	}
@@ -154,9 +166,33 @@ func (a *Agent) BaseScopes(gateway []string) []string {
 	return out
 }
 
+// GatewayBaseScopes are the gateway's own base scopes, on which every
+// agent without scopes of its own is based (BaseScopes): the gateway's
+// scopes but those only the static agents' rules require, which are asked
+// for on demand. The Check's challenges and the authorization server's
+// metadata and grants both start from it, so they name the same scopes.
+// static are the config file's agents, as store records (Agent) or as
+// declared (config.StaticAgent).
+func GatewayBaseScopes[A any, P interface {
+	*A
+	declared
+}](gateway []string, static []A) []string {
+	var rules []Rule
+	for i := range static {
+		rules = append(rules, P(&static[i]).spec().Rules...)
+	}
+	return (&AgentSpec{Rules: rules}).BaseScopes(gateway)
+}
+
+// declared is what embeds an AgentSpec (Agent, config.StaticAgent): the
+// unexported method is promoted, so no other type qualifies.
+type declared interface{ spec() *AgentSpec }
+
+func (a *AgentSpec) spec() *AgentSpec { return a }
+
 // GrantableScopes are the scopes the authorization server may grant for
 // the agent: its base scopes and those its rules require.
-func (a *Agent) GrantableScopes(gateway []string) []string {
+func (a *AgentSpec) GrantableScopes(gateway []string) []string {
 	out := slices.Clone(a.BaseScopes(gateway))
 	for _, s := range a.RuleScopes() {
 		if !slices.Contains(out, s) {

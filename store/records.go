@@ -219,8 +219,8 @@ func SortByID[T interface{ recordID() string }](out []T) {
 func (c *Client) recordID() string { return c.ID }
 func (a *Agent) recordID() string  { return a.ID }
 
-// SortByCreated orders families or keys oldest first, ties by id
-// (ListFamilies, ListKeys).
+// SortByCreated orders families, keys or clients oldest first, ties by id
+// (ListFamilies, ListKeys; the admin API's client list).
 func SortByCreated[T interface{ created() (time.Time, string) }](out []T) {
 	slices.SortFunc(out, func(a, b T) int {
 		ta, ida := a.created()
@@ -234,6 +234,7 @@ func SortByCreated[T interface{ created() (time.Time, string) }](out []T) {
 
 func (f *RefreshFamily) created() (time.Time, string) { return f.CreatedAt, f.ID }
 func (k *APIKey) created() (time.Time, string)        { return k.CreatedAt, k.ID }
+func (c *Client) created() (time.Time, string)        { return c.CreatedAt, c.ID }
 
 // SortConsents orders consents by Key (ListConsents).
 func SortConsents(cs []*Consent) {

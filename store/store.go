@@ -218,25 +218,35 @@ type APIKey struct {
 	LastUsed  time.Time `json:"last_used,omitzero"`
 }
 
-// Agent is an MCP server reachable at /<id>/mcp.
-type Agent struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name,omitempty"`
-	Owner    string    `json:"owner"`
-	Users    []string  `json:"users,omitempty"` // granted access besides the owner
-	Upstream string    `json:"upstream,omitempty"`
-	Scopes   []string  `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
-	Rules    []Rule    `json:"rules,omitempty"`  // tool policy (policy.go); none = every operation needs the base scopes only
-	Limits   *Limits   `json:"limits,omitempty"` // per-user request limits (policy.go); nil = none
-	Static   bool      `json:"static,omitempty"` // from the config file; not deletable
-	Created  time.Time `json:"created_at,omitzero"`
+// AgentSpec is what an operator declares of an agent, the one set of
+// fields the config file's agents, the admin API's create body
+// (config.StaticAgent) and a stored Agent share, so that a field added
+// here reaches all three under one JSON name.
+type AgentSpec struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name,omitempty"`
+	Owner    string   `json:"owner"`
+	Users    []string `json:"users,omitempty"` // granted access besides the owner
+	Upstream string   `json:"upstream,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"` // allowed scopes; empty = the gateway's
+	Rules    []Rule   `json:"rules,omitempty"`  // tool policy (policy.go); none = every operation needs the base scopes only
+	Limits   *Limits  `json:"limits,omitempty"` // per-user request limits (policy.go); nil = none
 	// UpstreamAuth: a header with a shared secret added on allow (a
 	// reference to the secret only); nil: none.
 	UpstreamAuth *UpstreamAuth `json:"upstream_auth,omitempty"`
 }
 
+// Agent is an MCP server reachable at /<id>/mcp: its declaration and what
+// the gateway records of it. Embedding keeps the stored JSON one flat
+// object, as it always was.
+type Agent struct {
+	AgentSpec
+	Static  bool      `json:"static,omitempty"` // from the config file; not deletable
+	Created time.Time `json:"created_at,omitzero"`
+}
+
 // Allows reports whether user may use the agent.
-func (a *Agent) Allows(user string) bool {
+func (a *AgentSpec) Allows(user string) bool {
 	if user == "" {
 		return false
 	}

@@ -59,10 +59,10 @@ func TestGuardRefusesInternalUpstreams(t *testing.T) {
 // An agent refused by the guard, or without an upstream, gets no route and a reason.
 func TestBuildSkipsUnroutableAgents(t *testing.T) {
 	res, err := Build(testOpts, []store.Agent{
-		{ID: "ok", Upstream: "http://agent:3000/mcp"},
-		{ID: "bare"},
-		{ID: "local", Upstream: "http://127.0.0.1:3000/mcp"},
-		{ID: "query", Upstream: "http://agent:3000/mcp?key=1"},
+		{AgentSpec: store.AgentSpec{ID: "ok", Upstream: "http://agent:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "bare"}},
+		{AgentSpec: store.AgentSpec{ID: "local", Upstream: "http://127.0.0.1:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "query", Upstream: "http://agent:3000/mcp?key=1"}},
 	}, true)
 	if err != nil {
 		t.Fatal(err)

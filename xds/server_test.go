@@ -85,7 +85,7 @@ func TestDeltaPushesOneCluster(t *testing.T) {
 	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: first.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := mem.PutAgent(t.Context(), &store.Agent{ID: "added", Owner: "o", Upstream: "http://added:80/mcp"}); err != nil {
+	if err := mem.PutAgent(t.Context(), &store.Agent{AgentSpec: store.AgentSpec{ID: "added", Owner: "o", Upstream: "http://added:80/mcp"}}); err != nil {
 		t.Fatal(err)
 	}
 	next := recvWithin(t, st.Recv, 5*time.Second)
@@ -120,7 +120,7 @@ func TestNackRecordedAndStreamContinues(t *testing.T) {
 	send(&discovery.DiscoveryRequest{})
 	r1 := recvWithin(t, st.Recv, 5*time.Second)
 	send(&discovery.DiscoveryRequest{VersionInfo: r1.GetVersionInfo(), ResponseNonce: r1.GetNonce()})
-	if err := mem.PutAgent(t.Context(), &store.Agent{ID: "bad", Owner: "o", Upstream: "http://bad:80/mcp"}); err != nil {
+	if err := mem.PutAgent(t.Context(), &store.Agent{AgentSpec: store.AgentSpec{ID: "bad", Owner: "o", Upstream: "http://bad:80/mcp"}}); err != nil {
 		t.Fatal(err)
 	}
 	r2 := recvWithin(t, st.Recv, 5*time.Second)
@@ -149,7 +149,7 @@ func TestNackRecordedAndStreamContinues(t *testing.T) {
 		t.Fatalf("the NACKed version %s was pushed again", r.GetVersionInfo())
 	case <-time.After(300 * time.Millisecond):
 	}
-	if err := mem.PutAgent(t.Context(), &store.Agent{ID: "good", Owner: "o", Upstream: "http://good:80/mcp"}); err != nil {
+	if err := mem.PutAgent(t.Context(), &store.Agent{AgentSpec: store.AgentSpec{ID: "good", Owner: "o", Upstream: "http://good:80/mcp"}}); err != nil {
 		t.Fatal(err)
 	}
 	var r3 *discovery.DiscoveryResponse

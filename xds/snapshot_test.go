@@ -16,7 +16,7 @@ func testAgents(n int) []store.Agent {
 		if i%2 == 1 {
 			scheme = "https"
 		}
-		out[i] = store.Agent{ID: fmt.Sprintf("agent-%05d", i), Owner: "o", Upstream: fmt.Sprintf("%s://svc-%d.agents.internal:8443/mcp", scheme, i)}
+		out[i] = store.Agent{AgentSpec: store.AgentSpec{ID: fmt.Sprintf("agent-%05d", i), Owner: "o", Upstream: fmt.Sprintf("%s://svc-%d.agents.internal:8443/mcp", scheme, i)}}
 	}
 	return out
 }

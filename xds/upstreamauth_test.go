@@ -61,16 +61,24 @@ func upstreamAllowed(t *testing.T, ea *extauthzv3.ExtAuthz) []string {
 
 func upstreamAuthAgents() []store.Agent {
 	return []store.Agent{
-		{ID: "plain", Owner: "o", Upstream: "http://plain:3000/mcp"},
-		{ID: "bearer", Owner: "o", Upstream: "http://bearer:3000/mcp",
-			UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "bearer.token"}},
-		{ID: "bearer2", Owner: "o", Upstream: "http://bearer2:3000/mcp",
-			UpstreamAuth: &store.UpstreamAuth{Header: "authorization", SecretEnv: "MCPGW_UPSTREAM_SECRET_B2"}},
-		{ID: "keyed", Owner: "o", Upstream: "http://keyed:3000/mcp",
-			UpstreamAuth: &store.UpstreamAuth{Header: "X-Api-Key", SecretFile: "keyed.token"}},
+		{AgentSpec: store.AgentSpec{ID: "plain", Owner: "o", Upstream: "http://plain:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{
+			ID: "bearer", Owner: "o", Upstream: "http://bearer:3000/mcp",
+			UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "bearer.token"},
+		}},
+		{AgentSpec: store.AgentSpec{
+			ID: "bearer2", Owner: "o", Upstream: "http://bearer2:3000/mcp",
+			UpstreamAuth: &store.UpstreamAuth{Header: "authorization", SecretEnv: "MCPGW_UPSTREAM_SECRET_B2"},
+		}},
+		{AgentSpec: store.AgentSpec{
+			ID: "keyed", Owner: "o", Upstream: "http://keyed:3000/mcp",
+			UpstreamAuth: &store.UpstreamAuth{Header: "X-Api-Key", SecretFile: "keyed.token"},
+		}},
 		// Invalid (the Check refuses this agent's requests): never allowed upstream.
-		{ID: "bad", Owner: "o", Upstream: "http://bad:3000/mcp",
-			UpstreamAuth: &store.UpstreamAuth{Header: "x-mcp-user", SecretFile: "x"}},
+		{AgentSpec: store.AgentSpec{
+			ID: "bad", Owner: "o", Upstream: "http://bad:3000/mcp",
+			UpstreamAuth: &store.UpstreamAuth{Header: "x-mcp-user", SecretFile: "x"},
+		}},
 	}
 }
 

@@ -115,11 +115,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		if !slices.Contains(cfg.ScopeNames(), devAdminScope) {
 			cfg.Scopes = append(cfg.Scopes, config.Scope{Name: devAdminScope, Description: "Call the demo agent's administrative tools (admin_echo)"})
 		}
-		cfg.Agents = append(cfg.Agents, config.StaticAgent{
+		cfg.Agents = append(cfg.Agents, config.StaticAgent{AgentSpec: store.AgentSpec{
 			ID: devAgent, Name: "Demo agent", Owner: devUser,
 			Upstream: "http://" + agentLn.Addr().String() + "/mcp",
 			Rules:    []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{devAdminScope}}},
-		})
+		}})
 	}
 
 	g, err := newGateway(ctx, cfg, log, nil)

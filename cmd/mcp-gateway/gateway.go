@@ -172,8 +172,7 @@ func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, login
 func staticAgents(cfg *config.Config) []store.Agent {
 	out := make([]store.Agent, len(cfg.Agents))
 	for i := range cfg.Agents {
-		out[i] = cfg.Agents[i].Agent()
-		out[i].Static = true
+		out[i] = store.Agent{AgentSpec: cfg.Agents[i].AgentSpec, Static: true}
 	}
 	return out
 }

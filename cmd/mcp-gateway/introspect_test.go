@@ -33,7 +33,7 @@ func newIntrospectEnv(t *testing.T, tweak func(*config.Config)) *introspectEnv {
 	cfg := config.Default()
 	cfg.SigningKeys = []config.SigningKey{{ID: "k1", Secret: "0123456789abcdef0123456789abcdef"}}
 	cfg.AdminToken = "admin-token-0123456789abcdef"
-	cfg.Agents = []config.StaticAgent{{ID: "demo", Owner: "alice"}, {ID: "other", Owner: "bob"}}
+	cfg.Agents = []config.StaticAgent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "alice"}}, {AgentSpec: store.AgentSpec{ID: "other", Owner: "bob"}}}
 	if tweak != nil {
 		tweak(cfg)
 	}

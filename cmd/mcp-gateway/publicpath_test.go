@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpgateway/mcp-gateway/config"
+	"github.com/mcpgateway/mcp-gateway/store"
 )
 
 // TestDiscoveryUnderPublicPath walks an MCP client's discovery as the MCP
@@ -56,7 +57,7 @@ func walkDiscovery(t *testing.T, base string) {
 		t.Fatal(err)
 	}
 	cfg.Login.Users = []config.User{{Username: "alice", PasswordHash: string(hash)}}
-	cfg.Agents = []config.StaticAgent{{ID: "demo", Owner: "alice", Upstream: upstream.URL + "/mcp"}}
+	cfg.Agents = []config.StaticAgent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "alice", Upstream: upstream.URL + "/mcp"}}}
 	if err := cfg.Validate(false); err != nil {
 		t.Fatal(err)
 	}

@@ -63,8 +63,8 @@ func TestRegistryConfigCommands(t *testing.T) {
 					st.Close()
 				})
 				for _, a := range []store.Agent{
-					{ID: "reports", Owner: "bob", Upstream: "https://reports.example/mcp"},
-					{ID: "demo", Owner: "mallory", Upstream: "http://evil.example/mcp"}, // shadowed by the config's demo
+					{AgentSpec: store.AgentSpec{ID: "reports", Owner: "bob", Upstream: "https://reports.example/mcp"}},
+					{AgentSpec: store.AgentSpec{ID: "demo", Owner: "mallory", Upstream: "http://evil.example/mcp"}}, // shadowed by the config's demo
 				} {
 					if err := st.PutAgent(ctx, &a); err != nil {
 						t.Fatal(err)
@@ -121,9 +121,9 @@ func TestRegistryConfigCommands(t *testing.T) {
 // pass on (anything but Authorization), naming the agent, never a secret.
 func TestNginxConfigWarnsUnforwardedUpstreamHeader(t *testing.T) {
 	routes, errs := envoy.AgentRoutes([]store.Agent{
-		{ID: "plain", Upstream: "http://plain:3000/mcp"},
-		{ID: "bearer", Upstream: "http://bearer:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "b.token"}},
-		{ID: "keyed", Upstream: "http://keyed:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "X-Api-Key", SecretEnv: "MCPGW_UPSTREAM_SECRET_K"}},
+		{AgentSpec: store.AgentSpec{ID: "plain", Upstream: "http://plain:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "bearer", Upstream: "http://bearer:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "Authorization", Prefix: "Bearer ", SecretFile: "b.token"}}},
+		{AgentSpec: store.AgentSpec{ID: "keyed", Upstream: "http://keyed:3000/mcp", UpstreamAuth: &store.UpstreamAuth{Header: "X-Api-Key", SecretEnv: "MCPGW_UPSTREAM_SECRET_K"}}},
 	})
 	if len(errs) > 0 {
 		t.Fatal(errs)

@@ -84,7 +84,7 @@ func TestXDSMutualTLS(t *testing.T) {
 	}
 	mem := memstore.New()
 	defer mem.Close()
-	srv, err := newXDSServer(cfg, opts, []store.Agent{{ID: "demo", Owner: "o", Upstream: "http://demo:3000/mcp"}}, mem, slog.New(slog.DiscardHandler))
+	srv, err := newXDSServer(cfg, opts, []store.Agent{{AgentSpec: store.AgentSpec{ID: "demo", Owner: "o", Upstream: "http://demo:3000/mcp"}}}, mem, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func GatewayBootstrap(t testing.TB, cfg *config.Config) (*bootstrapv3.Bootstrap,
 	}
 	var static []store.Agent
 	for _, a := range cfg.Agents {
-		static = append(static, store.Agent{ID: a.ID, Owner: a.Owner, Upstream: a.Upstream})
+		static = append(static, store.Agent{AgentSpec: a.AgentSpec})
 	}
 	b, res, err := xds.StaticBootstrap(opts, static)
 	if err != nil {

@@ -15,10 +15,10 @@ var browserClientHeaders = []string{"authorization", "content-type", "mcp-protoc
 
 func TestNginxAgents(t *testing.T) {
 	routes, _ := envoy.AgentRoutes([]store.Agent{
-		{ID: "b", Upstream: "http://10.0.0.2:3000/mcp"},
-		{ID: "a", Upstream: "http://10.0.0.2:3000/other"},
-		{ID: "A.b", Upstream: "https://secure.example/mcp"},
-		{ID: "a.b", Upstream: "http://10.0.0.3/mcp"},
+		{AgentSpec: store.AgentSpec{ID: "b", Upstream: "http://10.0.0.2:3000/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "a", Upstream: "http://10.0.0.2:3000/other"}},
+		{AgentSpec: store.AgentSpec{ID: "A.b", Upstream: "https://secure.example/mcp"}},
+		{AgentSpec: store.AgentSpec{ID: "a.b", Upstream: "http://10.0.0.3/mcp"}},
 	})
 	out, err := NginxAgents(routes, NginxAgentsOptions{})
 	if err != nil {

@@ -98,17 +98,17 @@ func TestNginxConfigSyntax(t *testing.T) {
 	// for case, and 10,000 agents (nginx's default map hash fits 2048 ids).
 	many := make([]store.Agent, 10000)
 	for i := range many {
-		many[i] = store.Agent{ID: fmt.Sprintf("agent-%05d.%s", i, strings.Repeat("x", 100)), Upstream: fmt.Sprintf("http://10.0.%d.%d:3000/mcp", i/250, i%250)}
+		many[i] = store.Agent{AgentSpec: store.AgentSpec{ID: fmt.Sprintf("agent-%05d.%s", i, strings.Repeat("x", 100)), Upstream: fmt.Sprintf("http://10.0.%d.%d:3000/mcp", i/250, i%250)}}
 	}
 	registries := map[string][]store.Agent{
 		"empty": nil,
 		"mixed": {
-			{ID: "demo", Upstream: "http://127.0.0.1:13000/mcp"},
-			{ID: "secure", Upstream: "https://localhost:13443/tenant/mcp"},
-			{ID: "v6", Upstream: "http://[::1]:13001/"},
-			{ID: "Case", Upstream: "http://127.0.0.1:13000/upper"},
-			{ID: "case", Upstream: "http://127.0.0.1:13000/lower"},
-			{ID: "no.upstream"},
+			{AgentSpec: store.AgentSpec{ID: "demo", Upstream: "http://127.0.0.1:13000/mcp"}},
+			{AgentSpec: store.AgentSpec{ID: "secure", Upstream: "https://localhost:13443/tenant/mcp"}},
+			{AgentSpec: store.AgentSpec{ID: "v6", Upstream: "http://[::1]:13001/"}},
+			{AgentSpec: store.AgentSpec{ID: "Case", Upstream: "http://127.0.0.1:13000/upper"}},
+			{AgentSpec: store.AgentSpec{ID: "case", Upstream: "http://127.0.0.1:13000/lower"}},
+			{AgentSpec: store.AgentSpec{ID: "no.upstream"}},
 		},
 		"10000 agents": many,
 	}
@@ -332,12 +332,12 @@ func TestNginxBehaviour(t *testing.T) {
 
 	listen := freePort(t)
 	startNginx(t, NginxParams{Listen: listen, GatewayHTTP: strings.TrimPrefix(gwSrv.URL, "http://")},
-		store.Agent{ID: "demo", Upstream: agentSrv.URL + "/mcp"},
-		store.Agent{ID: "Case.x", Upstream: agentSrv.URL + "/upper"},
-		store.Agent{ID: "case.x", Upstream: agentSrv.URL + "/lower"},
-		store.Agent{ID: "caseless", Upstream: agentSrv.URL + "/caseless"},
-		store.Agent{ID: "credentialed", Upstream: agentSrv.URL + "/credentialed"},
-		store.Agent{ID: "no-upstream"},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "demo", Upstream: agentSrv.URL + "/mcp"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "Case.x", Upstream: agentSrv.URL + "/upper"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "case.x", Upstream: agentSrv.URL + "/lower"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "caseless", Upstream: agentSrv.URL + "/caseless"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "credentialed", Upstream: agentSrv.URL + "/credentialed"}},
+		store.Agent{AgentSpec: store.AgentSpec{ID: "no-upstream"}},
 	)
 	base := "http://" + listen
 	client := &http.Client{Timeout: 20 * time.Second}

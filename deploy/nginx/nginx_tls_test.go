@@ -63,7 +63,7 @@ func TestNginxHTTPSAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes, errs := envoy.AgentRoutes([]store.Agent{{ID: "secure", Upstream: "https://localhost:" + port + "/tls/mcp"}})
+	routes, errs := envoy.AgentRoutes([]store.Agent{{AgentSpec: store.AgentSpec{ID: "secure", Upstream: "https://localhost:" + port + "/tls/mcp"}}})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

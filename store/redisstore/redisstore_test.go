@@ -252,7 +252,7 @@ func TestKeyLayout(t *testing.T) {
 	must(t, s.PutCode(ctx, &store.AuthCode{Hash: "h1", FamilyID: "f1", ExpiresAt: now.Add(120 * time.Second)}))
 	must(t, s.CreateFamily(ctx, &store.RefreshFamily{ID: "f1", UserID: "u:1", CurrentHash: "r1", ExpiresAt: now.Add(time.Hour)}, 10*time.Minute))
 	must(t, s.RevokeJTI(ctx, "j1", now.Add(time.Minute)))
-	must(t, s.PutAgent(ctx, &store.Agent{ID: "a1", Owner: "u"}))
+	must(t, s.PutAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: "a1", Owner: "u"}}))
 	for key, ttl := range map[string]time.Duration{
 		"gw:code:h1": 120 * time.Second, "gw:rtfam:f1": time.Hour, "gw:rt:r1": 10 * time.Minute,
 		"gw:revoked:j1": time.Minute, "gw:agent:a1": 0, "gw:rtuser:u%3A1": time.Hour,

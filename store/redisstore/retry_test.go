@@ -228,7 +228,7 @@ func TestRetriedWriteGetsTheFirstAnswer(t *testing.T) {
 		}
 	})
 	t.Run("CreateAgent", func(t *testing.T) {
-		a := &store.Agent{ID: "retry-" + strings.ToLower(token.Random(4)), Owner: "alice", Upstream: "http://127.0.0.1:1/mcp", Created: now}
+		a := &store.Agent{AgentSpec: store.AgentSpec{ID: "retry-" + strings.ToLower(token.Random(4)), Owner: "alice", Upstream: "http://127.0.0.1:1/mcp"}, Created: now}
 		lost(t, a.ID, func() error { return s.CreateAgent(ctx, a) })
 	})
 }

@@ -1,6 +1,8 @@
 package redisstore_test
 
 import (
+	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,5 +92,57 @@ func TestPreviousLayoutKeepsWorking(t *testing.T) {
 		if strings.ContainsAny(k, "{}") {
 			t.Errorf("a hash tag on one server: %q (the previous version would not find it)", k)
 		}
+	}
+}
+
+// oldAgent is a stored agent with every field set, byte for byte as the
+// version that declared the agent's fields in store.Agent itself wrote it.
+const oldAgent = `{"id":"full","name":"Full","owner":"alice","users":["bob"],"upstream":"https://full.internal/mcp","scopes":["mcp","mcp:admin"],` +
+	`"rules":[{"name":"admin","method":"tools/call","target":"admin_*","scopes":["mcp:admin"],"users":["@owner"],"groups":["ops"],"credentials":["oauth"]}],` +
+	`"limits":{"per_user":60,"per_tool":10},"static":true,"created_at":"2026-01-02T03:04:05Z",` +
+	`"upstream_auth":{"header":"authorization","prefix":"Bearer ","secret_file":"full.token"}}`
+
+// An agent record written by the previous version decodes field by field,
+// and this version writes the same JSON object (key order aside), so
+// replicas of both share agents during a rolling upgrade.
+func TestPreviousAgentRecord(t *testing.T) {
+	mr := miniredis.RunT(t)
+	const p = "mcpgw:"
+	s := miniStore(t, mr, p, &clock{now: time.Now(), mr: mr})
+	mr.Set(p+"agent:full", oldAgent)
+	mr.SetAdd(p+"agents", "full")
+	a, err := s.GetAgent(t.Context(), "full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want store.Agent
+	want.ID, want.Name, want.Owner, want.Users = "full", "Full", "alice", []string{"bob"}
+	want.Upstream, want.Scopes = "https://full.internal/mcp", []string{"mcp", "mcp:admin"}
+	want.Rules = []store.Rule{{Name: "admin", Method: "tools/call", Target: "admin_*", Scopes: []string{"mcp:admin"},
+		Users: []string{"@owner"}, Groups: []string{"ops"}, Credentials: []string{"oauth"}}}
+	want.Limits = &store.Limits{PerUser: 60, PerTool: 10}
+	want.Static, want.Created = true, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	want.UpstreamAuth = &store.UpstreamAuth{Header: "authorization", Prefix: "Bearer ", SecretFile: "full.token"}
+	if !reflect.DeepEqual(*a, want) {
+		t.Fatalf("read %+v\nwant %+v", *a, want)
+	}
+
+	mr.Del(p + "agent:full")
+	if err := s.PutAgent(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := mr.Get(p + "agent:full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotObj, oldObj map[string]any
+	if err := json.Unmarshal([]byte(got), &gotObj); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(oldAgent), &oldObj); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotObj, oldObj) {
+		t.Fatalf("this version writes\n%s\nthe previous one wrote\n%s", got, oldAgent)
 	}
 }

@@ -34,7 +34,7 @@ func TestOpen(t *testing.T) {
 	if _, ok := s.(*redisstore.Store); !ok {
 		t.Fatalf("redis:// → %T", s)
 	}
-	if err := s.PutAgent(ctx, &store.Agent{ID: "a", Owner: "u"}); err != nil {
+	if err := s.PutAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: "a", Owner: "u"}}); err != nil {
 		t.Fatal(err)
 	}
 	if !mr.Exists("p:agent:a") {

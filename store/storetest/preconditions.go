@@ -76,9 +76,11 @@ func testPreconditions(t *testing.T, h *harness) {
 func testAgentCopies(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
 	a := &store.Agent{
-		ID: id("agent"), Owner: "alice",
-		Rules:  []store.Rule{{Method: "tools/call", Target: "x", Scopes: []string{"mcp:x"}, Users: []string{"alice"}}},
-		Limits: &store.Limits{PerUser: 5},
+		AgentSpec: store.AgentSpec{
+			ID: id("agent"), Owner: "alice",
+			Rules:  []store.Rule{{Method: "tools/call", Target: "x", Scopes: []string{"mcp:x"}, Users: []string{"alice"}}},
+			Limits: &store.Limits{PerUser: 5},
+		},
 	}
 	must(t, s.PutAgent(ctx, a))
 	a.Rules[0].Scopes[0] = "changed"

@@ -937,8 +937,10 @@ func testKeys(t *testing.T, h *harness) {
 
 func testAgents(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
-	a := &store.Agent{ID: id("agent"), Name: "Demo", Owner: "alice", Users: []string{"bob"},
-		Upstream: "http://127.0.0.1:9/mcp", Scopes: []string{"mcp"}, Created: h.now()}
+	a := &store.Agent{AgentSpec: store.AgentSpec{
+		ID: id("agent"), Name: "Demo", Owner: "alice", Users: []string{"bob"},
+		Upstream: "http://127.0.0.1:9/mcp", Scopes: []string{"mcp"},
+	}, Created: h.now()}
 	want := *a
 	want.Users = slices.Clone(a.Users)
 	must(t, s.PutAgent(ctx, a))
@@ -964,7 +966,7 @@ func testAgents(t *testing.T, h *harness) {
 	must(t, err)
 	sameJSON(t, "GetAgent after replace", got, &want)
 
-	b := &store.Agent{ID: id("agent"), Owner: "bob"}
+	b := &store.Agent{AgentSpec: store.AgentSpec{ID: id("agent"), Owner: "bob"}}
 	must(t, s.PutAgent(ctx, b))
 	list, err := s.ListAgents(ctx)
 	must(t, err)
@@ -983,10 +985,10 @@ func testAgents(t *testing.T, h *harness) {
 	}
 
 	// Create refuses an existing id and keeps the first record.
-	c := &store.Agent{ID: id("agent"), Owner: "carol", Created: h.now()}
+	c := &store.Agent{AgentSpec: store.AgentSpec{ID: id("agent"), Owner: "carol"}, Created: h.now()}
 	must(t, s.CreateAgent(ctx, c))
-	wantErr(t, s.CreateAgent(ctx, &store.Agent{ID: c.ID, Owner: "mallory"}), store.ErrConflict)
-	wantErr(t, s.CreateAgent(ctx, &store.Agent{ID: b.ID, Owner: "mallory"}), store.ErrConflict) // made by Put
+	wantErr(t, s.CreateAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: c.ID, Owner: "mallory"}}), store.ErrConflict)
+	wantErr(t, s.CreateAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: b.ID, Owner: "mallory"}}), store.ErrConflict) // made by Put
 	got, err = s.GetAgent(ctx, c.ID)
 	must(t, err)
 	sameJSON(t, "GetAgent after a refused create", got, c)
@@ -996,7 +998,7 @@ func testAgents(t *testing.T, h *harness) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			err := s.CreateAgent(ctx, &store.Agent{ID: race, Owner: fmt.Sprintf("owner%d", i)})
+			err := s.CreateAgent(ctx, &store.Agent{AgentSpec: store.AgentSpec{ID: race, Owner: fmt.Sprintf("owner%d", i)}})
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -1230,7 +1232,7 @@ func testEvents(t *testing.T, h *harness) {
 	must(t, err)
 	expect(store.Event{Kind: store.EventKey, ID: k.Hash})
 
-	ag := &store.Agent{ID: id("agent"), Owner: "alice"}
+	ag := &store.Agent{AgentSpec: store.AgentSpec{ID: id("agent"), Owner: "alice"}}
 	must(t, s.PutAgent(ctx, ag))
 	expect(store.Event{Kind: store.EventAgent, ID: ag.ID})
 	must(t, s.DeleteAgent(ctx, ag.ID))
@@ -1407,7 +1409,7 @@ func testResends(t *testing.T, h *harness) {
 	dup.Name = "other"
 	wantErr(t, s.CreateKey(ctx, &dup), store.ErrConflict)
 
-	a := &store.Agent{ID: id("agent"), Owner: "alice", Upstream: "http://127.0.0.1:1/mcp", Created: now}
+	a := &store.Agent{AgentSpec: store.AgentSpec{ID: id("agent"), Owner: "alice", Upstream: "http://127.0.0.1:1/mcp"}, Created: now}
 	must(t, s.CreateAgent(ctx, a))
 	must(t, s.CreateAgent(ctx, a))
 	b := *a

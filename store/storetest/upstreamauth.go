@@ -10,7 +10,7 @@ import (
 // the store, and the caller's copy stays its own.
 func testAgentUpstreamAuth(t *testing.T, h *harness) {
 	s, ctx := h.s, h.ctx
-	a := &store.Agent{ID: id("agent"), Owner: "alice", UpstreamAuth: &store.UpstreamAuth{Header: "authorization", Prefix: "Bearer ", SecretFile: "demo.token"}}
+	a := &store.Agent{AgentSpec: store.AgentSpec{ID: id("agent"), Owner: "alice", UpstreamAuth: &store.UpstreamAuth{Header: "authorization", Prefix: "Bearer ", SecretFile: "demo.token"}}}
 	must(t, s.PutAgent(ctx, a))
 	a.UpstreamAuth.SecretFile = "mallory"
 	got, err := s.GetAgent(ctx, a.ID)

@@ -19,7 +19,7 @@ const testToken = "admin-token-0123456789abcdef0123456789"
 // the wall clock because memstore judges expiry by the wall clock.
 var fixedNow = time.Now().UTC().Truncate(time.Second)
 
-var staticDemo = store.Agent{ID: "static-demo", Name: "Static demo", Owner: "demo", Upstream: "http://127.0.0.1:3000/mcp", Scopes: []string{"mcp", "tools"}}
+var staticDemo = store.Agent{AgentSpec: store.AgentSpec{ID: "static-demo", Name: "Static demo", Owner: "demo", Upstream: "http://127.0.0.1:3000/mcp", Scopes: []string{"mcp", "tools"}}}
 
 // testEnv is a real admin server on 127.0.0.1 over a fresh memstore, for
 // the CLI to talk to.
