@@ -184,6 +184,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.opts.MaxRequestBytes > 0 && r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes)
 	}
+	// The transport may still read the request body (it looks for bytes
+	// past Content-Length) while the answer streams; net/http closes the
+	// body when the response starts unless the exchange is full duplex, and
+	// the failed read then drops the upstream connection mid-stream.
+	_ = http.NewResponseController(w).EnableFullDuplex() // ErrNotSupported: HTTP/2, duplex already
 	ctx := context.WithValue(r.Context(), ctxKey{}, &route{target: target, decision: d})
 	h.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
