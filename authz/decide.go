@@ -177,11 +177,18 @@ var jsonHeader = HeaderValue{Key: "content-type", Value: "application/json"}
 // Decide turns one request into a decision. It never returns nil, never
 // panics on input and never allows on an internal failure.
 func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
+	d := &Decision{}
+	a.decideInto(ctx, r, d)
+	return d
+}
+
+// decideInto is Decide filling a zero Decision the caller allocated (the
+// gRPC Check allocates it with the rest of the call's state, in one object).
+func (a *Authorizer) decideInto(ctx context.Context, r *Request, d *Decision) {
 	start := time.Now()
 	if r == nil {
 		r = &Request{}
 	}
-	d := &Decision{}
 	now := start
 	if !a.realClock {
 		now = a.now()
@@ -198,7 +205,6 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) *Decision {
 	if rsn != rOK {
 		a.audit(ctx, r, d, agent)
 	}
-	return d
 }
 
 // countAgent bumps the per-agent decision counter: ai when the decision
@@ -618,7 +624,11 @@ func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent st
 	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
 	switch r.status {
 	case 401:
-		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.challenge401(ctx, agent, now, slash) + chError[rsn]}
+		ch, ai := a.challenge401(ctx, agent, now, slash)
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ch + chError[rsn]}
+		if ai != nil {
+			d.ai, d.ch401 = ai, ai // d.ai: the agent's counter needs no second lookup
+		}
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
@@ -646,17 +656,19 @@ func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent st
 // base scopes, so that clients ask for what this agent grants; the
 // gateway's for an agent that is unknown or cannot be looked up. slash: the
 // client used /<agent>/mcp/, whose metadata names that form (RFC 9728 §3.3).
-func (a *Authorizer) challenge401(ctx context.Context, agent string, now time.Time, slash bool) string {
+// ai is the registered agent whose precomputed challenge (ai.ch401) it is,
+// nil when the challenge was built for this request.
+func (a *Authorizer) challenge401(ctx context.Context, agent string, now time.Time, slash bool) (string, *agentInfo) {
 	scopes := a.scopeStr
 	if agent != "" {
 		if ai, err := a.lookupAgent(ctx, agent, now); err == nil && ai != nil {
 			if !slash {
-				return ai.ch401
+				return ai.ch401, ai
 			}
 			scopes = ai.requiredStr
 		}
 	}
-	return a.ch401 + resource.Rel(agent, slash) + `", scope="` + scopes + `"`
+	return a.ch401 + resource.Rel(agent, slash) + `", scope="` + scopes + `"`, nil
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.
