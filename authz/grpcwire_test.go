@@ -34,6 +34,10 @@ func wireRoundTrip(t *testing.T, d *Decision) *authv3.CheckResponse {
 	if want := appendCheckResponse(nil, d); string(raw) != string(want) {
 		t.Fatalf("the answer sent differs from the one built for the decision:\n%x\n%x", raw, want)
 	}
+	var w wireDecision // the size a pooled buffer is asked for is exact
+	if newWireDecision(d, &w); w.size() != len(raw) {
+		t.Fatalf("size %d, encoded %d bytes", w.size(), len(raw))
+	}
 	var got authv3.CheckResponse
 	if err := proto.Unmarshal(raw, &got); err != nil {
 		t.Fatalf("the hand-encoded response does not decode: %v", err)
