@@ -204,31 +204,34 @@ type wireDecision struct {
 	remove        []string
 	metadata      [12]string // key, value pairs
 	nMetadata     int
+	// The encoded lengths of the status, the http response and the
+	// metadata, computed once the fields above are final.
+	statusLen, httpLen, mdLen int
 }
 
 func newWireDecision(d *Decision, w *wireDecision) {
 	w.allow = d.Allow
 	w.code = uint64(grpcCode(d.Status))
 	w.status = uint64(d.Status)
-	w.metadata = [12]string{
-		"reason", utf8Safe(d.Reason),
-		"agent", utf8Safe(d.Identity.Agent),
-		"user", utf8Safe(d.Identity.User),
-		"client_id", utf8Safe(d.Identity.ClientID),
-		"credential", utf8Safe(d.Identity.Credential),
-		"key_id", utf8Safe(d.KeyID),
-	}
-	w.nMetadata = len(w.metadata)
-	if d.KeyID == "" {
-		w.nMetadata -= 2
-	}
 	w.headers = d.Headers
-	if d.Allow {
+	if d.Allow { // an allow carries no metadata (see above)
 		w.headers = d.UpstreamHeaders
 		w.remove = d.RemoveHeaders
 	} else {
 		w.message = utf8Safe(d.Reason)
 		w.body = bodyString(d)
+		w.metadata = [12]string{
+			"reason", w.message,
+			"agent", utf8Safe(d.Identity.Agent),
+			"user", utf8Safe(d.Identity.User),
+			"client_id", utf8Safe(d.Identity.ClientID),
+			"credential", utf8Safe(d.Identity.Credential),
+			"key_id", utf8Safe(d.KeyID),
+		}
+		w.nMetadata = len(w.metadata)
+		if d.KeyID == "" {
+			w.nMetadata -= 2
+		}
 	}
 	// Copies only in the case that never happens in practice.
 	for i, h := range w.headers {
@@ -250,6 +253,10 @@ func newWireDecision(d *Decision, w *wireDecision) {
 			w.remove = rm
 			break
 		}
+	}
+	w.httpLen = w.httpSize()
+	if !w.allow {
+		w.statusLen, w.mdLen = w.statusSize(), w.metadataSize()
 	}
 }
 
@@ -315,15 +322,15 @@ func encodeCheckResponse(d *Decision, own *mem.SliceBuffer) mem.Buffer {
 // size is the encoded length of the CheckResponse.
 func (w *wireDecision) size() int {
 	if w.allow {
-		return sizeMsg(fRespOK, w.httpSize())
+		return sizeMsg(fRespOK, w.httpLen)
 	}
-	return sizeMsg(fRespStatus, w.statusSize()) + sizeMsg(fRespDenied, w.httpSize()) + sizeMsg(fRespMetadata, w.metadataSize())
+	return sizeMsg(fRespStatus, w.statusLen) + sizeMsg(fRespDenied, w.httpLen) + sizeMsg(fRespMetadata, w.mdLen)
 }
 
 // append appends the CheckResponse.
 func (w *wireDecision) append(b []byte) []byte {
 	if w.allow {
-		b = appendMsgHeader(b, fRespOK, w.httpSize())
+		b = appendMsgHeader(b, fRespOK, w.httpLen)
 		b = appendOptions(b, fOKHeaders, w.headers)
 		for _, r := range w.remove {
 			b = appendBytesField(b, fOKRemove, r) // repeated: written even if empty
@@ -331,17 +338,17 @@ func (w *wireDecision) append(b []byte) []byte {
 		return b
 	}
 
-	b = appendMsgHeader(b, fRespStatus, w.statusSize())
+	b = appendMsgHeader(b, fRespStatus, w.statusLen)
 	b = appendVarint(b, fStatusCode, w.code)
 	b = appendStr(b, fStatusMsg, w.message)
 
-	b = appendMsgHeader(b, fRespDenied, w.httpSize())
+	b = appendMsgHeader(b, fRespDenied, w.httpLen)
 	b = appendMsgHeader(b, fDenStatus, sizeVarint(fHTTPCode, w.status))
 	b = appendVarint(b, fHTTPCode, w.status)
 	b = appendOptions(b, fDenHeaders, w.headers)
 	b = appendStr(b, fDenBody, w.body)
 
-	b = appendMsgHeader(b, fRespMetadata, w.metadataSize())
+	b = appendMsgHeader(b, fRespMetadata, w.mdLen)
 	for i := 0; i < w.nMetadata; i += 2 {
 		k, v := w.metadata[i], w.metadata[i+1]
 		vs := sizeValue(v)
