@@ -88,7 +88,7 @@ type Decision struct {
 
 	// ch401 is the registered agent whose precomputed 401 challenge d
 	// carries (nil for any other decision): the encoded answer of such a
-	// denial can be shared (agentInfo.deniedAnswer).
+	// denial can be shared (agentInfo.denied, deniedSlot).
 	ch401 *agentInfo
 
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
