@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/mem"
 
 	"github.com/mcpgateway/mcp-gateway/assertion"
 	"github.com/mcpgateway/mcp-gateway/config"
@@ -155,6 +156,12 @@ type agentInfo struct {
 	cNoRule, cLimited prometheus.Counter
 	// cDecisions counts this agent's decisions: [0] deny, [1] allow.
 	cDecisions [2]prometheus.Counter
+	// denied holds the encoded gRPC answers of the 401s that name no
+	// caller (deniedSlot), filled on first use. They live and die with this
+	// agentInfo, so an agent change (a new agentInfo) or a new public URL (a
+	// new Authorizer) can never serve an old one, and only registered
+	// agents have any: at most nDenied answers of ~0.5 KiB per agent.
+	denied [nDenied]atomic.Pointer[mem.SliceBuffer]
 }
 
 // OtherAgentLabel is the agent label of decisions for paths naming no

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"testing"
@@ -103,6 +104,14 @@ func BenchmarkDecideUserKey(b *testing.B) {
 
 func BenchmarkDecideNoCredential(b *testing.B) {
 	e := benchEnv(b)
+	runDecide(b, e.a, benchRequest("/alpha/mcp", ""), 401)
+}
+
+// BenchmarkDecideNoCredentialAudited is BenchmarkDecideNoCredential with
+// the audit line every denial writes, through the gateway's JSON handler
+// (to io.Discard): most of a 401's cost.
+func BenchmarkDecideNoCredentialAudited(b *testing.B) {
+	e := newEnv(b, func(o *Options) { o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil)) })
 	runDecide(b, e.a, benchRequest("/alpha/mcp", ""), 401)
 }
 

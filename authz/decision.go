@@ -86,6 +86,11 @@ type Decision struct {
 	// per-agent counter is bumped without a second lookup.
 	ai *agentInfo
 
+	// ch401 is the registered agent whose precomputed 401 challenge d
+	// carries (nil for any other decision): the encoded answer of such a
+	// denial can be shared (agentInfo.denied, deniedSlot).
+	ch401 *agentInfo
+
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
 	// decision usually costs one allocation.
 	hdr [7]HeaderValue

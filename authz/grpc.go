@@ -62,28 +62,41 @@ var checkServiceDesc = grpc.ServiceDesc{
 var checkFullMethod = "/" + authv3.Authorization_ServiceDesc.ServiceName + "/Check"
 
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	c := &checkCall{req: wantingBody()}
 	// Ask for the body: Envoy sends one only when with_request_body is
 	// configured, and the tool policy reads it (policy.go).
-	req := wantingBody()
-	if err := dec(&req); err != nil {
+	if err := dec(&c.req); err != nil {
 		return nil, err
 	}
 	s := srv.(*checkServer)
 	if interceptor == nil {
-		return s.check(ctx, &req), nil
+		return s.answer(ctx, &c.req, c), nil
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: checkFullMethod}
-	return interceptor(ctx, &req, info, func(ctx context.Context, req any) (any, error) {
-		return s.check(ctx, req.(*checkRequest)), nil
+	return interceptor(ctx, &c.req, info, func(ctx context.Context, req any) (any, error) {
+		return s.answer(ctx, req.(*checkRequest), c), nil
 	})
+}
+
+// checkCall is what one Check allocates besides what the request's
+// decoding does: the request, the decision and the answer, in one object.
+type checkCall struct {
+	req checkRequest
+	d   Decision
+	ans checkAnswer
 }
 
 type checkServer struct{ a *Authorizer }
 
-// check answers every request with a CheckResponse, never a Go error:
-// Envoy treats a failed RPC per its failure_mode_allow setting, and a
-// decision must not depend on that.
+// check answers r (a checkCall of its own).
 func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
+	return s.answer(ctx, r, &checkCall{})
+}
+
+// answer answers every request with a CheckResponse, never a Go error:
+// Envoy treats a failed RPC per its failure_mode_allow setting, and a
+// decision must not depend on that. c holds the decision and the answer.
+func (s *checkServer) answer(ctx context.Context, r *checkRequest, c *checkCall) *checkAnswer {
 	var span trace.Span // nil unless tracing is on (tracing.go)
 	if s.a.tracer != nil {
 		ctx, span = s.a.startGRPCCheckSpan(ctx, r)
@@ -94,11 +107,13 @@ func (s *checkServer) check(ctx context.Context, r *checkRequest) *checkAnswer {
 			req.RouteAgent = &v
 		}
 	}
-	d := s.a.Decide(ctx, &req)
+	d := &c.d
+	s.a.decideInto(ctx, &req, d)
 	if span != nil {
 		endCheckSpan(span, d, grpcStatusKey, int(grpcCode(d.Status)))
 	}
-	return &checkAnswer{wire: appendCheckResponse(nil, d)}
+	c.ans.bufs[0] = answerBuffer(d, &c.ans.own)
+	return &c.ans
 }
 
 // grpcCode is the CheckResponse status for a decision. Envoy denies on any

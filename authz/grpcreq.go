@@ -197,13 +197,21 @@ type rawHeader struct{ key, value string }
 func (d *requestDecoder) httpField(n protowire.Number, v []byte) error {
 	switch n {
 	case fHTTPMethod:
-		s, err := utf8String(v)
-		d.method = s
-		return err
+		if !utf8.Valid(v) {
+			return errUTF8
+		}
+		d.method = httpMethod(v)
 	case fHTTPPath:
-		s, err := utf8String(v)
-		d.path = s
-		return err
+		if !utf8.Valid(v) {
+			return errUTF8
+		}
+		// Envoy sends the path twice, as path and as the :path header
+		// before it: one string serves both.
+		if p, ok := d.headers[":path"]; ok && p == string(v) {
+			d.path = p
+		} else {
+			d.path = string(v)
+		}
 	case fHTTPHeaders:
 		return d.mapEntry(v)
 	case fHTTPBody:
@@ -274,8 +282,12 @@ func (d *requestDecoder) mapEntry(v []byte) error {
 	if d.headers == nil {
 		d.headers = make(map[string]string, 4)
 	}
-	if name == headerMCPProtocolVersion {
+	switch name {
+	case headerMCPProtocolVersion:
 		d.headers[name] = protocolVersion(value)
+		return nil
+	case ":method":
+		d.headers[name] = httpMethod(value)
 		return nil
 	}
 	d.headers[name] = string(value)
@@ -289,6 +301,20 @@ var knownVersions = [...]string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-
 // protocolVersion is string(v), without a copy for a known version.
 func protocolVersion(v []byte) string {
 	for _, k := range knownVersions {
+		if string(v) == k {
+			return k
+		}
+	}
+	return string(v)
+}
+
+// knownMethods are the HTTP methods MCP clients use, kept as constants for
+// the same reason.
+var knownMethods = [...]string{"POST", "GET", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"}
+
+// httpMethod is string(v), without a copy for a known method.
+func httpMethod(v []byte) string {
+	for _, k := range knownMethods {
 		if string(v) == k {
 			return k
 		}
@@ -393,13 +419,6 @@ func (d *requestDecoder) finish(r *checkRequest) {
 	}
 }
 
-func utf8String(v []byte) (string, error) {
-	if !utf8.Valid(v) {
-		return "", errUTF8
-	}
-	return string(v), nil
-}
-
 // eachLenField calls fn with the number and value of every
 // length-delimited field of the message in b, in order, and checks the
 // framing of the others. A field number the reader expects as a message or
@@ -452,10 +471,15 @@ func (c checkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (c checkCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if a, ok := v.(*checkAnswer); ok {
-		return mem.BufferSlice{mem.SliceBuffer(a.wire)}, nil
+		return a.bufs[:], nil
 	}
 	return c.CodecV2.Marshal(v)
 }
 
-// checkAnswer is a CheckResponse in the wire format (appendCheckResponse).
-type checkAnswer struct{ wire []byte }
+// checkAnswer is a CheckResponse in the wire format (answerBuffer), as
+// the one-buffer slice gRPC sends and then frees; own backs a small
+// answer built for this Check alone.
+type checkAnswer struct {
+	bufs [1]mem.Buffer
+	own  mem.SliceBuffer
+}

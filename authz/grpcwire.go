@@ -2,12 +2,14 @@ package authz
 
 import (
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -202,31 +204,34 @@ type wireDecision struct {
 	remove        []string
 	metadata      [12]string // key, value pairs
 	nMetadata     int
+	// The encoded lengths of the status, the http response and the
+	// metadata, computed once the fields above are final.
+	statusLen, httpLen, mdLen int
 }
 
 func newWireDecision(d *Decision, w *wireDecision) {
 	w.allow = d.Allow
 	w.code = uint64(grpcCode(d.Status))
 	w.status = uint64(d.Status)
-	w.metadata = [12]string{
-		"reason", utf8Safe(d.Reason),
-		"agent", utf8Safe(d.Identity.Agent),
-		"user", utf8Safe(d.Identity.User),
-		"client_id", utf8Safe(d.Identity.ClientID),
-		"credential", utf8Safe(d.Identity.Credential),
-		"key_id", utf8Safe(d.KeyID),
-	}
-	w.nMetadata = len(w.metadata)
-	if d.KeyID == "" {
-		w.nMetadata -= 2
-	}
 	w.headers = d.Headers
-	if d.Allow {
+	if d.Allow { // an allow carries no metadata (see above)
 		w.headers = d.UpstreamHeaders
 		w.remove = d.RemoveHeaders
 	} else {
 		w.message = utf8Safe(d.Reason)
 		w.body = bodyString(d)
+		w.metadata = [12]string{
+			"reason", w.message,
+			"agent", utf8Safe(d.Identity.Agent),
+			"user", utf8Safe(d.Identity.User),
+			"client_id", utf8Safe(d.Identity.ClientID),
+			"credential", utf8Safe(d.Identity.Credential),
+			"key_id", utf8Safe(d.KeyID),
+		}
+		w.nMetadata = len(w.metadata)
+		if d.KeyID == "" {
+			w.nMetadata -= 2
+		}
 	}
 	// Copies only in the case that never happens in practice.
 	for i, h := range w.headers {
@@ -248,6 +253,10 @@ func newWireDecision(d *Decision, w *wireDecision) {
 			w.remove = rm
 			break
 		}
+	}
+	w.httpLen = w.httpSize()
+	if !w.allow {
+		w.statusLen, w.mdLen = w.statusSize(), w.metadataSize()
 	}
 }
 
@@ -280,12 +289,48 @@ func (w *wireDecision) metadataSize() int {
 func appendCheckResponse(b []byte, d *Decision) []byte {
 	var w wireDecision
 	newWireDecision(d, &w)
+	if b == nil {
+		b = make([]byte, 0, w.size())
+	}
+	return w.append(b)
+}
+
+// pooledAnswer is the size above which an answer goes in a buffer of
+// gRPC's pool: the pool's smallest tier is 256 bytes, and larger requests
+// get a 4 KiB buffer, which gRPC takes back once it has written it.
+const pooledAnswer = 256
+
+// encodeCheckResponse is d's CheckResponse as gRPC sends it: in a buffer
+// of gRPC's pool (returned to it once written, as gRPC's own codec does)
+// when it is larger than pooledAnswer — an allow carrying the identity
+// assertion is ~1 KiB — else in a new slice, which own backs so that
+// boxing it as a mem.Buffer costs no allocation.
+func encodeCheckResponse(d *Decision, own *mem.SliceBuffer) mem.Buffer {
+	var w wireDecision
+	newWireDecision(d, &w)
+	size := w.size()
+	if size <= pooledAnswer {
+		*own = w.append(make([]byte, 0, size))
+		return own
+	}
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(size)
+	*buf = w.append((*buf)[:0])
+	return mem.NewBuffer(buf, pool)
+}
+
+// size is the encoded length of the CheckResponse.
+func (w *wireDecision) size() int {
 	if w.allow {
-		httpSize := w.httpSize()
-		if b == nil {
-			b = make([]byte, 0, sizeMsg(fRespOK, httpSize))
-		}
-		b = appendMsgHeader(b, fRespOK, httpSize)
+		return sizeMsg(fRespOK, w.httpLen)
+	}
+	return sizeMsg(fRespStatus, w.statusLen) + sizeMsg(fRespDenied, w.httpLen) + sizeMsg(fRespMetadata, w.mdLen)
+}
+
+// append appends the CheckResponse.
+func (w *wireDecision) append(b []byte) []byte {
+	if w.allow {
+		b = appendMsgHeader(b, fRespOK, w.httpLen)
 		b = appendOptions(b, fOKHeaders, w.headers)
 		for _, r := range w.remove {
 			b = appendBytesField(b, fOKRemove, r) // repeated: written even if empty
@@ -293,22 +338,17 @@ func appendCheckResponse(b []byte, d *Decision) []byte {
 		return b
 	}
 
-	statusSize, httpSize, mdSize := w.statusSize(), w.httpSize(), w.metadataSize()
-	total := sizeMsg(fRespStatus, statusSize) + sizeMsg(fRespDenied, httpSize) + sizeMsg(fRespMetadata, mdSize)
-	if b == nil {
-		b = make([]byte, 0, total)
-	}
-	b = appendMsgHeader(b, fRespStatus, statusSize)
+	b = appendMsgHeader(b, fRespStatus, w.statusLen)
 	b = appendVarint(b, fStatusCode, w.code)
 	b = appendStr(b, fStatusMsg, w.message)
 
-	b = appendMsgHeader(b, fRespDenied, httpSize)
+	b = appendMsgHeader(b, fRespDenied, w.httpLen)
 	b = appendMsgHeader(b, fDenStatus, sizeVarint(fHTTPCode, w.status))
 	b = appendVarint(b, fHTTPCode, w.status)
 	b = appendOptions(b, fDenHeaders, w.headers)
 	b = appendStr(b, fDenBody, w.body)
 
-	b = appendMsgHeader(b, fRespMetadata, mdSize)
+	b = appendMsgHeader(b, fRespMetadata, w.mdLen)
 	for i := 0; i < w.nMetadata; i += 2 {
 		k, v := w.metadata[i], w.metadata[i+1]
 		vs := sizeValue(v)
@@ -318,4 +358,59 @@ func appendCheckResponse(b []byte, d *Decision) []byte {
 		b = appendBytesField(b, fValueString, v) // a oneof member: written even if empty
 	}
 	return b
+}
+
+// nDenied is the number of shareable 401 answers per agent (deniedSlot).
+const nDenied = 5
+
+// deniedSlot is where d's encoded answer is shared in its agent's
+// agentInfo.denied, or nil when it cannot be: only 401s carrying the
+// agent's precomputed challenge (d.ch401: a registered agent, the
+// endpoint's plain form) that name no caller — no credential, a malformed
+// or unknown one, an expired token — so that the answer is a function of
+// the agent, the reason and the credential kind alone.
+func (d *Decision) deniedSlot() *atomic.Pointer[mem.SliceBuffer] {
+	ai := d.ch401
+	if ai == nil || d.Identity.User != "" || d.Identity.ClientID != "" || d.KeyID != "" {
+		return nil
+	}
+	i := -1
+	switch cred := d.Identity.Credential; d.rsn {
+	case rMissing:
+		if cred == CredNone {
+			i = 0
+		}
+	case rInvalid:
+		switch cred {
+		case CredOAuth:
+			i = 1
+		case CredAgent:
+			i = 2
+		case CredUser:
+			i = 3
+		}
+	case rExpired:
+		if cred == CredOAuth {
+			i = 4
+		}
+	}
+	if i < 0 {
+		return nil
+	}
+	return &ai.denied[i]
+}
+
+// answerBuffer is d's encoded answer: the one its agent shares for this
+// 401 (deniedSlot), built by the first such Check, else one built for d.
+func answerBuffer(d *Decision, own *mem.SliceBuffer) mem.Buffer {
+	slot := d.deniedSlot()
+	if slot == nil {
+		return encodeCheckResponse(d, own)
+	}
+	if b := slot.Load(); b != nil {
+		return b // read-only: gRPC copies it out and never writes to it
+	}
+	b := mem.SliceBuffer(appendCheckResponse(nil, d))
+	slot.Store(&b) // Checks racing here store equal bytes
+	return &b
 }

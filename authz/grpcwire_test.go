@@ -18,15 +18,26 @@ import (
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
-// wireRoundTrip encodes d's answer as checkCodec sends it and decodes it
-// the way Envoy (or any client) does.
+// wireRoundTrip encodes d's answer as the Check does (answerBuffer: shared,
+// pooled or built), sends it through checkCodec as gRPC does (freeing it
+// once written) and decodes it the way Envoy (or any client) does.
 func wireRoundTrip(t *testing.T, d *Decision) *authv3.CheckResponse {
 	t.Helper()
-	bs, err := newCheckCodec().Marshal(&checkAnswer{wire: appendCheckResponse(nil, d)})
+	var a checkAnswer
+	a.bufs[0] = answerBuffer(d, &a.own)
+	bs, err := newCheckCodec().Marshal(&a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw := bs.Materialize()
+	bs.Free()
+	if want := appendCheckResponse(nil, d); string(raw) != string(want) {
+		t.Fatalf("the answer sent differs from the one built for the decision:\n%x\n%x", raw, want)
+	}
+	var w wireDecision // the size a pooled buffer is asked for is exact
+	if newWireDecision(d, &w); w.size() != len(raw) {
+		t.Fatalf("size %d, encoded %d bytes", w.size(), len(raw))
+	}
 	var got authv3.CheckResponse
 	if err := proto.Unmarshal(raw, &got); err != nil {
 		t.Fatalf("the hand-encoded response does not decode: %v", err)

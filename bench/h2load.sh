@@ -33,6 +33,7 @@ admin_token=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=')
 cat >"$OUT/gateway.yaml" <<YAML
 public_url: http://127.0.0.1:8000
 listen: {http: "127.0.0.1:${ports[0]}", grpc: "127.0.0.1:${ports[1]}", admin: "127.0.0.1:${ports[2]}"}
+xds: {listen: ""}  # the ADS server is not what is measured (and :18000 may be taken)
 store: {url: memory}
 signing_keys: [{id: bench-1, secret: "$secret"}]
 admin_token: "$admin_token"
