@@ -137,7 +137,7 @@ func TestDeniedAnswerFollowsAgent(t *testing.T) {
 	if ch := challengeOf(t, got); !strings.Contains(ch, `scope="mcp:admin"`) {
 		t.Fatalf("challenge %q", ch)
 	}
-	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "scoped", Owner: "alice", Scopes: []string{"mcp:tools"}}); err != nil {
+	if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "scoped", Owner: "alice", Scopes: []string{"mcp:tools"}}}); err != nil {
 		t.Fatal(err)
 	}
 	e.a.onEvent(store.Event{Kind: store.EventAgent, ID: "scoped"})
@@ -155,7 +155,7 @@ func TestDeniedAnswerFollowsAgent(t *testing.T) {
 	}
 	// A lost subscription drops every agent, and with them their answers.
 	_, _, _ = sharedCheck(t, e.a, "/alpha/mcp", nil)
-	if err := e.st.PutAgent(context.Background(), &store.Agent{ID: "alpha", Owner: "alice", Scopes: []string{"mcp:x"}}); err != nil {
+	if err := e.st.PutAgent(context.Background(), &store.Agent{AgentSpec: store.AgentSpec{ID: "alpha", Owner: "alice", Scopes: []string{"mcp:x"}}}); err != nil {
 		t.Fatal(err)
 	}
 	e.a.onEvent(store.Event{Kind: store.EventResync})

@@ -184,11 +184,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.opts.MaxRequestBytes > 0 && r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes)
 	}
-	// The transport may still read the request body (it looks for bytes
-	// past Content-Length) while the answer streams; net/http closes the
-	// body when the response starts unless the exchange is full duplex, and
-	// the failed read then drops the upstream connection mid-stream.
-	_ = http.NewResponseController(w).EnableFullDuplex() // ErrNotSupported: HTTP/2, duplex already
+	if r.ContentLength > 0 {
+		r.Body = &exactBody{ReadCloser: r.Body, left: r.ContentLength}
+	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, &route{target: target, decision: d})
 	h.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -370,4 +368,38 @@ func writeJSONError(w http.ResponseWriter, status int, code, desc string) {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// exactBody ends a body of known length with its last bytes. After them
+// the transport reads once more, looking for bytes past Content-Length, and
+// that read may come after the upstream's answer has started streaming,
+// when net/http has closed the request body (an HTTP/1 exchange is not full
+// duplex): the failed read made the transport drop the upstream connection,
+// cutting an SSE stream after its first event. So the end is read here, in
+// the call that delivers the last bytes, before the upstream can answer.
+// Full duplex is no cure: it keeps a connection whose body was not read to
+// its end, and the unread rest would be parsed as the next request.
+type exactBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *exactBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if err != nil || b.left > 0 {
+		return n, err
+	}
+	// net/http's body (and slowbody's slot) see their end only on a read.
+	var one [1]byte
+	if m, err := b.ReadCloser.Read(one[:]); m > 0 || (err != nil && err != io.EOF) {
+		return n, fmt.Errorf("proxy: request body longer than its Content-Length: %w", err)
+	}
+	return n, io.EOF
 }
