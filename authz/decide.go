@@ -386,14 +386,10 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	if a.jtis.revoked(c) {
 		return rRevoked
 	}
-	ai, err := a.lookupAgent(ctx, agent, now)
-	if err != nil {
-		return rUnavailable
+	if rsn := a.decisionAgent(ctx, d, agent, now); rsn != rOK {
+		return rsn
 	}
-	d.ai = ai
-	if ai == nil {
-		return rUnknownAgent
-	}
+	ai := d.ai
 	if !a.audienceOK(c.Audience, agent) {
 		return rWrongAud
 	}
@@ -412,6 +408,20 @@ func (a *Authorizer) decideJWT(ctx context.Context, r *Request, d *Decision, age
 	}
 	if !a.allow(r, d, ai, agent, cref, c.Scope, credOAuth, now) {
 		return rUnavailable
+	}
+	return rOK
+}
+
+// decisionAgent looks the path's agent up for a caller whose credential is
+// valid, into d.ai.
+func (a *Authorizer) decisionAgent(ctx context.Context, d *Decision, agent string, now time.Time) reason {
+	ai, err := a.lookupAgent(ctx, agent, now)
+	if err != nil {
+		return rUnavailable
+	}
+	d.ai = ai
+	if ai == nil {
+		return rUnknownAgent
 	}
 	return rOK
 }
@@ -444,14 +454,10 @@ func (a *Authorizer) decideKey(ctx context.Context, r *Request, d *Decision, age
 	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
 		return rExpired
 	}
-	ai, err := a.lookupAgent(ctx, agent, now)
-	if err != nil {
-		return rUnavailable
+	if rsn := a.decisionAgent(ctx, d, agent, now); rsn != rOK {
+		return rsn
 	}
-	d.ai = ai
-	if ai == nil {
-		return rUnknownAgent
-	}
+	ai := d.ai
 	if cred == credAgent && k.Agent != agent || cred == credUser && !ai.agent.Allows(k.User) {
 		return a.forbid(d, ai, rForbidden)
 	}
