@@ -37,7 +37,7 @@ func (s *Server) traced(route, endpoint string, h http.Handler) http.Handler {
 		if agent := s.urlAgent(endpoint, r); agent != "" {
 			span.SetAttributes(tracing.AttrAgent.String(agent))
 		}
-		tw := &traceWriter{ResponseWriter: w}
+		tw := &traceWriter{statusWriter: statusWriter{ResponseWriter: w}}
 		h.ServeHTTP(tw, r.WithContext(ctx))
 		if tw.status == 0 {
 			tw.status = http.StatusOK
@@ -68,33 +68,20 @@ func (s *Server) urlAgent(endpoint string, r *http.Request) string {
 // maxErrorPeek bounds what traceWriter keeps of an error body.
 const maxErrorPeek = 1024
 
-// traceWriter remembers the status and the start of a JSON error body,
-// where the OAuth error code is. A success body (tokens) is never kept.
+// traceWriter is a statusWriter that also keeps the start of a JSON error
+// body, where the OAuth error code is. A success body (tokens) is never kept.
 type traceWriter struct {
-	http.ResponseWriter
-	status int
-	peek   []byte
-}
-
-func (w *traceWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
+	statusWriter
+	peek []byte
 }
 
 func (w *traceWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	n, err := w.statusWriter.Write(b)
 	if w.status >= 400 && len(w.peek) < maxErrorPeek {
-		w.peek = append(w.peek, b[:min(len(b), maxErrorPeek-len(w.peek))]...)
+		w.peek = append(w.peek, b[:min(n, maxErrorPeek-len(w.peek))]...)
 	}
-	return w.ResponseWriter.Write(b)
+	return n, err
 }
-
-// Unwrap lets http.ResponseController and MaxBytesReader reach the writer.
-func (w *traceWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // oauthError is the "error" of a JSON error body when it is an error-code
 // token (RFC 6749 §5.2: printable ASCII; here [a-z_], as every code the

@@ -1,12 +1,10 @@
 package redisstore_test
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -75,19 +73,6 @@ func TestContractMiniredis(t *testing.T) {
 	})
 }
 
-// realRedisURL returns MCPGW_TEST_REDIS_URL; without it the test skips,
-// except in CI where a missing server is a failure.
-func realRedisURL(t *testing.T) string {
-	u := os.Getenv("MCPGW_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("MCPGW_TEST_REDIS_URL is not set (required when CI=true)")
-		}
-		t.Skip("MCPGW_TEST_REDIS_URL not set: skipping the contract suite on a real redis-server")
-	}
-	return u
-}
-
 // realStore opens a store on the real server under prefix and deletes the
 // prefix's keys when the test ends, so test packages can share a server.
 func realStore(t *testing.T, url, prefix string, cleanup bool) *redisstore.Store {
@@ -97,39 +82,15 @@ func realStore(t *testing.T, url, prefix string, cleanup bool) *redisstore.Store
 	}
 	t.Cleanup(func() {
 		if cleanup {
-			deletePrefix(t, url, prefix)
+			redistest.Clean(t, url, prefix)
 		}
 		_ = s.Close()
 	})
 	return s
 }
 
-func deletePrefix(t *testing.T, url, prefix string) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	rdb := redis.NewClient(o)
-	defer rdb.Close()
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Errorf("scan %s*: %v", prefix, err)
-	}
-	if len(keys) > 0 {
-		if err := rdb.Del(ctx, keys...).Err(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	}
-}
-
 func TestContractRealRedis(t *testing.T) {
-	url := realRedisURL(t)
+	url := redistest.URL(t)
 	storetest.RunBackend(t, func(t *testing.T) storetest.Backend {
 		prefix := randomPrefix(t)
 		return storetest.Backend{
@@ -276,7 +237,7 @@ func TestKeyLayout(t *testing.T) {
 // clientsip:<ip>), observed with PTTL on a real server; TouchClient renews
 // both, and a short TTL really ends the client.
 func TestClientIdleTTLRealRedis(t *testing.T) {
-	url := realRedisURL(t)
+	url := redistest.URL(t)
 	prefix := randomPrefix(t)
 	s := realStore(t, url, prefix, true)
 	o, err := redis.ParseURL(url)
@@ -351,7 +312,7 @@ func TestClientIdleTTLRealRedis(t *testing.T) {
 // "<resource>\x00<scope>", no redirect_uri in the JSON) is read compatibly:
 // listed and revoked with its client, but it never auto-approves.
 func TestLegacyConsentRealRedis(t *testing.T) {
-	url := realRedisURL(t)
+	url := redistest.URL(t)
 	prefix := randomPrefix(t)
 	s := realStore(t, url, prefix, true)
 	o, err := redis.ParseURL(url)
