@@ -639,11 +639,15 @@ func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent st
 	d.UpstreamHeaders, d.RemoveHeaders = nil, nil
 	switch r.status {
 	case 401:
-		ch, ai := a.challenge401(ctx, agent, now, slash)
-		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: ch + chError[rsn]}
-		if ai != nil {
-			d.ai, d.ch401 = ai, ai // d.ai: the agent's counter needs no second lookup
+		if d.ai == nil && agent != "" {
+			// Looked up once here, the agent's counter needs no second lookup;
+			// a store error leaves the gateway's challenge.
+			if ai, err := a.lookupAgent(ctx, agent, now); err == nil {
+				d.ai = ai
+			}
 		}
+		d.hdr[0] = HeaderValue{Key: "www-authenticate", Value: a.challenge401(d.ai, agent, slash) + chError[rsn]}
+		d.sharedChallenge = d.ai != nil && !slash
 		d.hdr[1] = jsonHeader
 		d.Headers = d.hdr[:2]
 	case 403:
@@ -669,21 +673,17 @@ func (a *Authorizer) deny(ctx context.Context, d *Decision, rsn reason, agent st
 
 // challenge401 is the 401 challenge, without its error part: the agent's
 // base scopes, so that clients ask for what this agent grants; the
-// gateway's for an agent that is unknown or cannot be looked up. slash: the
-// client used /<agent>/mcp/, whose metadata names that form (RFC 9728 §3.3).
-// ai is the registered agent whose precomputed challenge (ai.ch401) it is,
-// nil when the challenge was built for this request.
-func (a *Authorizer) challenge401(ctx context.Context, agent string, now time.Time, slash bool) (string, *agentInfo) {
-	scopes := a.scopeStr
-	if agent != "" {
-		if ai, err := a.lookupAgent(ctx, agent, now); err == nil && ai != nil {
-			if !slash {
-				return ai.ch401, ai
-			}
-			scopes = ai.requiredStr
-		}
+// gateway's for an agent that is unknown or could not be looked up (ai
+// nil). slash: the client used /<agent>/mcp/, whose metadata names that
+// form (RFC 9728 §3.3); the plain form's challenge is precomputed.
+func (a *Authorizer) challenge401(ai *agentInfo, agent string, slash bool) string {
+	switch {
+	case ai == nil:
+		return a.ch401 + resource.Rel(agent, slash) + `", scope="` + a.scopeStr + `"`
+	case !slash:
+		return ai.ch401
 	}
-	return a.ch401 + resource.Rel(agent, slash) + `", scope="` + scopes + `"`, nil
+	return a.ch401 + resource.Rel(agent, true) + `", scope="` + ai.requiredStr + `"`
 }
 
 // maxAuditPath bounds the attacker-controlled path echoed into the log.

@@ -86,10 +86,10 @@ type Decision struct {
 	// per-agent counter is bumped without a second lookup.
 	ai *agentInfo
 
-	// ch401 is the registered agent whose precomputed 401 challenge d
-	// carries (nil for any other decision): the encoded answer of such a
-	// denial can be shared (agentInfo.denied, deniedSlot).
-	ch401 *agentInfo
+	// sharedChallenge: d carries its agent's (d.ai) precomputed 401
+	// challenge, so the encoded answer of such a denial can be shared
+	// (agentInfo.denied, deniedSlot).
+	sharedChallenge bool
 
 	// hdr and rm back UpstreamHeaders/Headers and RemoveHeaders so a
 	// decision usually costs one allocation.

@@ -365,13 +365,13 @@ const nDenied = 5
 
 // deniedSlot is where d's encoded answer is shared in its agent's
 // agentInfo.denied, or nil when it cannot be: only 401s carrying the
-// agent's precomputed challenge (d.ch401: a registered agent, the
+// agent's precomputed challenge (d.sharedChallenge: a registered agent, the
 // endpoint's plain form) that name no caller — no credential, a malformed
 // or unknown one, an expired token — so that the answer is a function of
 // the agent, the reason and the credential kind alone.
 func (d *Decision) deniedSlot() *atomic.Pointer[mem.SliceBuffer] {
-	ai := d.ch401
-	if ai == nil || d.Identity.User != "" || d.Identity.ClientID != "" || d.KeyID != "" {
+	ai := d.ai
+	if !d.sharedChallenge || d.Identity.User != "" || d.Identity.ClientID != "" || d.KeyID != "" {
 		return nil
 	}
 	i := -1
