@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/internal/strictjson"
 )
 
@@ -75,9 +74,4 @@ func describeType(t reflect.Type) string {
 	default:
 		return t.String()
 	}
-}
-
-// badField names the offending field in a 400 answer.
-func badField(field, format string, a ...any) error {
-	return config.BadField(field, format, a...)
 }

@@ -33,15 +33,14 @@ import (
 
 // istioObjects is everything decoded from envoy/istio/*.yaml.
 type istioObjects struct {
-	deployments  []*appsv1.Deployment
-	services     []*corev1.Service
-	configMaps   []*corev1.ConfigMap
-	policies     map[string]*securityv1.AuthorizationPolicy // namespace/name
-	gateways     []*networkingv1.Gateway
-	virtuals     []*networkingv1.VirtualService
-	destRules    []*networkingv1.DestinationRule
-	mesh         []*meshv1alpha1.MeshConfig
-	otherK8sKind []string
+	deployments []*appsv1.Deployment
+	services    []*corev1.Service
+	configMaps  []*corev1.ConfigMap
+	policies    map[string]*securityv1.AuthorizationPolicy // namespace/name
+	gateways    []*networkingv1.Gateway
+	virtuals    []*networkingv1.VirtualService
+	destRules   []*networkingv1.DestinationRule
+	mesh        []*meshv1alpha1.MeshConfig
 }
 
 // istioCR is the envelope of an Istio custom resource: the spec is a proto
