@@ -310,7 +310,7 @@ func TestAccountKeys(t *testing.T) {
 	}
 
 	resp = b.submit(create, url.Values{"name": {"laptop"}, "expires": {"90"}})
-	body, forms := pageForms(t, resp)
+	body, _ := pageForms(t, resp)
 	key := oagKey.FindString(body)
 	if resp.StatusCode != http.StatusOK || key == "" || !strings.Contains(body, "not shown again") {
 		t.Fatalf("create key: %d %s", resp.StatusCode, body)
