@@ -11,34 +11,17 @@ import (
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/envoy"
 	"github.com/mcpgateway/mcp-gateway/store"
-	"github.com/mcpgateway/mcp-gateway/store/storeopen"
+	"github.com/mcpgateway/mcp-gateway/xds"
 )
 
-// registryAgents is the agent registry serve and dev route, read once: the
-// config's agents (staticAgents, as serve builds them), then the store's,
-// a store agent shadowed by a static one of the same id dropped, since the
-// config wins there too (authz, admin API).
+// registryAgents is the agent registry read once: the config's agents,
+// then the store's (mergeAgents: the config wins on a shared id).
 func registryAgents(ctx context.Context, cfg *config.Config) ([]store.Agent, error) {
-	st, err := storeopen.Open(ctx, cfg.Store.URL, cfg.Store.Prefix)
+	dyn, err := storeAgents(ctx, cfg)
 	if err != nil {
-		return nil, err // already "store: …" or "redisstore: …"
+		return nil, err
 	}
-	defer st.Close()
-	dyn, err := st.ListAgents(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing the store's agents: %w", err)
-	}
-	out := staticAgents(cfg)
-	static := make(map[string]bool, len(out))
-	for _, a := range out {
-		static[a.ID] = true
-	}
-	for _, a := range dyn {
-		if !static[a.ID] {
-			out = append(out, *a)
-		}
-	}
-	return out, nil
+	return mergeAgents(staticAgents(cfg), dyn), nil
 }
 
 // registryRoutes loads the config at path and turns its registry into
@@ -52,7 +35,21 @@ func registryRoutes(ctx context.Context, path string, log *slog.Logger) ([]envoy
 	if err != nil {
 		return nil, err
 	}
-	routes, errs := envoy.AgentRoutes(agents)
+	// The upstreams Envoy's builder refuses (internal addresses not in
+	// xds.allowed_upstream_hosts) get no nginx or Istio route either.
+	opts, err := xds.OptionsFromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	routable := agents[:0]
+	for _, a := range agents {
+		if _, why := xds.RouteFor(a, opts.CheckUpstream); why != "" && a.Upstream != "" {
+			log.Warn("agent not routed", "agent", a.ID, "reason", why)
+			continue
+		}
+		routable = append(routable, a)
+	}
+	routes, errs := envoy.AgentRoutes(routable)
 	for _, e := range errs {
 		log.Warn("agent not routed", "err", e)
 	}

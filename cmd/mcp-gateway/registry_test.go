@@ -16,7 +16,7 @@ import (
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
-// registryConfig writes a serve config with two static agents on storeURL.
+// registryConfig writes a serve config with three static agents on storeURL.
 func registryConfig(t *testing.T, storeURL, prefix string) string {
 	t.Helper()
 	cfg := map[string]any{
@@ -27,6 +27,8 @@ func registryConfig(t *testing.T, storeURL, prefix string) string {
 		"agents": []map[string]any{
 			{"id": "demo", "owner": "alice", "upstream": "http://demo-agent:3000/mcp"},
 			{"id": "nowhere", "owner": "alice"},
+			// An address Envoy's builder refuses: no proxy may route it.
+			{"id": "metadata", "owner": "alice", "upstream": "http://169.254.169.254/mcp"},
 		},
 	}
 	b, _ := json.Marshal(cfg)
@@ -77,7 +79,7 @@ func TestRegistryConfigCommands(t *testing.T) {
 			}
 			nginx := out.String()
 			if !strings.Contains(nginx, "    demo http://mcp_agent_") || !strings.Contains(nginx, "server demo-agent:3000;") ||
-				strings.Contains(nginx, "nowhere") || strings.Contains(nginx, "evil.example") {
+				strings.Contains(nginx, "nowhere") || strings.Contains(nginx, "evil.example") || strings.Contains(nginx, "169.254") {
 				t.Errorf("nginx-config:\n%s", nginx)
 			}
 			if got := strings.Contains(nginx, "    reports https://mcp_agent_"); got != (url != "memory") {
@@ -93,7 +95,7 @@ func TestRegistryConfigCommands(t *testing.T) {
 					t.Errorf("istio-config lacks %q:\n%s", want, istio)
 				}
 			}
-			if got := strings.Contains(istio, "exact: /reports/mcp"); got != (url != "memory") || strings.Contains(istio, "evil.example") {
+			if got := strings.Contains(istio, "exact: /reports/mcp"); got != (url != "memory") || strings.Contains(istio, "evil.example") || strings.Contains(istio, "169.254") {
 				t.Errorf("istio-config:\n%s", istio)
 			}
 
