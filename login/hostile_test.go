@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpgateway/mcp-gateway/config"
 	"github.com/mcpgateway/mcp-gateway/oauthsrv"
+	"github.com/mcpgateway/mcp-gateway/store"
 	"github.com/mcpgateway/mcp-gateway/token"
 )
 
@@ -127,7 +128,7 @@ func TestOIDCHostileProvider(t *testing.T) {
 				e.expectAudit("login_failed", tc.reason)
 				// The refused id is logged, escaped: it cannot pass for another.
 				for _, m := range e.audits("login_failed") {
-					if u, _ := m["user"].(string); strings.IndexFunc(u, func(r rune) bool { return r != ' ' && !visible(r) }) >= 0 {
+					if u, _ := m["user"].(string); strings.IndexFunc(u, func(r rune) bool { return r != ' ' && !store.Visible(r) }) >= 0 {
 						t.Fatalf("audit line names the user as %q", u)
 					}
 				}
@@ -287,10 +288,10 @@ func FuzzTrunc(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string, n int) {
 		n = 8 + abs(n)%512
 		got := trunc(s, n)
-		if len(got) > n || !utf8.ValidString(got) || strings.IndexFunc(got, func(r rune) bool { return r != ' ' && !visible(r) }) >= 0 {
+		if len(got) > n || !utf8.ValidString(got) || strings.IndexFunc(got, func(r rune) bool { return r != ' ' && !store.Visible(r) }) >= 0 {
 			t.Fatalf("trunc(%q, %d) = %q", s, n, got)
 		}
-		if len(s) <= n && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return r != ' ' && !visible(r) }) < 0 && got != s {
+		if len(s) <= n && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return r != ' ' && !store.Visible(r) }) < 0 && got != s {
 			t.Fatalf("trunc(%q, %d) = %q, want it unchanged", s, n, got)
 		}
 	})

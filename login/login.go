@@ -152,19 +152,12 @@ func validUserID(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !visible(r) {
+		if !store.Visible(r) {
 			return false
 		}
 	}
 	return true
 }
-
-// visible reports whether r is a graphic character that is neither space
-// nor default-ignorable.
-// IsGraphic excludes all of C* (Cc, Cf, Co, Cs, Cn) and Zl, Zp; the rest of
-// Default_Ignorable_Code_Point (e.g. U+3164 HANGUL FILLER, U+034F, U+FE0F)
-// is named by the two tables.
-func visible(r rune) bool { return store.Visible(r) }
 
 // numericDateClaims are the registered claims whose value is a NumericDate
 // (RFC 7519 §2, §4.1; OIDC Core §2 adds auth_time).
@@ -204,7 +197,7 @@ func validRandom(v string) bool {
 const maxLogText = 512
 
 // trunc makes untrusted text fit for one log line: invalid UTF-8 becomes
-// "?", characters that would not show (see visible; a space is kept) are
+// "?", characters that would not show (see store.Visible; a space is kept) are
 // written as \u escapes so that "\u202ealice" cannot pass for "alice", and
 // the result is cut to at most n bytes, never inside a character or an
 // escape, with "…" marking the cut. n is far larger than the mark.
@@ -217,7 +210,7 @@ func trunc(s string, n int) string {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b.WriteByte('?')
-		case r == ' ' || visible(r):
+		case r == ' ' || store.Visible(r):
 			b.WriteString(s[i : i+size])
 		case r <= 0xffff:
 			fmt.Fprintf(&b, "\\u%04x", r)
