@@ -186,30 +186,19 @@ func (s *Server) CompleteLoginGroups(w http.ResponseWriter, r *http.Request, pen
 	s.afterLogin(w, r, p, userID)
 }
 
-// parsePageForm reads a login/consent form post. On failure it has written
-// an error page.
+// parsePageForm reads a login/consent form post (readForm). On failure it
+// has written an error page: 413 for a form too large, else 400.
 func (s *Server) parsePageForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	if !hasMediaType(r, "application/x-www-form-urlencoded") {
-		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The form was not sent correctly.")
-		return nil, false
+	f, err := readForm(w, r)
+	if err == nil {
+		return f, true
 	}
-	b, err := readBody(w, r)
-	if errors.Is(err, errTooLarge) {
+	if oe := (*oauthError)(nil); errors.As(err, &oe) && oe.status == http.StatusRequestEntityTooLarge {
 		s.ErrorPage(w, http.StatusRequestEntityTooLarge, "Invalid request", "The form is too large.")
-		return nil, false
-	}
-	f, err2 := url.ParseQuery(string(b))
-	if err != nil || err2 != nil {
+	} else {
 		s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The form was not sent correctly.")
-		return nil, false
 	}
-	for _, v := range f {
-		if len(v) > 1 {
-			s.ErrorPage(w, http.StatusBadRequest, "Invalid request", "The form was not sent correctly.")
-			return nil, false
-		}
-	}
-	return f, true
+	return nil, false
 }
 
 func (s *Server) clientName(ctx context.Context, clientID string) (string, error) {
