@@ -177,11 +177,17 @@ func instrument(endpoint string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
-		if sw.status == 0 {
-			sw.status = http.StatusOK
-		}
-		metrics.OAuthRequests.WithLabelValues(endpoint, strconv.Itoa(sw.status)).Inc()
+		sw.count(endpoint)
 	})
+}
+
+// count settles the status of a handler that wrote nothing (200) and
+// counts the request.
+func (w *statusWriter) count(endpoint string) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	metrics.OAuthRequests.WithLabelValues(endpoint, strconv.Itoa(w.status)).Inc()
 }
 
 // cors adds CORS to the endpoints browser-based MCP clients call directly

@@ -15,7 +15,9 @@ import (
 )
 
 // traced wraps one route's handler in a server span continuing the
-// request's W3C trace context (tracing off: h itself). The span carries the
+// request's W3C trace context, and counts it as instrument does, through
+// the one status-keeping writer (tracing off: h itself; Handler then uses
+// instrument). The span carries the
 // route, the endpoint, the status, the OAuth error code of a JSON error and
 // the agent when the URL names one (metadata, authorize). Nothing of the
 // query or the body is recorded: they hold codes, verifiers, secrets and
@@ -39,9 +41,7 @@ func (s *Server) traced(route, endpoint string, h http.Handler) http.Handler {
 		}
 		tw := &traceWriter{statusWriter: statusWriter{ResponseWriter: w}}
 		h.ServeHTTP(tw, r.WithContext(ctx))
-		if tw.status == 0 {
-			tw.status = http.StatusOK
-		}
+		tw.count(endpoint)
 		span.SetAttributes(attribute.Int("http.response.status_code", tw.status))
 		if code := tw.oauthError(); code != "" {
 			span.SetAttributes(tracing.AttrReason.String(code))

@@ -2,6 +2,8 @@ package oauthsrv
 
 import (
 	"context"
+	"github.com/mcpgateway/mcp-gateway/internal/metrics"
+	dto "github.com/prometheus/client_model/go"
 	"net/http"
 	"net/url"
 	"strings"
@@ -143,5 +145,29 @@ func TestOAuthUntraced(t *testing.T) {
 	h := http.NewServeMux()
 	if got, ok := (&Server{}).traced("/x", "x", h).(*http.ServeMux); !ok || got != h {
 		t.Fatal("untraced route wrapped")
+	}
+}
+
+// TestRequestsCountedOnce: with tracing on or off, every request is counted
+// once in mcp_gateway_oauth_requests_total, by its status.
+func TestRequestsCountedOnce(t *testing.T) {
+	for name, e := range map[string]*env{"untraced": newEnv(t), "traced": func() *env { e, _ := tracedEnv(t); return e }()} {
+		count := func() float64 {
+			var m dto.Metric
+			if err := metrics.OAuthRequests.WithLabelValues("prm", "200").Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			return m.GetCounter().GetValue()
+		}
+		before := count()
+		for range 3 {
+			req, _ := http.NewRequest(http.MethodGet, e.url+"/.well-known/oauth-protected-resource/demo/mcp", nil)
+			if resp := e.do(req); resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %d", name, resp.StatusCode)
+			}
+		}
+		if got := count() - before; got != 3 {
+			t.Errorf("%s: 3 requests counted %v times", name, got)
+		}
 	}
 }
