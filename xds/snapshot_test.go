@@ -67,6 +67,7 @@ func TestRebuildReusesPieces(t *testing.T) {
 	if _, _, err := Snapshot(opts, agents); err != nil {
 		t.Fatal(err)
 	}
+	p0, p3 := opts.pieces.last[agents[0].ID], opts.pieces.last[agents[3].ID]
 	agents[3].Upstream = "http://moved:81/other"
 	got, _, err := Snapshot(opts, agents)
 	if err != nil {
@@ -83,5 +84,13 @@ func TestRebuildReusesPieces(t *testing.T) {
 	}
 	if len(opts.pieces.last) != 20 {
 		t.Fatalf("cache holds %d agents, want 20", len(opts.pieces.last))
+	}
+	// Reused means the very pieces: an unchanged agent's are those of the
+	// first build, the moved one's were built anew.
+	if p0 == nil || opts.pieces.last[agents[0].ID] != p0 {
+		t.Error("an unchanged agent's pieces were rebuilt, not reused")
+	}
+	if opts.pieces.last[agents[3].ID] == p3 {
+		t.Error("a changed agent's pieces were reused")
 	}
 }
