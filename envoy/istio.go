@@ -116,10 +116,19 @@ func agentCORS() *networkingv1.CorsPolicy {
 		AllowMethods:        strings.Split(routes.AgentCORSMethods, ", "),
 		AllowHeaders:        strings.Split(routes.AgentCORSAllowHeaders, ", "),
 		ExposeHeaders:       strings.Split(routes.AgentCORSExposeHeaders, ", "),
-		MaxAge:              durationpb.New(24 * time.Hour),
+		MaxAge:              durationpb.New(corsMaxAge),
 		UnmatchedPreflights: networkingv1.CorsPolicy_IGNORE,
 	}
 }
+
+// corsMaxAge is routes.AgentCORSMaxAge (seconds) as a duration.
+var corsMaxAge = func() time.Duration {
+	n, err := strconv.Atoi(routes.AgentCORSMaxAge)
+	if err != nil {
+		panic("routes.AgentCORSMaxAge is not a number of seconds")
+	}
+	return time.Duration(n) * time.Second
+}()
 
 // IstioDestinationRules are the DestinationRules that make Istio speak TLS
 // to https agents (SIMPLE origination with SNI, certificate verified against
