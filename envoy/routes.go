@@ -51,12 +51,7 @@ func AgentRoutes(agents []store.Agent) ([]AgentRoute, []error) {
 			errs = append(errs, fmt.Errorf("agent %q not routed: %w", a.ID, err))
 			continue
 		}
-		if a.UpstreamAuth != nil {
-			// An invalid one: the Check refuses the agent's requests.
-			if u, err := a.UpstreamAuth.Validate(); err == nil {
-				r.UpstreamHeader = u.Header
-			}
-		}
+		r.UpstreamHeader = a.DeclaredHeader()
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b AgentRoute) int { return cmp.Compare(a.ID, b.ID) })

@@ -32,6 +32,20 @@ var reservedUpstreamHeaders = []string{
 	"upgrade", "expect", "cookie", "accept", "origin", "mcp-session-id", "mcp-protocol-version", "last-event-id",
 }
 
+// DeclaredHeader returns the header a's upstream_auth declares, lower-case,
+// or "" (none, or one the Check refuses to serve anyway): what a data plane
+// must take from the Check's answer and keep on the agent's routes.
+func (a *AgentSpec) DeclaredHeader() string {
+	if a.UpstreamAuth == nil {
+		return ""
+	}
+	u, err := a.UpstreamAuth.Validate()
+	if err != nil {
+		return ""
+	}
+	return u.Header
+}
+
 // Validate checks the reference and returns it with the header name
 // lower-cased. Every error names the field.
 func (u UpstreamAuth) Validate() (UpstreamAuth, error) {

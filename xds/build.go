@@ -188,17 +188,22 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 
 	res := &Resources{Unrouted: map[string]string{}}
 	var ups []agentUpstream
+	var declared []string // the upstream_auth headers: UpstreamAuthHeaders
 	for _, a := range agents {
+		h := a.DeclaredHeader()
+		if h != "" {
+			declared = append(declared, h)
+		}
 		u, reason := RouteFor(a, opts.CheckUpstream)
 		if u == nil {
 			res.Unrouted[a.ID] = reason
 			continue
 		}
-		ups = append(ups, agentUpstream{id: a.ID, url: u, readBody: len(a.Rules) > 0,
-			keepAuthorization: upstreamAuthHeader(a) == "authorization"})
+		ups = append(ups, agentUpstream{id: a.ID, url: u, readBody: len(a.Rules) > 0, keepAuthorization: h == "authorization"})
 		res.Routed = append(res.Routed, a.ID)
 	}
-	opts.upstreamHeaders = UpstreamAuthHeaders(agents)
+	slices.Sort(declared)
+	opts.upstreamHeaders = slices.Compact(declared)
 
 	gwHTTP, err := endpointCluster(ClusterHTTP, opts.GatewayHTTP, false)
 	if err != nil {
@@ -255,33 +260,6 @@ type agentUpstream struct {
 	// keepAuthorization: the agent's upstream_auth header is Authorization,
 	// which the Check sets (over the client's); its routes must not remove it.
 	keepAuthorization bool
-}
-
-// upstreamAuthHeader is the header a's upstream_auth declares, lower-case,
-// or "" (none, or one the Check refuses to serve anyway).
-func upstreamAuthHeader(a store.Agent) string {
-	if a.UpstreamAuth == nil {
-		return ""
-	}
-	u, err := a.UpstreamAuth.Validate()
-	if err != nil {
-		return ""
-	}
-	return u.Header
-}
-
-// UpstreamAuthHeaders is the set of headers the agents' upstream_auth
-// declare, lower-case and sorted: what a data plane must take from the
-// Check's answer besides the x-mcp-* identity.
-func UpstreamAuthHeaders(agents []store.Agent) []string {
-	var out []string
-	for _, a := range agents {
-		if h := upstreamAuthHeader(a); h != "" {
-			out = append(out, h)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // RouteFor returns the agent's upstream URL when Envoy can route to it, or
