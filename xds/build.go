@@ -188,7 +188,7 @@ func Build(opts Options, agents []store.Agent, ads bool) (*Resources, error) {
 
 	res := &Resources{Unrouted: map[string]string{}}
 	var ups []agentUpstream
-	var declared []string // the upstream_auth headers: UpstreamAuthHeaders
+	var declared []string // every agent's upstream_auth header: what the Check's answer may carry
 	for _, a := range agents {
 		h := a.DeclaredHeader()
 		if h != "" {
