@@ -130,23 +130,23 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("oauthsrv: at least one scope is required")
 	}
 	s := &Server{
-		cfg:        cfg,
-		st:         opts.Store,
-		ring:       opts.Ring,
-		agents:     opts.Agents,
-		log:        opts.Logger,
-		now:        opts.Now,
-		issuer:     cfg.PublicURL,
-		res:        resource.New(cfg.PublicURL),
-		base:       base,
-		secure:     base.Scheme == "https",
-		scopes:     cfg.ScopeNames(),
-		baseScopes: store.GatewayBaseScopes(cfg.ScopeNames(), cfg.Agents),
+		cfg:    cfg,
+		st:     opts.Store,
+		ring:   opts.Ring,
+		agents: opts.Agents,
+		log:    opts.Logger,
+		now:    opts.Now,
+		issuer: cfg.PublicURL,
+		res:    resource.New(cfg.PublicURL),
+		base:   base,
+		secure: base.Scheme == "https",
+		scopes: cfg.ScopeNames(),
 
 		introspect: opts.Introspector,
 		tracer:     opts.Tracer,
 		tagged:     store.TagsSecrets(opts.Store),
 	}
+	s.baseScopes = store.GatewayBaseScopes(s.scopes, cfg.Agents)
 	s.basePath = strings.TrimSuffix(base.Path, "/")
 	if s.log == nil {
 		s.log = slog.Default()

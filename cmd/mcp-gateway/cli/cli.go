@@ -165,7 +165,6 @@ func noArgs(pos []string) error {
 	return nil
 }
 
-// printJSON writes an API answer indented.
 // onItem sends method to one item of collection, named by the --id flag or
 // the first argument, and decodes the answer into out (nil: ignored). done
 // is true when --json printed the answer as it came: nothing is left to print.
@@ -187,6 +186,7 @@ func (c *cli) onItem(ctx context.Context, method, collection, flagID string, pos
 	return id, false, nil
 }
 
+// printJSON writes an API answer indented.
 func (c *cli) printJSON(raw []byte) error {
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, raw, "", "  "); err != nil {
